@@ -1,0 +1,64 @@
+"""``dg.grad`` and ``dg.value_and_grad``: JAX-style functional gradients on the tape.
+
+They run ``fn`` with grad-requiring copies of the chosen arguments and differentiate the
+tape.  Because the tape also records on tracer tensors, the same transform produces IR
+autodiff under ``dg.trace`` and composes with itself (grad of grad).
+"""
+from __future__ import annotations
+
+import functools
+
+from ..ops import primitives as P
+from . import grad_mode
+from .autograd import grad as _autograd_grad
+from .tensor import Tensor
+
+
+def _prepare(x):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"dg.grad: differentiated argument must be a Tensor, got {type(x).__name__}")
+    if x.requires_grad:
+        # an outer transform is differentiating x: an alias keeps that connection while
+        # giving this transform its own variable to differentiate by
+        return P.reshape(x, shape=x.shape)
+    return x.detach().requires_grad_(True)
+
+
+def value_and_grad(fn, argnums=0):
+    """``dg.value_and_grad(f)(x) == (f(x), df/dx)``; ``argnums`` an int or a tuple of ints."""
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        args = list(args)
+        outer = any(isinstance(args[i], Tensor) and args[i].requires_grad for i in nums)
+        for i in nums:
+            args[i] = _prepare(args[i])
+        with grad_mode.enable_grad():
+            out = fn(*args, **kwargs)
+        if not isinstance(out, Tensor) or out.numel() != 1:
+            raise TypeError(
+                "dg.grad: the function must return a scalar Tensor, got "
+                + (f"shape {out.shape}" if isinstance(out, Tensor) else type(out).__name__)
+            )
+        if not out.requires_grad:
+            gs = tuple(args[i].detach() * 0 for i in nums)
+        else:
+            gs = _autograd_grad(out, [args[i] for i in nums], create_graph=outer, allow_unused=True)
+            gs = tuple(g if g is not None else args[i].detach() * 0 for g, i in zip(gs, nums))
+        value = out if outer else out.detach()
+        return value, (gs[0] if single else gs)
+
+    return wrapped
+
+
+def grad(fn, argnums=0):
+    """``dg.grad(f)(x)``: the gradient of scalar-valued ``f`` at ``x`` (as jax.grad)."""
+    vg = value_and_grad(fn, argnums)
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        return vg(*args, **kwargs)[1]
+
+    return wrapped

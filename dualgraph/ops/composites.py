@@ -1,0 +1,263 @@
+"""Composite functions, written only in primitives so every layer gets them for free.
+
+These take Tensors (eager or traced) or Python scalars and return Tensors; argument
+normalisation (``dim`` to an axes tuple, ``-1`` in shapes, ...) happens here, once, so the
+equations the tracer records always carry canonical params.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import primitives as P
+
+
+def _axes(x, dim):
+    nd = x.ndim
+    if dim is None:
+        return tuple(range(nd))
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    out = []
+    for d in dims:
+        d = int(d)
+        if not -max(nd, 1) <= d < max(nd, 1):
+            raise IndexError(
+                f"Dimension out of range (expected to be in range of [{-max(nd, 1)}, {max(nd, 1) - 1}], "
+                f"but got {d}) for shape {tuple(x.shape)}"
+            )
+        out.append(d % nd if nd else 0)
+    return tuple(sorted(set(out))) if nd else ()
+
+
+def _dim(x, dim):
+    return _axes(x, dim)[0] if x.ndim else 0
+
+
+def is_float(x):
+    return np.issubdtype(x.dtype, np.floating)
+
+
+# ---- reductions -------------------------------------------------------------------------
+
+
+def sum(x, dim=None, keepdim=False):  # noqa: A001
+    return P.reduce_sum(x, axes=_axes(x, dim), keepdims=bool(keepdim))
+
+
+def mean(x, dim=None, keepdim=False):
+    axes = _axes(x, dim)
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    s = P.reduce_sum(x, axes=axes, keepdims=bool(keepdim))
+    if not is_float(s):
+        s = P.convert(s, dtype=np.dtype(np.float32))
+    return P.div(s, n)
+
+
+def var(x, dim=None, keepdim=False, unbiased=True):
+    axes = _axes(x, dim)
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    mu = mean(x, axes, keepdim=True)
+    d = P.sub(x, mu)
+    return P.div(P.reduce_sum(P.mul(d, d), axes=axes, keepdims=bool(keepdim)), n - 1 if unbiased else n)
+
+
+def max(x, dim=None, keepdim=False):  # noqa: A001
+    return P.reduce_max(x, axes=_axes(x, dim), keepdims=bool(keepdim))
+
+
+def min(x, dim=None, keepdim=False):  # noqa: A001
+    return P.reduce_min(x, axes=_axes(x, dim), keepdims=bool(keepdim))
+
+
+def argmax(x, dim=None, keepdim=False):
+    if dim is None:
+        return P.argmax(reshape(x, (-1,)), axis=0, keepdims=False) if not keepdim else P.argmax(
+            x, axis=None, keepdims=True
+        )
+    return P.argmax(x, axis=_dim(x, dim), keepdims=bool(keepdim))
+
+
+def argmin(x, dim=None, keepdim=False):
+    if dim is None:
+        return P.argmin(reshape(x, (-1,)), axis=0, keepdims=False) if not keepdim else P.argmin(
+            x, axis=None, keepdims=True
+        )
+    return P.argmin(x, axis=_dim(x, dim), keepdims=bool(keepdim))
+
+
+# ---- shapes -----------------------------------------------------------------------------
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
+
+
+def reshape(x, shape):
+    shape = tuple(int(s) for s in shape)
+    if -1 in shape:
+        known = 1
+        for s in shape:
+            if s != -1:
+                known *= s
+        size = 1
+        for s in x.shape:
+            size *= s
+        if shape.count(-1) > 1 or known == 0 or size % known:
+            raise ValueError(f"reshape: cannot reshape shape {tuple(x.shape)} into shape {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    return P.reshape(x, shape=shape)
+
+
+def transpose(x, dim0, dim1):
+    nd = x.ndim
+    d0, d1 = int(dim0) % nd, int(dim1) % nd
+    perm = list(range(nd))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return P.transpose(x, perm=tuple(perm))
+
+
+def permute(x, dims):
+    return P.transpose(x, perm=tuple(int(d) % x.ndim for d in dims))
+
+
+def squeeze(x, dim=None):
+    if dim is None:
+        shape = tuple(s for s in x.shape if s != 1)
+    else:
+        axes = _axes(x, dim)
+        shape = tuple(s for i, s in enumerate(x.shape) if not (i in axes and s == 1))
+    return P.reshape(x, shape=shape)
+
+
+def unsqueeze(x, dim):
+    nd = x.ndim + 1
+    d = int(dim)
+    if not -nd <= d < nd:
+        raise IndexError(f"unsqueeze: dim {d} out of range for shape {tuple(x.shape)}")
+    d %= nd
+    shape = tuple(x.shape[:d]) + (1,) + tuple(x.shape[d:])
+    return P.reshape(x, shape=shape)
+
+
+def expand(x, sizes):
+    sizes = list(sizes)
+    lead = len(sizes) - x.ndim
+    shape = tuple(
+        (x.shape[i - lead] if s == -1 else int(s)) for i, s in enumerate(sizes)
+    )
+    return P.broadcast_to(x, shape=shape)
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of Tensors")
+    return P.concatenate(*tensors, axis=_dim(tensors[0], dim))
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of Tensors")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: expects each tensor to be equal size, got shapes {sorted(shapes)}")
+    return P.concatenate(*[unsqueeze(t, dim) for t in tensors], axis=int(dim) % (tensors[0].ndim + 1))
+
+
+# ---- elementwise composites -------------------------------------------------------------
+
+
+def relu(x):
+    return P.where(P.gt(x, 0), x, P.mul(x, 0))
+
+
+def clamp(x, min=None, max=None):  # noqa: A002
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+    y = x
+    if min is not None:
+        y = P.where(P.lt(x, min), P.add(P.mul(x, 0), min), y)
+    if max is not None:
+        y = P.where(P.gt(x, max), P.add(P.mul(x, 0), max), y)
+    return y
+
+
+def softmax(x, dim):
+    axes = _axes(x, dim)
+    m = P.reduce_max(x, axes=axes, keepdims=True)
+    e = P.exp(P.sub(x, _stop(m)))
+    return P.div(e, P.reduce_sum(e, axes=axes, keepdims=True))
+
+
+def log_softmax(x, dim):
+    axes = _axes(x, dim)
+    m = _stop(P.reduce_max(x, axes=axes, keepdims=True))
+    z = P.sub(x, m)
+    return P.sub(z, P.log(P.reduce_sum(P.exp(z), axes=axes, keepdims=True)))
+
+
+def _stop(x):
+    """Stop the gradient (the max subtracted for stability cancels out of softmax)."""
+    return x.detach() if hasattr(x, "detach") else x
+
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def gelu(x, approximate="none"):
+    if approximate == "tanh":
+        inner = P.mul(P.add(x, P.mul(P.mul(P.mul(x, x), x), 0.044715)), _SQRT_2_OVER_PI)
+        return P.mul(P.mul(x, 0.5), P.add(P.tanh(inner), 1))
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return P.mul(P.mul(x, 0.5), P.add(P.erf(P.mul(x, _SQRT_HALF)), 1))
+
+
+def mse_loss(input, target, reduction="mean"):  # noqa: A002
+    if tuple(input.shape) != tuple(target.shape):
+        # torch broadcasts with a warning; we refuse, since it is nearly always a bug
+        raise ValueError(
+            f"mse_loss: input shape {tuple(input.shape)} and target shape {tuple(target.shape)} differ"
+        )
+    d = P.sub(input, target)
+    sq = P.mul(d, d)
+    return _reduce(sq, reduction, "mse_loss")
+
+
+def _reduce(x, reduction, name):
+    if reduction == "mean":
+        return mean(x)
+    if reduction == "sum":
+        return sum(x)
+    if reduction == "none":
+        return x
+    raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """Cross entropy of ``logits`` (N, C) against integer class ``target`` (N,)."""
+    if logits.ndim != 2 or target.ndim != 1 or target.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"cross_entropy: expected logits (N, C) and target (N,), got {tuple(logits.shape)} "
+            f"and {tuple(target.shape)}"
+        )
+    if np.issubdtype(target.dtype, np.floating):
+        raise ValueError("cross_entropy: target must hold integer class indices")
+    n = logits.shape[0]
+    logp = log_softmax(logits, 1)
+    idx = np.arange(n, dtype=np.int64)
+    picked = P.getitem(logp, idx, target, spec=(("a", 0), ("a", 1)))
+    return _reduce(P.neg(picked), reduction, "cross_entropy")
+
+
+def where(cond, x, y):
+    return P.where(cond, x, y)
