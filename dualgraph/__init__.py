@@ -67,3 +67,14 @@ reshape = _C.reshape
 transpose = _C.transpose
 squeeze = _C.squeeze
 unsqueeze = _C.unsqueeze
+
+from .static import (  # noqa: E402
+    ControlFlowError,
+    Graph,
+    GraphExecutionError,
+    TracerError,
+    cond,
+    fori_loop,
+    trace,
+    while_loop,
+)

@@ -74,7 +74,9 @@ def apply(prim, args, params):
         if trace is None:
             out = prim.impl(*vals, **params)
         else:
-            out = trace.process(prim, vals, params)
+            out = trace.process(prim, args, params)
+            if rg:
+                rg = _traced_requires_grad(args)
     except (ValueError, IndexError, TypeError) as e:
         raise _op_error(prim, vals, params, e) from None
     record = rg and _STATE.enabled and prim.vjp is not None
@@ -136,6 +138,8 @@ def _fast_op(prim):
                 out = np.asarray(out)
         else:
             out = _traced(tr, prim, (x,))
+            if x._value.__class__ is _ndarray:  # eager tensors are constants to a trace
+                x = x.detach()
         t = _new(Tensor)
         t._value = out
         t._grad = None
@@ -179,6 +183,10 @@ def _fast_op(prim):
                 out = np.asarray(out)
         else:
             out = _traced(tr, prim, (x, y))
+            if xr and xv.__class__ is _ndarray:  # eager tensors are constants to a trace
+                xr = False
+            if yr and yv.__class__ is _ndarray:
+                yr = False
         t = _new(Tensor)
         t._value = out
         t._grad = None
@@ -202,10 +210,19 @@ def _fast_op(prim):
     return unary if nary == 1 else binary
 
 
+def _traced_requires_grad(args):
+    # Under a trace, an eager (numpy-backed) tensor is a graph constant: no tape through it.
+    return any(
+        a.__class__ is Tensor and a._requires_grad and a._value.__class__ is not _ndarray for a in args
+    )
+
+
 def _traced(tr, prim, args):
+    """Hand ``args`` (Tensors keep their identity: the tracer needs it for closures) to
+    the active tracer."""
     vals = [a._value if a.__class__ is Tensor else a for a in args]
     try:
-        return tr.process(prim, vals, _NP)
+        return tr.process(prim, args, _NP)
     except (ValueError, IndexError, TypeError) as e:
         raise _op_error(prim, vals, _NP, e) from None
 

@@ -68,10 +68,38 @@ def unbroadcast(g, shape):
     return g
 
 
+_nd = np.ndarray
+
+
+def _torch_promote(f):
+    """Mixed int/float array operands promote as torch does: to the float operand's dtype
+    (numpy would widen ``int64 * float32`` to float64).  Python scalars stay weak (numpy 2)."""
+
+    def impl(x, y):
+        if x.__class__ is _nd and y.__class__ is _nd and x.dtype is not y.dtype:
+            xk, yk = x.dtype.kind, y.dtype.kind
+            if xk == "f" and yk in "iub":
+                y = y.astype(x.dtype)
+            elif yk == "f" and xk in "iub":
+                x = x.astype(y.dtype)
+        return f(x, y)
+
+    impl.__name__ = getattr(f, "__name__", "impl")
+    return impl
+
+
+def _true_divide(x, y):
+    # int / int is a float32 tensor, as in torch (numpy would give float64)
+    if np.asarray(x).dtype.kind in "iub" and np.asarray(y).dtype.kind in "iub":
+        return np.true_divide(x, y, dtype=np.float32)
+    return np.true_divide(x, y)
+
+
 def _elementwise(name, impl, vjp=None, *, uses_out=False, nondiff=False):
     def shape_rule(*avals, **params):
         shape = _bshape(name, avals)
-        dtype = np.asarray(impl(*[_dummy(a) for a in avals], **params)).dtype
+        with np.errstate(all="ignore"):  # the dummies may divide by zero
+            dtype = np.asarray(impl(*[_dummy(a) for a in avals], **params)).dtype
         return ShapedArray(shape, dtype)
 
     return register(
@@ -187,13 +215,13 @@ def _minimum_vjp(g, out, ins, need):
     return _maximum_vjp(g, out, ins, need, _pick="min")
 
 
-add_p = _elementwise("add", np.add, _add_vjp)
-sub_p = _elementwise("sub", np.subtract, _sub_vjp)
-mul_p = _elementwise("mul", np.multiply, _mul_vjp)
-div_p = _elementwise("div", np.true_divide, _div_vjp)
-pow_p = _elementwise("pow", _pow_impl, _pow_vjp, uses_out=True)
-maximum_p = _elementwise("maximum", np.maximum, _maximum_vjp)
-minimum_p = _elementwise("minimum", np.minimum, _minimum_vjp)
+add_p = _elementwise("add", _torch_promote(np.add), _add_vjp)
+sub_p = _elementwise("sub", _torch_promote(np.subtract), _sub_vjp)
+mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp)
+div_p = _elementwise("div", _torch_promote(_true_divide), _div_vjp)
+pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, uses_out=True)
+maximum_p = _elementwise("maximum", _torch_promote(np.maximum), _maximum_vjp)
+minimum_p = _elementwise("minimum", _torch_promote(np.minimum), _minimum_vjp)
 
 neg_p = _elementwise("neg", np.negative, lambda g, out, ins, need: (neg(g),))
 exp_p = _elementwise("exp", np.exp, lambda g, out, ins, need: (mul(g, out),), uses_out=True)
@@ -680,8 +708,16 @@ dynamic_index_p = register(
 
 
 def _dynamic_update_impl(buf, i, x):
-    out = np.array(buf, copy=True)
-    out[int(i)] = x
+    # Writing past the end grows the buffer (doubling), so a tape can be filled by a loop
+    # whose trip count is only known when it ends.  Pure: the operand is not modified.
+    i = int(i)
+    n = len(buf)
+    if i >= n:
+        out = np.zeros((max(2 * n, i + 1),) + buf.shape[1:], buf.dtype)
+        out[:n] = buf
+    else:
+        out = np.array(buf, copy=True)
+    out[i] = x
     return out
 
 

@@ -1,0 +1,10 @@
+"""static: the typed SSA IR, tracer, control flow, interpreter, IR autodiff and passes."""
+from .autodiff import grad_graph, vjp_graph
+from .control_flow import ControlFlowError, cond, fori_loop, while_loop
+from .interpreter import GraphExecutionError, eval_graph
+from .ir import Eqn, Graph, Lit, Var, run
+from .tracer import TracerError, trace
+
+__all__ = ["Graph", "Eqn", "Var", "Lit", "run", "trace", "TracerError", "cond", "while_loop",
+           "fori_loop", "ControlFlowError", "eval_graph", "GraphExecutionError", "vjp_graph",
+           "grad_graph"]

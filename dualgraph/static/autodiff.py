@@ -1,0 +1,74 @@
+"""IR autodiff: reverse mode over graphs, producing a backward graph.
+
+The backward graph is what the tape's VJP rules (the registry's, written in dualgraph
+ops) emit when the forward graph is re-run under a trace with grad-requiring inputs:
+``vjp_graph(g)`` traces ``(inputs, cotangents) -> (outputs, input cotangents)``.
+``cond`` differentiates into a ``cond`` of the branches' VJPs and ``while`` into a
+taped forward replay and a reverse loop (control_flow.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..eager import autograd, grad_mode
+from ..ops import primitives as P
+from ..ops.registry import ShapedArray
+from .interpreter import eval_graph
+from .tracer import trace_function
+
+
+def _is_float(aval):
+    return np.issubdtype(aval.dtype, np.floating)
+
+
+def vjp_graph(graph, wrt=None):
+    """The backward graph of ``graph``.
+
+    Its inputs are the forward inputs followed by one cotangent per float output; its
+    outputs are the forward outputs followed by the cotangent of each input listed in
+    ``wrt`` (default: every float input).  Zero cotangents stand for inputs the outputs
+    do not depend on.
+    """
+    n_in = len(graph.inputs)
+    wrt = [i for i, v in enumerate(graph.inputs) if _is_float(v.aval)] if wrt is None else list(wrt)
+    float_outs = [k for k, v in enumerate(graph.outputs) if _is_float(v.aval)]
+
+    def fwd_bwd(*args):
+        xs = list(args[:n_in])
+        cts = args[n_in:]
+        for i in wrt:
+            xs[i] = xs[i].detach().requires_grad_()
+        with grad_mode.enable_grad():
+            ys = eval_graph(graph, xs)
+        pairs = [(ys[k], c) for k, c in zip(float_outs, cts) if ys[k].requires_grad]
+        if pairs:
+            gs = autograd.grad([y for y, _ in pairs], [xs[i] for i in wrt], [c for _, c in pairs],
+                               create_graph=True, allow_unused=True)
+        else:
+            gs = [None] * len(wrt)
+        gs = [g if g is not None else P.zeros(xs[i].shape, xs[i].dtype) for g, i in zip(gs, wrt)]
+        return tuple(y.detach() for y in ys) + tuple(g.detach() for g in gs)
+
+    in_avals = [v.aval for v in graph.inputs] + [graph.outputs[k].aval for k in float_outs]
+    bwd, captures = trace_function(fwd_bwd, [ShapedArray(a.shape, a.dtype) for a in in_avals])
+    assert not captures
+    return bwd.replace(in_tree=None, out_tree=None)
+
+
+def grad_graph(graph, argnums=0):
+    """For a graph with one scalar float output: a graph ``inputs -> (value, grads...)``."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if len(graph.outputs) != 1 or graph.outputs[0].aval.shape != () or not _is_float(graph.outputs[0].aval):
+        raise TypeError(
+            "grad_graph needs a graph with one scalar float output, got outputs "
+            + ", ".join(v.aval.str_short() for v in graph.outputs)
+        )
+    n_in = len(graph.inputs)
+    bwd = vjp_graph(graph, wrt=nums)
+
+    def value_and_grads(*xs):
+        one = P.full(shape=(), value=1, dtype=graph.outputs[0].aval.dtype)
+        return tuple(eval_graph(bwd, list(xs) + [one]))
+
+    g, captures = trace_function(value_and_grads, [v.aval for v in graph.inputs][:n_in])
+    return g.replace(in_tree=None, out_tree=None)

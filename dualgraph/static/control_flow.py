@@ -1,0 +1,392 @@
+"""Control flow: ``cond``, ``while_loop``, ``fori_loop`` (JAX's signatures).
+
+Each operator is specified by the plain Python control flow it stands for, and that is
+exactly what runs eagerly (so the eager tape differentiates it).  Under a trace each
+becomes one equation carrying its sub-graphs, so a loop's IR does not grow with its trip
+count.  The ``cond`` and ``while`` primitives have VJP rules written in dualgraph ops, so
+reverse mode works through them in traced code, including a ``while`` whose trip count
+depends on the data (which JAX refuses).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..eager import autograd, grad_mode
+from ..eager.tensor import TRACE, Tensor, apply
+from ..ops import primitives as P
+from ..ops.registry import Primitive, ShapedArray, register
+from .interpreter import eval_graph
+from .ir import Graph, Var
+from .tracer import trace_function, user_source
+from .tree import tree_flatten, tree_unflatten
+
+
+class ControlFlowError(TypeError):
+    """Branches or loop carries that disagree in structure, shape or dtype."""
+
+
+def _is_traced(x):
+    return isinstance(x, Tensor) and x._value.__class__ is not np.ndarray
+
+
+def _to_tensor(x, dtype=None):
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (bool, int, float, np.generic, np.ndarray)):
+        return Tensor(x, dtype=dtype)
+    raise ControlFlowError(f"expected a Tensor or a number, got {type(x).__name__}")
+
+
+def _avals_str(avals):
+    return "(" + ", ".join(a.str_short() for a in avals) + ")"
+
+
+def _graph_out_avals(g):
+    return [v.aval for v in g.outputs]
+
+
+def _with_inputs(graph, inputs):
+    return Graph(inputs, graph.eqns, graph.outputs)
+
+
+def _fresh(vars_):
+    return [Var(v.aval) for v in vars_]
+
+
+# ----------------------------------------------------------------------------------------
+# cond
+# ----------------------------------------------------------------------------------------
+
+
+def _cond_rule(pred, *operands, true_branch, false_branch):
+    return _graph_out_avals(true_branch)
+
+
+def _cond_eager(pred, *operands, true_branch, false_branch):
+    branch = true_branch if bool(pred) else false_branch
+    return tuple(eval_graph(branch, operands))
+
+
+def _zeros_like(t):
+    return P.zeros(t.shape, t.dtype)
+
+
+def _is_float_t(t):
+    return np.issubdtype(t.dtype, np.floating)
+
+
+def _branch_vjp(branch, n, diff):
+    """The backward of one branch: (operands, cotangents) -> cotangents of ``diff`` operands."""
+
+    def bwd(*args):
+        xs = list(args[:n])
+        cts = args[n:]
+        for i in diff:
+            xs[i] = xs[i].detach().requires_grad_()
+        with grad_mode.enable_grad():
+            ys = eval_graph(branch, xs)
+        pairs = [(y, c) for y, c in zip(ys, cts) if y.requires_grad]
+        if pairs:
+            gs = autograd.grad(
+                [y for y, _ in pairs], [xs[i] for i in diff], [c for _, c in pairs],
+                create_graph=True, allow_unused=True,
+            )
+        else:
+            gs = [None] * len(diff)
+        return tuple(g if g is not None else _zeros_like(xs[i]) for g, i in zip(gs, diff))
+
+    return bwd
+
+
+def _cond_vjp(cts, outs, ins, need, true_branch, false_branch):
+    pred, *ops = ins
+    n = len(ops)
+    diff = [i for i in range(n) if need[i + 1]]
+    cts = [c if c is not None else _zeros_like(o) for c, o in zip(cts, outs)]
+    res = cond(
+        pred,
+        _branch_vjp(true_branch, n, diff),
+        _branch_vjp(false_branch, n, diff),
+        *ops,
+        *cts,
+    )
+    grads = [None] * (n + 1)
+    for g, i in zip(res, diff):
+        grads[i + 1] = g
+    return tuple(grads)
+
+
+cond_p = register(
+    Primitive(
+        "cond",
+        None,
+        _cond_rule,
+        _cond_vjp,
+        uses_out=True,
+        multiple_results=True,
+        higher_order=True,
+        eager_rule=_cond_eager,
+    )
+)
+
+
+def _scalar_pred(pred, name):
+    p = _to_tensor(pred)
+    if p.numel() != 1:
+        raise ControlFlowError(
+            f"{name}: the predicate must be a scalar, got shape {tuple(p.shape)} at {user_source()}"
+        )
+    if p.shape != ():
+        p = P.reshape(p, shape=())
+    if p.dtype != np.bool_:
+        p = P.ne(p, 0)
+    return p
+
+
+def _outputs_as_tensors(fn):
+    def wrapped(*args):
+        out = fn(*args)
+        leaves, tree = tree_flatten(out)
+        return tree_unflatten(tree, [_to_tensor(x) for x in leaves])
+
+    return wrapped
+
+
+def cond(pred, true_fn, false_fn, *operands):
+    """``true_fn(*operands) if pred else false_fn(*operands)``, as ``jax.lax.cond``.
+
+    Eagerly this is exactly that Python ``if``; traced, it is one ``cond`` equation with
+    both branches as sub-graphs (they must return the same structure, shapes and dtypes).
+    """
+    builder = TRACE[0]
+    if builder is None or not _is_traced(pred):
+        taken = true_fn if bool(pred) else false_fn
+        return taken(*operands)
+    pred = _scalar_pred(pred, "cond")
+    leaves, tree = tree_flatten(operands)
+    leaves = [_to_tensor(x) for x in leaves]
+    ops = tree_unflatten(tree, leaves)
+    g_t, caps_t = trace_function(_outputs_as_tensors(true_fn), ops, parent=builder)
+    g_f, caps_f = trace_function(_outputs_as_tensors(false_fn), ops, parent=builder)
+    if g_t.out_tree != g_f.out_tree:
+        raise ControlFlowError(
+            f"cond: true_fn returned {g_t.out_tree} but false_fn returned {g_f.out_tree} "
+            f"at {user_source()}"
+        )
+    at, af = _graph_out_avals(g_t), _graph_out_avals(g_f)
+    if at != af:
+        raise ControlFlowError(
+            f"cond: branch outputs must agree in shape and dtype: true_fn returned {_avals_str(at)}, "
+            f"false_fn returned {_avals_str(af)} at {user_source()}"
+        )
+    n = len(leaves)
+    ins_t, ins_f = g_t.inputs, g_f.inputs
+    # both branches take: operands, true_fn's captures, false_fn's captures
+    t_inputs = ins_t[:n] + ins_t[n:] + _fresh(ins_f[n:])
+    f_inputs = ins_f[:n] + _fresh(ins_t[n:]) + ins_f[n:]
+    params = {
+        "true_branch": _with_inputs(g_t, t_inputs),
+        "false_branch": _with_inputs(g_f, f_inputs),
+    }
+    outs = apply(cond_p, (pred, *leaves, *caps_t, *caps_f), params)
+    return tree_unflatten(g_t.out_tree, list(outs))
+
+
+# ----------------------------------------------------------------------------------------
+# while_loop
+# ----------------------------------------------------------------------------------------
+
+
+def _while_rule(*ins, cond_graph, body_graph, cond_nconsts, body_nconsts):
+    return _graph_out_avals(body_graph)
+
+
+def _split(ins, cond_nconsts, body_nconsts):
+    ncarry = len(ins) - cond_nconsts - body_nconsts
+    carry = list(ins[:ncarry])
+    cc = list(ins[ncarry:ncarry + cond_nconsts])
+    bc = list(ins[ncarry + cond_nconsts:])
+    return carry, cc, bc
+
+
+def _while_eager(*ins, cond_graph, body_graph, cond_nconsts, body_nconsts):
+    carry, cc, bc = _split(ins, cond_nconsts, body_nconsts)
+    while bool(eval_graph(cond_graph, carry + cc)[0]):
+        carry = eval_graph(body_graph, carry + bc)
+    return tuple(carry)
+
+
+_TAPE_CAPACITY = 16
+
+
+def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_nconsts):
+    """Reverse mode through a while loop with a data-dependent trip count.
+
+    1. Replay the loop, counting iterations and pushing every carry onto a growable
+       tape buffer (one per carry).
+    2. Run the reverse loop: pop carry k, apply the body's VJP to the carry cotangent,
+       and accumulate the cotangents of the body's captured constants.
+    """
+    carry0, cc, bc = _split(ins, cond_nconsts, body_nconsts)
+    nc = len(carry0)
+    for x in carry0:
+        if None in x.shape:
+            raise NotImplementedError(
+                "reverse mode through a while loop nested in the backward of another while loop "
+                "(second-order gradients through a traced while_loop) is not supported; "
+                "differentiate the eager (untraced) loop instead"
+            )
+
+    # -- 1. forward replay with tape
+    bufs0 = [P.dynamic_zeros(_TAPE_CAPACITY, shape=tuple(x.shape), dtype=x.dtype) for x in carry0]
+
+    def fwd_cond(state):
+        n, carry, bufs = state
+        return eval_graph(cond_graph, list(carry) + cc)[0]
+
+    def fwd_body(state):
+        n, carry, bufs = state
+        bufs = tuple(P.dynamic_update(b, n, c) for b, c in zip(bufs, carry))
+        return n + 1, tuple(eval_graph(body_graph, list(carry) + bc)), bufs
+
+    zero = Tensor(np.asarray(0, np.int64))
+    n_iter, _, tape = while_loop(fwd_cond, fwd_body, (zero, tuple(carry0), tuple(bufs0)))
+
+    # -- 2. reverse loop
+    diff_carry = [i for i in range(nc) if _is_float_t(carry0[i])]
+    diff_bc = [j for j in range(len(bc)) if need[nc + cond_nconsts + j] and _is_float_t(bc[j])]
+    ct_carry = tuple(
+        (cts[i] if cts[i] is not None else _zeros_like(outs[i])) for i in diff_carry
+    )
+    ct_bc = tuple(_zeros_like(bc[j]) for j in diff_bc)
+
+    def bwd_body(j, state):
+        ctc, ctb = state
+        k = n_iter - 1 - j
+        xs = [P.dynamic_index(b, k) for b in tape]
+        consts = list(bc)
+        for i in diff_carry:
+            xs[i] = xs[i].detach().requires_grad_()
+        for jj in diff_bc:
+            consts[jj] = consts[jj].detach().requires_grad_()
+        with grad_mode.enable_grad():
+            ys = eval_graph(body_graph, xs + consts)
+        targets = [xs[i] for i in diff_carry] + [consts[jj] for jj in diff_bc]
+        pairs = [(ys[i], c) for i, c in zip(diff_carry, ctc) if ys[i].requires_grad]
+        if pairs and targets:
+            gs = autograd.grad(
+                [y for y, _ in pairs], targets, [c for _, c in pairs], create_graph=True,
+                allow_unused=True,
+            )
+        else:
+            gs = [None] * len(targets)
+        gs = [g if g is not None else _zeros_like(t) for g, t in zip(gs, targets)]
+        new_ctc = tuple(gs[: len(diff_carry)])
+        new_ctb = tuple(a + g for a, g in zip(ctb, gs[len(diff_carry):]))
+        return new_ctc, new_ctb
+
+    ct_carry, ct_bc = fori_loop(0, n_iter, bwd_body, (ct_carry, ct_bc))
+    grads = [None] * len(ins)
+    for i, g in zip(diff_carry, ct_carry):
+        if need[i]:
+            grads[i] = g
+    for jj, g in zip(diff_bc, ct_bc):
+        grads[nc + cond_nconsts + jj] = g
+    return tuple(grads)
+
+
+while_p = register(
+    Primitive(
+        "while",
+        None,
+        _while_rule,
+        _while_vjp,
+        uses_out=True,
+        multiple_results=True,
+        higher_order=True,
+        eager_rule=_while_eager,
+    )
+)
+
+
+def _check_carry(name, tree_in, avals_in, tree_out, avals_out):
+    if tree_in != tree_out:
+        raise ControlFlowError(
+            f"{name}: body_fn must return the carry's structure {tree_in}, got {tree_out} "
+            f"at {user_source()}"
+        )
+    for i, (a, b) in enumerate(zip(avals_in, avals_out)):
+        if a != b:
+            raise ControlFlowError(
+                f"{name}: loop carry {i} changed from {a.str_short()} to {b.str_short()} in one "
+                f"iteration; carries must keep their shape and dtype (cast inside body_fn) "
+                f"at {user_source()}"
+            )
+
+
+def while_loop(cond_fn, body_fn, init_val):
+    """``val = init_val; while cond_fn(val): val = body_fn(val); return val``, as
+    ``jax.lax.while_loop``, and differentiable in reverse mode (unlike JAX).
+
+    ``init_val`` is a Tensor or a tuple/list (pytree) of Tensors.
+    """
+    builder = TRACE[0]
+    leaves, tree = tree_flatten(init_val)
+    if builder is None:
+        val = init_val
+        while bool(_scalar_pred(cond_fn(val), "while_loop")):
+            val = body_fn(val)
+        return val
+    leaves = [_to_tensor(x) for x in leaves]
+    init = tree_unflatten(tree, leaves)
+    avals = [ShapedArray(x.shape, x.dtype) for x in leaves]
+
+    def cond_wrapped(val):
+        return _scalar_pred(cond_fn(val), "while_loop")
+
+    def body_wrapped(val):
+        out = body_fn(val)
+        out_leaves, out_tree = tree_flatten(out)
+        if out_tree == tree:
+            out_leaves = [_to_tensor(o, dtype=a.dtype) if not isinstance(o, Tensor) else o
+                          for o, a in zip(out_leaves, avals)]
+        return tree_unflatten(out_tree, out_leaves)
+
+    g_c, caps_c = trace_function(cond_wrapped, (init,), parent=builder)
+    g_b, caps_b = trace_function(body_wrapped, (init,), parent=builder)
+    _check_carry("while_loop", tree, avals, g_b.out_tree, _graph_out_avals(g_b))
+    params = {
+        "cond_graph": g_c.replace(in_tree=None, out_tree=None),
+        "body_graph": g_b.replace(in_tree=None, out_tree=None),
+        "cond_nconsts": len(caps_c),
+        "body_nconsts": len(caps_b),
+    }
+    outs = apply(while_p, (*leaves, *caps_c, *caps_b), params)
+    return tree_unflatten(tree, list(outs))
+
+
+def fori_loop(lower, upper, body_fn, init_val):
+    """``for i in range(lower, upper): val = body_fn(i, val)``, as ``jax.lax.fori_loop``.
+
+    ``i`` is an int64 scalar Tensor; under a trace the loop is one ``while`` equation.
+    """
+    if TRACE[0] is None and not _is_traced(lower) and not _is_traced(upper):
+        val = init_val
+        for i in range(int(lower), int(upper)):
+            val = body_fn(Tensor(np.asarray(i, np.int64)), val)
+        return val
+    lo = _to_tensor(lower, dtype=np.int64) if not isinstance(lower, Tensor) else lower
+    hi = upper if isinstance(upper, Tensor) else int(upper)  # a Python bound stays a literal
+    if lo.dtype != np.int64:
+        lo = P.convert(lo, dtype=np.dtype(np.int64))
+
+    def c(state):
+        i, _ = state
+        return i < hi
+
+    def b(state):
+        i, val = state
+        return i + 1, body_fn(i, val)
+
+    _, out = while_loop(c, b, (lo, init_val))
+    return out

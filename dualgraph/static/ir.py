@@ -1,0 +1,256 @@
+"""The typed SSA IR: ``Var``, ``Lit``, ``Eqn``, ``Graph``, its printer and the read/write loop.
+
+A graph is jaxpr-shaped: typed input variables, a list of equations each applying one
+primitive to variables or literals and binding fresh output variables, and a list of
+outputs.  ``cond`` and ``while`` carry their sub-graphs as params.  Every consumer
+(interpreter, passes, autodiff, codegen) walks a graph with ``run``.
+
+Printed form (an interface, pinned by golden tests)::
+
+    { lambda a:f32[3] .
+      let b:f32[] = reduce_sum[axes=(0,) keepdims=False] a
+          c:bool[] = gt b 0.0
+      in (b, c) }
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..ops.registry import ShapedArray
+
+_ids = itertools.count()
+
+
+class Var:
+    """A typed SSA variable; identity is the object."""
+
+    __slots__ = ("aval", "id")
+
+    def __init__(self, aval: ShapedArray):
+        self.aval = aval
+        self.id = next(_ids)
+
+    def __repr__(self):
+        return f"Var({self.id}:{self.aval.str_short()})"
+
+
+class Lit:
+    """A literal operand: a Python scalar (weakly typed, like in numpy 2 / JAX)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    @property
+    def aval(self):
+        return ShapedArray((), np.asarray(self.value).dtype)
+
+    def __repr__(self):
+        return f"Lit({self.value!r})"
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, Lit)
+            and type(self.value) is type(other.value)
+            and (self.value == other.value or (self.value != self.value and other.value != other.value))
+        )
+
+    def __hash__(self):
+        return hash((type(self.value), self.value if self.value == self.value else "nan"))
+
+
+class Eqn:
+    """``outs = prim[params](*inputs)``; ``source`` is the user's ``file:line``."""
+
+    __slots__ = ("prim", "inputs", "params", "outs", "source")
+
+    def __init__(self, prim, inputs, params, outs, source=None):
+        self.prim = prim
+        self.inputs = list(inputs)
+        self.params = dict(params)
+        self.outs = list(outs)
+        self.source = source
+
+    @property
+    def name(self):
+        return self.prim.name
+
+    def replace(self, **kw):
+        new = Eqn(self.prim, self.inputs, self.params, self.outs, self.source)
+        for k, v in kw.items():
+            setattr(new, k, list(v) if k in ("inputs", "outs") else v)
+        return new
+
+    def __repr__(self):
+        return pp_eqn(self, _Namer()).strip()
+
+
+class Graph:
+    """A closed, typed program: ``inputs`` -> ``eqns`` -> ``outputs``.
+
+    ``in_tree``/``out_tree`` (optional) rebuild the caller's argument and result
+    structure; ``graph(*tensors)`` runs the reference interpreter."""
+
+    def __init__(self, inputs, eqns, outputs, in_tree=None, out_tree=None):
+        self.inputs = list(inputs)
+        self.eqns = list(eqns)
+        self.outputs = list(outputs)
+        self.in_tree = in_tree
+        self.out_tree = out_tree
+
+    @property
+    def ops(self):
+        return self.eqns
+
+    @property
+    def in_avals(self):
+        return [v.aval for v in self.inputs]
+
+    @property
+    def out_avals(self):
+        return [v.aval for v in self.outputs]
+
+    def replace(self, **kw):
+        g = Graph(self.inputs, self.eqns, self.outputs, self.in_tree, self.out_tree)
+        for k, v in kw.items():
+            setattr(g, k, v)
+        return g
+
+    def __str__(self):
+        return pp_graph(self, _Namer(), 0)
+
+    def __repr__(self):
+        return str(self)
+
+    def __call__(self, *args):
+        from .interpreter import call_graph
+
+        return call_graph(self, args)
+
+    def source_lines(self):
+        """Equations with the user source line that produced them (for debugging)."""
+        return [(pp_eqn(e, _Namer()).strip(), e.source) for e in self.eqns]
+
+
+def sub_graphs(eqn):
+    """The sub-graphs an equation carries in its params (cond branches, loop bodies)."""
+    return [v for v in eqn.params.values() if isinstance(v, Graph)]
+
+
+def run(graph, args, eval_eqn, read_lit=lambda lit: lit.value):
+    """The one read/write loop: bind inputs, evaluate each equation, return outputs.
+
+    ``eval_eqn(eqn, in_values) -> out value or tuple of values`` decides what evaluating
+    means (numpy through bind, re-tracing, emitting source, ...)."""
+    env = {}
+    if len(args) != len(graph.inputs):
+        raise TypeError(f"graph takes {len(graph.inputs)} inputs, got {len(args)}")
+    for v, a in zip(graph.inputs, args):
+        env[v] = a
+
+    def read(x):
+        return env[x] if x.__class__ is Var else read_lit(x)
+
+    for eqn in graph.eqns:
+        out = eval_eqn(eqn, [read(x) for x in eqn.inputs])
+        if eqn.prim.multiple_results:
+            for v, o in zip(eqn.outs, out):
+                env[v] = o
+        else:
+            env[eqn.outs[0]] = out
+    return [read(x) for x in graph.outputs]
+
+
+# ----------------------------------------------------------------------------------------
+# printer
+# ----------------------------------------------------------------------------------------
+
+
+class _Namer:
+    def __init__(self):
+        self.names = {}
+
+    def __call__(self, v):
+        name = self.names.get(v)
+        if name is None:
+            name = self.names[v] = _name(len(self.names))
+        return name
+
+
+def _name(i):
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = letters[r] + s
+    return s
+
+
+def _atom(x, namer):
+    if isinstance(x, Var):
+        return namer(x)
+    return _pp_value(x.value)
+
+
+def _pp_value(v):
+    if isinstance(v, (bool, np.bool_)):
+        return "True" if v else "False"
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, np.dtype):
+        return v.name
+    if isinstance(v, type) and issubclass(v, np.generic):
+        return np.dtype(v).name
+    if isinstance(v, np.ndarray):
+        if v.ndim == 0:
+            return _pp_value(v.item())
+        return f"array<{ShapedArray(v.shape, v.dtype).str_short()}>"
+    if isinstance(v, tuple):
+        inner = ",".join(_pp_value(x) for x in v)
+        return f"({inner}{',' if len(v) == 1 else ''})"
+    return repr(v)
+
+
+def _pp_binder(v, namer):
+    return f"{namer(v)}:{v.aval.str_short()}"
+
+
+def pp_eqn(eqn, namer, indent=0):
+    pad = " " * indent
+    ins = " ".join(_atom(x, namer) for x in eqn.inputs)
+    lhs = " ".join(_pp_binder(v, namer) for v in eqn.outs)
+    simple, graphs = [], []
+    for k, v in eqn.params.items():
+        (graphs if isinstance(v, Graph) else simple).append((k, v))
+    if not graphs:
+        params = " ".join(f"{k}={_pp_value(v)}" for k, v in simple)
+        head = f"{eqn.prim.name}[{params}]" if params else eqn.prim.name
+        return f"{pad}{lhs} = {head}{' ' + ins if ins else ''}"
+    lines = [f"{pad}{lhs} = {eqn.prim.name}["]
+    for k, v in simple:
+        lines.append(f"{pad}  {k}={_pp_value(v)}")
+    for k, g in graphs:
+        body = pp_graph(g, namer, indent + 2 + len(k) + 1)
+        lines.append(f"{pad}  {k}={body.lstrip()}")
+    lines.append(f"{pad}]{' ' + ins if ins else ''}")
+    return "\n".join(lines)
+
+
+def pp_graph(graph, namer, indent=0):
+    pad = " " * indent
+    binders = " ".join(_pp_binder(v, namer) for v in graph.inputs)
+    lines = [f"{pad}{{ lambda {binders} ." if binders else f"{pad}{{ lambda ."]
+    for i, eqn in enumerate(graph.eqns):
+        text = pp_eqn(eqn, namer, indent + 6)
+        if i == 0:
+            text = f"{pad}  let " + text[indent + 6:]
+        lines.append(text)
+    outs = ", ".join(_atom(x, namer) for x in graph.outputs)
+    lines.append(f"{pad}  in ({outs}) }}")
+    return "\n".join(lines)

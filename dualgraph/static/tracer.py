@@ -1,0 +1,270 @@
+"""The tracer: runs a function on tensors whose payload is symbolic and records a Graph.
+
+A traced tensor is an ordinary ``dg.Tensor`` whose ``_value`` is a ``Tracer`` (a variable
+of the graph being built), so ``isinstance(x, dg.Tensor)`` holds in traced code and every
+op goes through the same ``bind`` / registry entries as eager code.  The tape works on
+traced tensors too: ``dg.grad`` inside a trace records the backward equations (IR autodiff).
+
+Closures: an eager tensor captured by the traced function becomes a ``const`` equation (a
+graph constant, no gradient through it); a traced tensor of an enclosing trace captured
+by a sub-function (a cond branch, a loop body) becomes an extra input of the sub-graph,
+bound to the outer value by the equation that carries it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from ..eager.tensor import TRACE, Tensor
+from ..ops.registry import Primitive, ShapedArray, register
+from .ir import Eqn, Graph, Lit, Var
+from .tree import tree_flatten, tree_unflatten
+
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class TracerError(TypeError):
+    """A concrete value was asked of a traced tensor, or a tracer escaped its trace."""
+
+
+def user_source(skip=1):
+    """``file:line`` of the innermost frame outside the dualgraph package."""
+    f = sys._getframe(skip)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_PKG) and not fn.startswith("<frozen"):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return None
+
+
+def _concrete_error(what, tracer):
+    where = user_source(3) or "<unknown>"
+    return TracerError(
+        f"{what} needs the value of a traced tensor {tracer.var.aval.str_short()} at {where}, "
+        "but values are not known while tracing. Use dg.cond(pred, true_fn, false_fn, *operands) "
+        "instead of `if`, dg.while_loop(cond_fn, body_fn, init) or dg.fori_loop(lower, upper, "
+        "body_fn, init) instead of `while`/`for`, or pass the value as a non-tensor (static) "
+        "argument."
+    )
+
+
+class Tracer:
+    """The symbolic payload of a traced Tensor: a graph variable and its builder."""
+
+    __slots__ = ("var", "builder")
+
+    def __init__(self, var, builder):
+        self.var = var
+        self.builder = builder
+
+    @property
+    def aval(self):
+        return self.var.aval
+
+    @property
+    def shape(self):
+        return self.var.aval.shape
+
+    @property
+    def dtype(self):
+        return self.var.aval.dtype
+
+    @property
+    def ndim(self):
+        return len(self.var.aval.shape)
+
+    @property
+    def size(self):
+        return self.var.aval.size
+
+    def __repr__(self):
+        return f"Traced<{self.var.aval.str_short()}>"
+
+    def __bool__(self):
+        raise _concrete_error("bool() (an `if`, `while`, `and`/`or`/`not` on a tensor)", self)
+
+    def __float__(self):
+        raise _concrete_error("float()", self)
+
+    def __int__(self):
+        raise _concrete_error("int()", self)
+
+    def __index__(self):
+        raise _concrete_error("using a tensor as a Python index", self)
+
+    def item(self):
+        raise _concrete_error(".item()", self)
+
+    def tolist(self):
+        raise _concrete_error(".tolist()", self)
+
+    def __array__(self, dtype=None, copy=None):
+        raise _concrete_error(".numpy() / np.asarray()", self)
+
+
+def _const_impl(value):
+    return value
+
+
+# A graph constant: an array captured from the traced function's closure.
+const_p = register(
+    Primitive("const", _const_impl, lambda value: ShapedArray(value.shape, value.dtype))
+)
+
+
+class Builder:
+    """Collects the equations of one graph while a function runs on tracers."""
+
+    def __init__(self, parent=None):
+        self.parent = parent
+        self.inputs = []
+        self.eqns = []
+        self.captures = []  # (outer Tensor, inner Var)
+        self._captured = {}  # id(outer Tensor) -> inner Var
+        self._consts = {}  # id(array) -> (array, Var)
+        self.finished = False
+
+    def new_input(self, aval):
+        v = Var(aval)
+        self.inputs.append(v)
+        return Tracer(v, self)
+
+    # -- operands --------------------------------------------------------------------
+    def atom(self, x):
+        if x.__class__ is Tensor:
+            v = x._value
+            if v.__class__ is Tracer:
+                if v.builder is self:
+                    return v.var
+                return self._capture(x)
+            return self._const(v)
+        if x.__class__ is Tracer:
+            if x.builder is self:
+                return x.var
+            return self._capture(Tensor._make(x))
+        if isinstance(x, (bool, int, float, np.generic)):
+            return Lit(x)
+        if isinstance(x, np.ndarray):
+            return self._const(x)
+        raise TypeError(f"cannot use a {type(x).__name__} as an operand of a traced op")
+
+    def _capture(self, t):
+        b = t._value.builder
+        if b.finished:
+            raise TracerError(
+                "a traced tensor escaped the trace that made it (stored in a global, or "
+                f"returned through a side channel): {t._value!r}"
+            )
+        p = self.parent
+        while p is not None and p is not b:
+            p = p.parent
+        if p is None:
+            raise TracerError(
+                "a tensor traced inside a cond branch or loop body is used outside of it; "
+                "return it from the branch/body instead"
+            )
+        v = self._captured.get(id(t))
+        if v is None:
+            v = self._captured[id(t)] = Var(t._value.var.aval)
+            self.captures.append((t, v))
+        return v
+
+    def _const(self, arr):
+        hit = self._consts.get(id(arr))
+        if hit is not None:
+            return hit[1]
+        arr = np.asarray(arr)
+        v = Var(ShapedArray(arr.shape, arr.dtype))
+        self.eqns.append(Eqn(const_p, [], {"value": arr}, [v], user_source(2)))
+        self._consts[id(arr)] = (arr, v)
+        return v
+
+    # -- the tracer handler ------------------------------------------------------------
+    def process(self, prim, args, params):
+        ins = [self.atom(a) for a in args]
+        avals = [x.aval if x.__class__ is Var else x.value for x in ins]
+        out_aval = prim.shape_rule(*avals, **params)
+        if prim.multiple_results:
+            outs = [Var(a) for a in out_aval]
+        else:
+            outs = [Var(out_aval)]
+        self.eqns.append(Eqn(prim, ins, params, outs, user_source(2)))
+        if prim.multiple_results:
+            return tuple(Tracer(v, self) for v in outs)
+        return Tracer(outs[0], self)
+
+    def finish(self, outputs, in_tree=None, out_tree=None):
+        outs = [self.atom(o) for o in outputs]
+        self.finished = True
+        return Graph(self.inputs + [v for _, v in self.captures], self.eqns, outs, in_tree, out_tree)
+
+
+def _as_aval(x):
+    if isinstance(x, Tensor):
+        return ShapedArray(x.shape, x.dtype)
+    if isinstance(x, ShapedArray):
+        return x
+    if isinstance(x, np.ndarray):
+        return ShapedArray(x.shape, x.dtype)
+    return None
+
+
+def trace_function(fn, args, parent=None, requires_grad=False):
+    """Trace ``fn(*args)``: Tensor (or ShapedArray) leaves of ``args`` become inputs.
+
+    Returns ``(graph, captures)``: ``captures`` are the outer Tensors the graph's extra
+    trailing inputs stand for (empty at the top level)."""
+    leaves, in_tree = tree_flatten(tuple(args))
+    builder = Builder(parent)
+    new_leaves = []
+    for leaf in leaves:
+        aval = _as_aval(leaf)
+        if aval is None:
+            new_leaves.append(leaf)  # static argument
+            continue
+        t = Tensor._make(builder.new_input(aval))
+        if requires_grad and np.issubdtype(aval.dtype, np.floating):
+            t._requires_grad = True
+        new_leaves.append(t)
+    prev = TRACE[0]
+    TRACE[0] = builder
+    try:
+        out = fn(*tree_unflatten(in_tree, new_leaves))
+        out_leaves, out_tree = tree_flatten(out)
+        for o in out_leaves:
+            if not isinstance(o, (Tensor, bool, int, float, np.generic, np.ndarray)):
+                raise TypeError(
+                    f"a traced function must return Tensors (or tuples/lists/dicts of them), got "
+                    f"{type(o).__name__}"
+                )
+        graph = builder.finish(out_leaves, in_tree, out_tree)
+    finally:
+        TRACE[0] = prev
+        builder.finished = True
+    return graph, [t for t, _ in builder.captures]
+
+
+def current_builder():
+    return TRACE[0]
+
+
+def trace(fn, *example_args):
+    """Trace ``fn`` on arguments of the shapes and dtypes of ``example_args`` into a Graph.
+
+    Tensor arguments become graph inputs (in order); other arguments are static.
+
+    >>> g = dg.trace(lambda x: (x * 2).sum(), dg.ones(3))
+    >>> print(g)
+    { lambda a:f32[3] .
+      let b:f32[3] = mul a 2.0
+          c:f32[] = reduce_sum[axes=(0,) keepdims=False] b
+      in (c) }
+    """
+    if TRACE[0] is not None:
+        # inside another trace: inline (a traced function called from traced code)
+        raise TracerError("dg.trace cannot be called while tracing; call the function directly")
+    graph, _ = trace_function(fn, example_args)
+    return graph
