@@ -7,7 +7,6 @@ same on both, which is how IR autodiff reuses the eager VJP rules.
 """
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
@@ -25,20 +24,6 @@ _STATE = grad_mode.STATE
 TRACE = [None]
 
 
-def _err_source():
-    """``file:line`` of the innermost frame outside the dualgraph package."""
-    import os
-
-    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    f = sys._getframe(1)
-    while f is not None:
-        fn = f.f_code.co_filename
-        if not os.path.abspath(fn).startswith(pkg + os.sep):
-            return f"{fn}:{f.f_lineno}"
-        f = f.f_back
-    return "<unknown>"
-
-
 def _describe(v):
     if hasattr(v, "shape"):
         return f"{tuple(v.shape)} {np.dtype(v.dtype).name}" if hasattr(v, "dtype") else str(v.shape)
@@ -46,14 +31,26 @@ def _describe(v):
 
 
 def _op_error(prim, vals, params, e):
+    """Re-raise a failing op's error naming the op, its operands and the user's line.
+
+    Where the registry's shape rule rejects the operands too, its message (written for
+    people) replaces numpy's."""
     msg = str(e)
-    if prim.name in msg.split(":")[0]:
+    if "\n  at " in msg:  # already explained by an inner op
+        return e
+    try:
+        avals = [registry.aval_of(v) if hasattr(v, "shape") else v for v in vals]
+        prim.shape_rule(*avals, **params)
+    except (ValueError, IndexError, TypeError) as rule_error:
+        msg = str(rule_error)
+    except Exception:  # noqa: BLE001 - a rule that cannot judge: keep numpy's message
+        pass
+    if msg.startswith(prim.name + ":"):
         text = msg
     else:
         args = ", ".join(_describe(v) for v in vals)
         text = f"{prim.name}: {msg} (operands: {args})"
-    err = type(e)(f"{text}\n  at {_err_source()}") if isinstance(e, (ValueError, IndexError, TypeError)) else e
-    return err
+    return type(e)(f"{text}\n  at {registry.user_source() or '<unknown>'}")
 
 
 def apply(prim, args, params):

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from . import primitives as P
+from .registry import user_source
 
 
 def _axes(x, dim):
@@ -19,12 +20,13 @@ def _axes(x, dim):
         return tuple(range(nd))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
     out = []
+    span = nd if nd else 1  # a 0-d tensor accepts dim 0 and -1, as in torch
     for d in dims:
         d = int(d)
-        if not -max(nd, 1) <= d < max(nd, 1):
+        if not -span <= d < span:
             raise IndexError(
-                f"Dimension out of range (expected to be in range of [{-max(nd, 1)}, {max(nd, 1) - 1}], "
-                f"but got {d}) for shape {tuple(x.shape)}"
+                f"Dimension out of range (expected to be in range of [{-span}, {span - 1}], "
+                f"but got {d}) for shape {tuple(x.shape)}\n  at {user_source()}"
             )
         out.append(d % nd if nd else 0)
     return tuple(sorted(set(out))) if nd else ()

@@ -14,7 +14,24 @@ the tracer plugs in underneath it.
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
+
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def user_source(skip=1):
+    """``file:line`` of the innermost frame outside the dualgraph package: the user's
+    line that an error message or a traced equation points at."""
+    f = sys._getframe(skip)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(_PKG) and not fn.startswith("<frozen"):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return None
 
 PRIMITIVES: dict[str, "Primitive"] = {}
 

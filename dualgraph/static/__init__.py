@@ -4,7 +4,8 @@ from .control_flow import ControlFlowError, cond, fori_loop, while_loop
 from .interpreter import GraphExecutionError, eval_graph
 from .ir import Eqn, Graph, Lit, Var, run
 from .tracer import TracerError, trace
+from .verify import VerifyError, verify
 
 __all__ = ["Graph", "Eqn", "Var", "Lit", "run", "trace", "TracerError", "cond", "while_loop",
            "fori_loop", "ControlFlowError", "eval_graph", "GraphExecutionError", "vjp_graph",
-           "grad_graph"]
+           "grad_graph", "verify", "VerifyError"]

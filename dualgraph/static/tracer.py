@@ -12,32 +12,15 @@ bound to the outer value by the equation that carries it.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 
 from ..eager.tensor import TRACE, Tensor
-from ..ops.registry import Primitive, ShapedArray, register
+from ..ops.registry import Primitive, ShapedArray, register, user_source
 from .ir import Eqn, Graph, Lit, Var
 from .tree import tree_flatten, tree_unflatten
 
-_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
 class TracerError(TypeError):
     """A concrete value was asked of a traced tensor, or a tracer escaped its trace."""
-
-
-def user_source(skip=1):
-    """``file:line`` of the innermost frame outside the dualgraph package."""
-    f = sys._getframe(skip)
-    while f is not None:
-        fn = f.f_code.co_filename
-        if not fn.startswith(_PKG) and not fn.startswith("<frozen"):
-            return f"{fn}:{f.f_lineno}"
-        f = f.f_back
-    return None
 
 
 def _concrete_error(what, tracer):

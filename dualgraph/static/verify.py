@@ -1,0 +1,121 @@
+"""The IR verifier: run after every pass in the tests.
+
+Checks that a graph is closed and in single-assignment form, that every equation's output
+types are what the registry's shape rule computes from its input types, and that the
+sub-graphs of ``cond`` and ``while`` have the signatures their equation implies.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops.registry import ShapedArray
+from .ir import Graph, Lit, Var, pp_eqn, _Namer
+
+
+class VerifyError(Exception):
+    """The graph is malformed; the message names the equation and what is wrong."""
+
+
+def _fmt(eqn):
+    return pp_eqn(eqn, _Namer()).strip().splitlines()[0]
+
+
+def _avals(xs):
+    return [x.aval for x in xs]
+
+
+def _sig(avals):
+    return "(" + ", ".join(a.str_short() for a in avals) + ")"
+
+
+def verify(graph: Graph) -> Graph:
+    """Raise ``VerifyError`` if ``graph`` is malformed; return it unchanged otherwise."""
+    _verify(graph, "graph")
+    return graph
+
+
+def _verify(graph, where):
+    bound = set()
+    for v in graph.inputs:
+        if not isinstance(v, Var):
+            raise VerifyError(f"{where}: input {v!r} is not a Var")
+        if v in bound:
+            raise VerifyError(f"{where}: input {v!r} bound twice")
+        bound.add(v)
+    for eqn in graph.eqns:
+        for x in eqn.inputs:
+            if isinstance(x, Var):
+                if x not in bound:
+                    raise VerifyError(f"{where}: `{_fmt(eqn)}` reads {x!r}, which is not bound before it")
+            elif not isinstance(x, Lit):
+                raise VerifyError(f"{where}: `{_fmt(eqn)}` has an operand {x!r} that is neither Var nor Lit")
+        _check_types(eqn, where)
+        for name, sub in eqn.params.items():
+            if isinstance(sub, Graph):
+                _verify(sub, f"{where} / {eqn.prim.name}.{name}")
+        _check_subgraphs(eqn, where)
+        for v in eqn.outs:
+            if v in bound:
+                raise VerifyError(f"{where}: `{_fmt(eqn)}` assigns {v!r} a second time")
+            bound.add(v)
+    for x in graph.outputs:
+        if isinstance(x, Var) and x not in bound:
+            raise VerifyError(f"{where}: output {x!r} is not bound")
+
+
+def _rule_input(x):
+    return x.aval if isinstance(x, Var) else x.value
+
+
+def _check_types(eqn, where):
+    prim = eqn.prim
+    try:
+        expected = prim.shape_rule(*[_rule_input(x) for x in eqn.inputs], **eqn.params)
+    except Exception as e:  # noqa: BLE001
+        raise VerifyError(f"{where}: `{_fmt(eqn)}`: the shape rule rejects its inputs: {e}") from e
+    expected = list(expected) if prim.multiple_results else [expected]
+    got = _avals(eqn.outs)
+    if len(expected) != len(got) or any(
+        not isinstance(e, ShapedArray) or e != g for e, g in zip(expected, got)
+    ):
+        raise VerifyError(
+            f"{where}: `{_fmt(eqn)}` outputs {_sig(got)} but {prim.name}'s rule gives {_sig(expected)}"
+        )
+
+
+def _check_subgraphs(eqn, where):
+    name = eqn.prim.name
+    p = eqn.params
+    ins = _avals(eqn.inputs)
+    if name == "cond":
+        pred = ins[0]
+        if pred.shape != () or pred.dtype != np.bool_:
+            raise VerifyError(f"{where}: `{_fmt(eqn)}`: predicate is {pred.str_short()}, not bool[]")
+        for b in ("true_branch", "false_branch"):
+            g = p[b]
+            if _avals(g.inputs) != ins[1:]:
+                raise VerifyError(
+                    f"{where}: cond.{b} takes {_sig(_avals(g.inputs))} but is given {_sig(ins[1:])}"
+                )
+            if _avals(g.outputs) != _avals(eqn.outs):
+                raise VerifyError(
+                    f"{where}: cond.{b} returns {_sig(_avals(g.outputs))} but the cond binds "
+                    f"{_sig(_avals(eqn.outs))}"
+                )
+    elif name == "while":
+        nc, nb = p["cond_nconsts"], p["body_nconsts"]
+        ncarry = len(ins) - nc - nb
+        carry, cc, bc = ins[:ncarry], ins[ncarry:ncarry + nc], ins[ncarry + nc:]
+        cg, bg = p["cond_graph"], p["body_graph"]
+        if _avals(cg.inputs) != carry + cc:
+            raise VerifyError(f"{where}: while.cond_graph takes {_sig(_avals(cg.inputs))}, given {_sig(carry + cc)}")
+        if len(cg.outputs) != 1 or cg.outputs[0].aval != ShapedArray((), np.bool_):
+            raise VerifyError(f"{where}: while.cond_graph must return one bool[], got {_sig(_avals(cg.outputs))}")
+        if _avals(bg.inputs) != carry + bc:
+            raise VerifyError(f"{where}: while.body_graph takes {_sig(_avals(bg.inputs))}, given {_sig(carry + bc)}")
+        if _avals(bg.outputs) != carry:
+            raise VerifyError(
+                f"{where}: while.body_graph returns {_sig(_avals(bg.outputs))} but the carry is {_sig(carry)}"
+            )
+        if _avals(eqn.outs) != carry:
+            raise VerifyError(f"{where}: while binds {_sig(_avals(eqn.outs))} but the carry is {_sig(carry)}")
