@@ -21,6 +21,29 @@ def _is_float(aval):
     return np.issubdtype(aval.dtype, np.floating)
 
 
+def eval_with_vjp(graph, xs, wrt, cts):
+    """Run ``graph`` on ``xs`` taping ``xs[i] for i in wrt``, then pull back ``cts``.
+
+    ``cts`` holds one cotangent per graph output (None: no cotangent).  Returns the
+    outputs and the cotangents of ``xs[i] for i in wrt``, zeros where the outputs do not
+    depend on an input.  The pull-back is itself recorded (``create_graph``), so under a
+    trace it becomes backward equations.  The VJPs of graphs, cond branches and while
+    bodies all use this."""
+    xs = list(xs)
+    for i in wrt:
+        xs[i] = xs[i].detach().requires_grad_()
+    with grad_mode.enable_grad():
+        ys = eval_graph(graph, xs)
+    pairs = [(y, c) for y, c in zip(ys, cts) if c is not None and y.requires_grad]
+    targets = [xs[i] for i in wrt]
+    if pairs and targets:
+        gs = autograd.grad([y for y, _ in pairs], targets, [c for _, c in pairs],
+                           create_graph=True, allow_unused=True)
+    else:
+        gs = [None] * len(targets)
+    return ys, [g if g is not None else P.zeros(t.shape, t.dtype) for g, t in zip(gs, targets)]
+
+
 def vjp_graph(graph, wrt=None):
     """The backward graph of ``graph``.
 
@@ -34,19 +57,10 @@ def vjp_graph(graph, wrt=None):
     float_outs = [k for k, v in enumerate(graph.outputs) if _is_float(v.aval)]
 
     def fwd_bwd(*args):
-        xs = list(args[:n_in])
-        cts = args[n_in:]
-        for i in wrt:
-            xs[i] = xs[i].detach().requires_grad_()
-        with grad_mode.enable_grad():
-            ys = eval_graph(graph, xs)
-        pairs = [(ys[k], c) for k, c in zip(float_outs, cts) if ys[k].requires_grad]
-        if pairs:
-            gs = autograd.grad([y for y, _ in pairs], [xs[i] for i in wrt], [c for _, c in pairs],
-                               create_graph=True, allow_unused=True)
-        else:
-            gs = [None] * len(wrt)
-        gs = [g if g is not None else P.zeros(xs[i].shape, xs[i].dtype) for g, i in zip(gs, wrt)]
+        cts = [None] * len(graph.outputs)
+        for k, c in zip(float_outs, args[n_in:]):
+            cts[k] = c
+        ys, gs = eval_with_vjp(graph, args[:n_in], wrt, cts)
         return tuple(y.detach() for y in ys) + tuple(g.detach() for g in gs)
 
     in_avals = [v.aval for v in graph.inputs] + [graph.outputs[k].aval for k in float_outs]

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..eager import autograd, grad_mode
 from ..eager.tensor import TRACE, Tensor, apply
 from ..ops import primitives as P
 from ..ops.registry import Primitive, ShapedArray, register
+from .autodiff import eval_with_vjp
 from .interpreter import eval_graph
 from .ir import Graph, Var
 from .tracer import trace_function, user_source
@@ -79,21 +79,8 @@ def _branch_vjp(branch, n, diff):
     """The backward of one branch: (operands, cotangents) -> cotangents of ``diff`` operands."""
 
     def bwd(*args):
-        xs = list(args[:n])
-        cts = args[n:]
-        for i in diff:
-            xs[i] = xs[i].detach().requires_grad_()
-        with grad_mode.enable_grad():
-            ys = eval_graph(branch, xs)
-        pairs = [(y, c) for y, c in zip(ys, cts) if y.requires_grad]
-        if pairs:
-            gs = autograd.grad(
-                [y for y, _ in pairs], [xs[i] for i in diff], [c for _, c in pairs],
-                create_graph=True, allow_unused=True,
-            )
-        else:
-            gs = [None] * len(diff)
-        return tuple(g if g is not None else _zeros_like(xs[i]) for g, i in zip(gs, diff))
+        _, gs = eval_with_vjp(branch, args[:n], diff, args[n:])
+        return tuple(gs)
 
     return bwd
 
@@ -264,23 +251,11 @@ def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_
         ctc, ctb = state
         k = n_iter - 1 - j
         xs = [P.dynamic_index(b, k) for b in tape]
-        consts = list(bc)
-        for i in diff_carry:
-            xs[i] = xs[i].detach().requires_grad_()
-        for jj in diff_bc:
-            consts[jj] = consts[jj].detach().requires_grad_()
-        with grad_mode.enable_grad():
-            ys = eval_graph(body_graph, xs + consts)
-        targets = [xs[i] for i in diff_carry] + [consts[jj] for jj in diff_bc]
-        pairs = [(ys[i], c) for i, c in zip(diff_carry, ctc) if ys[i].requires_grad]
-        if pairs and targets:
-            gs = autograd.grad(
-                [y for y, _ in pairs], targets, [c for _, c in pairs], create_graph=True,
-                allow_unused=True,
-            )
-        else:
-            gs = [None] * len(targets)
-        gs = [g if g is not None else _zeros_like(t) for g, t in zip(gs, targets)]
+        cts_out = [None] * nc
+        for i, c in zip(diff_carry, ctc):
+            cts_out[i] = c
+        wrt = diff_carry + [nc + jj for jj in diff_bc]
+        _, gs = eval_with_vjp(body_graph, xs + list(bc), wrt, cts_out)
         new_ctc = tuple(gs[: len(diff_carry)])
         new_ctb = tuple(a + g for a, g in zip(ctb, gs[len(diff_carry):]))
         return new_ctc, new_ctb
