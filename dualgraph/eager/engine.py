@@ -9,6 +9,8 @@ accumulates into leaves.  Saved tensors are dropped afterwards unless ``retain_g
 from __future__ import annotations
 
 import weakref
+from heapq import heappop as _heappop, heappush as _heappush
+from itertools import count
 
 from . import grad_mode
 
@@ -27,7 +29,10 @@ class Node:
     # prim, params; inputs: the saved inputs (None once freed); need: which inputs want a
     # cotangent; out: the output payload(s) if the VJP reads them; edges: what the freed
     # inputs pointed to; pre_hooks: {output index: [hook, ...]} (tensor hooks, retain_grad)
-    __slots__ = ("prim", "params", "inputs", "need", "out", "edges", "pre_hooks", "__weakref__")
+    # seq: creation number, orders backward (see run_backward)
+    __slots__ = ("prim", "params", "inputs", "need", "out", "edges", "pre_hooks", "seq", "__weakref__")
+
+    _multi = False  # the primitive has multiple results (set per class by node_class)
 
     def name(self):
         return type(self).__name__
@@ -37,9 +42,13 @@ class Node:
 
     @property
     def next_functions(self):
-        # after backward freed the saved inputs, `edges` keeps what they pointed to
-        ins = self.inputs if self.inputs is not None else self.edges
-        return tuple(_edge(t) if n else (None, 0) for t, n in zip(ins, self.need))
+        ins = self.inputs
+        if ins is not None:
+            return tuple(_edge(t) if n else (None, 0) for t, n in zip(ins, self.need))
+        # backward freed the saved inputs: `edges` keeps, per input that wants a cotangent,
+        # what it pointed to (see run_backward)
+        edges = iter(self.edges)
+        return tuple(_edge(next(edges)) if n else (None, 0) for n in self.need)
 
     def register_prehook(self, index, fn):
         if self.pre_hooks is None:
@@ -48,9 +57,12 @@ class Node:
 
 
 def _edge(t):
-    """The (node, output index) an input's gradient flows to (``t`` a Tensor or an edge)."""
+    """The (node, output index) an input's gradient flows to (``t`` a Tensor, a Node for
+    its output 0, or a (node, index) edge)."""
     if isinstance(t, tuple):
         return t
+    if isinstance(t, Node):
+        return (t, 0)
     fn = t._grad_fn
     if fn is not None:
         return (fn, t._out_index)
@@ -86,6 +98,9 @@ def accumulate_grad_of(leaf):
 
 _CLASSES: dict = {}
 
+# creation numbers of nodes: ``next(NODE_SEQ)``
+NODE_SEQ = count()
+
 # torch's names where they differ from a camel-cased primitive name
 _TORCH_NAMES = {
     "reduce_sum": "Sum",
@@ -106,7 +121,7 @@ def node_class(prim):
     cls = prim.node_class
     if cls is None:
         base = _TORCH_NAMES.get(prim.name) or "".join(p.capitalize() for p in prim.name.split("_"))
-        cls = type(f"{base}Backward", (Node,), {"__slots__": ()})
+        cls = type(f"{base}Backward", (Node,), {"__slots__": (), "_multi": bool(prim.multiple_results)})
         prim.node_class = cls
     return cls
 
@@ -114,30 +129,17 @@ def node_class(prim):
 # ----------------------------------------------------------------------------------------
 # backward
 # ----------------------------------------------------------------------------------------
-
-
-def _topo(roots):
-    """Nodes reachable from ``roots`` and, per node, how many consumers it has."""
-    deps = {}
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        inputs = node.inputs
-        if inputs is None:
-            raise RuntimeError(_FREED_MSG)
-        for t, n in zip(inputs, node.need):
-            if not n:
-                continue
-            fn = t._grad_fn
-            if fn is None:
-                continue
-            d = deps.get(fn)
-            if d is None:
-                deps[fn] = 1
-                stack.append(fn)
-            else:
-                deps[fn] = d + 1
-    return deps
+#
+# Order: every node carries a sequence number, increasing in creation order, and a node is
+# always created after the nodes of its inputs.  Running the pending nodes highest number
+# first therefore runs each node after all of its consumers (any unrun consumer reachable
+# from a root has a pending ancestor with a higher number), so no dependency-counting pass
+# over the graph is needed.  The highest pending node is kept in a local (`nxt`) and only
+# the others go to a heap: a chain of ops never touches the heap.
+#
+# `pending` maps a node to the sum of the cotangents it has received so far: a Tensor for
+# a single-output node, a {output index: Tensor} dict for a multi-output one.  Sums are
+# computed out of place (a cotangent may be a tensor the user or a hook holds).
 
 
 def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, allow_unused=False):
@@ -145,8 +147,6 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
 
     With ``inputs`` (a sequence of Tensors) the gradients of those tensors are returned
     instead of being accumulated into ``.grad`` (``autograd.grad``)."""
-    from .tensor import Tensor  # engine <-> tensor are one layer
-
     state = grad_mode.STATE
     prev = state.enabled
     state.enabled = bool(create_graph)
@@ -163,79 +163,129 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                 else:
                     capture_node.setdefault((t._grad_fn, t._out_index), []).append(i)
 
-        buffers = {}
-        root_nodes = []
+        # pending cotangents, except the one of `nxt` (kept in `nxt_ct`)
+        pending = {}
+        heap = []
         for t, g in zip(roots, root_grads):
             fn = t._grad_fn
             if fn is None:
                 _accumulate(t, g, create_graph, capture_leaf, captured)
                 continue
-            buf = buffers.get(fn)
-            if buf is None:
-                buf = buffers[fn] = {}
-                root_nodes.append(fn)
-            k = t._out_index
-            buf[k] = g if k not in buf else buf[k] + g
+            cur = pending.get(fn)
+            if fn._multi:
+                if cur is None:
+                    cur = pending[fn] = {}
+                    _heappush(heap, (-fn.seq, fn))
+                k = t._out_index
+                cur[k] = g if k not in cur else cur[k] + g
+            elif cur is None:
+                pending[fn] = g
+                _heappush(heap, (-fn.seq, fn))
+            else:
+                pending[fn] = cur + g
 
-        deps = _topo(root_nodes)
-        ready = [n for n in root_nodes if n not in deps]
-        while ready:
-            node = ready.pop()
-            buf = buffers.pop(node, None)
+        Tensor = _TENSOR[0]
+        new = object.__new__
+        pop = pending.pop
+        get = pending.get
+        free = not retain_graph
+        edges = None
+        nxt = nxt_ct = None
+        deferred = {}  # leaves with hooks: id -> [leaf, summed gradient] (see _accumulate)
+        while True:
+            if nxt is not None:
+                node = nxt
+                ct = nxt_ct
+                nxt = nxt_ct = None
+            elif heap:
+                node = _heappop(heap)[1]
+                ct = pop(node)
+            else:
+                break
             inputs_ = node.inputs
             if inputs_ is None:
                 raise RuntimeError(_FREED_MSG)
-            if buf is None:  # no cotangent reached this node: only release its consumers
-                cts = (None,) * len(inputs_)
+            if node.pre_hooks:
+                ct = _run_prehooks(node, ct)
+            if capture_node:
+                _capture(node, ct, capture_node, captured)
+            need = node.need
+            if node._multi:
+                cts = _call_vjp_multi(node, ct, Tensor)
             else:
-                if node.pre_hooks:
-                    _run_prehooks(node, buf)
-                if capture_node:
-                    for k, g in buf.items():
-                        for i in capture_node.get((node, k), ()):
-                            captured[i] = g
-                prim = node.prim
-                if prim.multiple_results:
-                    cts = _call_vjp_multi(node, buf, Tensor)
+                out = node.out
+                if out is not None:  # the output, re-made as torch's SavedVariable does
+                    out = new(Tensor)
+                    out._value = node.out
+                    out._requires_grad = True
+                    out._grad_fn = node
+                    out._grad = None
+                    out._hooks = None
+                    out._out_index = 0
+                params = node.params
+                if params:
+                    cts = node.prim.vjp(ct, out, inputs_, need, **params)
                 else:
-                    out = node.out
-                    if out is not None:
-                        out = Tensor._make(out, True, node)  # as torch's SavedVariable
-                    params = node.params
-                    if params:
-                        cts = prim.vjp(buf[0], out, inputs_, node.need, **params)
-                    else:
-                        cts = prim.vjp(buf[0], out, inputs_, node.need)
-            edges = None if retain_graph else []
-            for t, n, ct in zip(inputs_, node.need, cts):
-                if not n:
-                    if edges is not None:
-                        edges.append(None)
-                    continue
-                fn = t._grad_fn
-                if fn is None:
-                    if edges is not None:
-                        edges.append(t)
-                    if ct is not None:
-                        _accumulate(t, ct, create_graph, capture_leaf, captured)
-                    continue
-                k = t._out_index
-                if edges is not None:
-                    edges.append((fn, k))
-                if ct is not None:
-                    b = buffers.get(fn)
-                    if b is None:
-                        buffers[fn] = {k: ct}
-                    else:
-                        b[k] = ct if k not in b else b[k] + ct
-                d = deps[fn] - 1
-                deps[fn] = d
-                if d == 0:
-                    ready.append(fn)
-            if edges is not None:
-                node.edges = edges
+                    cts = node.prim.vjp(ct, out, inputs_, need)
+            if free:
+                # drop the saved tensors; `edges` keeps, per input that wants a cotangent,
+                # its node (output 0), (node, index) or leaf tensor, for next_functions
                 node.inputs = None
                 node.out = None
+                edges = node.edges = []
+            for i in _INDICES[len(need)] if len(need) < 4 else range(len(need)):
+                if not need[i]:
+                    continue
+                t = inputs_[i]
+                g = cts[i]
+                fn = t._grad_fn
+                if fn is None:
+                    if free:
+                        edges.append(t)
+                    if g is not None:
+                        _accumulate(t, g, create_graph, capture_leaf, captured, deferred)
+                    continue
+                if fn._multi:
+                    k = t._out_index
+                    if free:
+                        edges.append((fn, k))
+                    if g is None:
+                        continue
+                    cur = nxt_ct if fn is nxt else get(fn)
+                    if cur is not None:
+                        cur[k] = g if k not in cur else cur[k] + g
+                        continue
+                    g = {k: g}
+                else:
+                    if free:
+                        edges.append(fn)
+                    if g is None:
+                        continue
+                    if fn is nxt:
+                        nxt_ct = nxt_ct + g
+                        continue
+                    cur = get(fn)
+                    if cur is not None:
+                        pending[fn] = cur + g
+                        continue
+                # fn was not pending: it becomes `nxt` if it is the highest-numbered
+                if nxt is None:
+                    if heap and fn.seq < -heap[0][0]:
+                        pending[fn] = g
+                        _heappush(heap, (-fn.seq, fn))
+                    else:
+                        nxt = fn
+                        nxt_ct = g
+                elif fn.seq > nxt.seq:
+                    pending[nxt] = nxt_ct
+                    _heappush(heap, (-nxt.seq, nxt))
+                    nxt = fn
+                    nxt_ct = g
+                else:
+                    pending[fn] = g
+                    _heappush(heap, (-fn.seq, fn))
+        for leaf, g in deferred.values():
+            _accumulate(leaf, g, create_graph, capture_leaf, captured)
         if captured is not None:
             for i, (t, g) in enumerate(zip(inputs, captured)):
                 if g is None and not allow_unused:
@@ -249,13 +299,36 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
         state.enabled = prev
 
 
-def _run_prehooks(node, buf):
+_INDICES = ((), (0,), (0, 1), (0, 1, 2))
+_TENSOR = [None]  # the Tensor class, installed by tensor.py (engine <-> tensor are one layer)
+
+
+def _run_prehooks(node, ct):
+    """Run the tensor hooks of ``node``'s outputs on their cotangents; returns ``ct`` (a
+    Tensor, or the {index: Tensor} dict of a multi-output node) with hook results."""
+    if ct.__class__ is not dict:
+        for h in node.pre_hooks.get(0, ()):
+            r = h(ct)
+            if r is not None:
+                ct = r
+        return ct
     for k, hooks in node.pre_hooks.items():
-        if k in buf:
+        if k in ct:
             for h in hooks:
-                r = h(buf[k])
+                r = h(ct[k])
                 if r is not None:
-                    buf[k] = r
+                    ct[k] = r
+    return ct
+
+
+def _capture(node, ct, capture_node, captured):
+    if ct.__class__ is not dict:
+        for i in capture_node.get((node, 0), ()):
+            captured[i] = ct
+        return
+    for k, g in ct.items():
+        for i in capture_node.get((node, k), ()):
+            captured[i] = g
 
 
 def _call_vjp_multi(node, buf, Tensor):
@@ -272,8 +345,20 @@ def _saved_output(node, k, payload, Tensor):
     return t
 
 
-def _accumulate(leaf, g, create_graph, capture_leaf, captured):
+def _accumulate(leaf, g, create_graph, capture_leaf, captured, deferred=None):
+    if g.dtype != leaf.dtype:
+        # as torch, a leaf's gradient has the leaf's dtype (float32 x * float64 y: x.grad f32)
+        g = g._cast(leaf.dtype)
     hooks = leaf._hooks
+    if hooks and deferred is not None:
+        # as torch, a leaf's hooks see its total gradient once: sum the contributions now,
+        # run the hooks and accumulate after the pass
+        d = deferred.get(id(leaf))
+        if d is None:
+            deferred[id(leaf)] = [leaf, g]
+        else:
+            d[1] = d[1] + g
+        return
     if hooks:
         for h in hooks:
             r = h(g)

@@ -19,14 +19,19 @@ def is_grad_enabled() -> bool:
 
 
 class _GradMode:
-    """Base: a context manager that is also a decorator (as torch's)."""
+    """Base: a context manager that is also a decorator (as torch's).
+
+    ``@dg.no_grad()`` and bare ``@dg.no_grad`` both return a plain wrapped function."""
 
     _target = True
 
+    def __new__(cls, orig_func=None):
+        if callable(orig_func):  # used bare as @no_grad: decorate right away
+            return cls()(orig_func)
+        return super().__new__(cls)
+
     def __init__(self, orig_func=None):
         self._prev = []
-        if orig_func is not None:  # used bare as @no_grad
-            self._wrapped = self(orig_func)
 
     def __enter__(self):
         self._prev.append(STATE.enabled)
@@ -37,15 +42,17 @@ class _GradMode:
         STATE.enabled = self._prev.pop()
         return False
 
-    def __call__(self, fn=None, *args, **kwargs):
-        if hasattr(self, "_wrapped"):
-            return self._wrapped(fn, *args, **kwargs)
-        mode = type(self)
+    def __call__(self, fn):
+        target = self._target
 
         @functools.wraps(fn)
         def wrapper(*a, **kw):
-            with mode():
+            prev = STATE.enabled
+            STATE.enabled = target
+            try:
                 return fn(*a, **kw)
+            finally:
+                STATE.enabled = prev
 
         return wrapper
 
@@ -63,6 +70,25 @@ class enable_grad(_GradMode):  # noqa: N801
 
 
 class set_grad_enabled(_GradMode):  # noqa: N801
+    """Set gradient recording on or off, as torch's: the call itself switches the mode
+    (``dg.set_grad_enabled(False)``); used with ``with`` the previous mode comes back on exit."""
+
+    def __new__(cls, mode: bool):
+        return object.__new__(cls)
+
     def __init__(self, mode: bool):
-        self._prev = []
         self._target = bool(mode)
+        self._prev = [STATE.enabled]
+        STATE.enabled = self._target
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        STATE.enabled = self._prev[0]
+        return False
+
+    def __call__(self, fn):
+        # as a decorator the mode applies inside the function only
+        STATE.enabled = self._prev[0]
+        return super().__call__(fn)

@@ -14,7 +14,8 @@ from ..ops import composites as C
 from ..ops import primitives as P
 from ..ops import registry
 from . import grad_mode
-from .engine import Node, accumulate_grad_of, node_class, run_backward
+from .engine import _TENSOR as _engine_tensor
+from .engine import NODE_SEQ, Node, accumulate_grad_of, node_class, run_backward
 
 _ndarray = np.ndarray
 _STATE = grad_mode.STATE
@@ -77,6 +78,8 @@ def apply(prim, args, params):
     except (ValueError, IndexError, TypeError) as e:
         raise _op_error(prim, vals, params, e) from None
     record = rg and _STATE.enabled and prim.vjp is not None
+    if record and prim is P.convert_p and np.dtype(params["dtype"]).kind not in "fc":
+        record = False  # x.long(), x.bool(): integer results never require grad (torch)
     if prim.multiple_results:
         node = None
         if record:
@@ -113,6 +116,7 @@ def _node(prim, params, inputs, need, out):
     node.need = need
     node.out = out
     node.pre_hooks = None
+    node.seq = _next_seq()
     return node
 
 
@@ -120,6 +124,7 @@ def _fast_op(prim):
     """A specialised ``apply`` for a parameter-free unary or binary primitive: the hot path
     of eager code, kept to one Python frame per op."""
     impl = prim.impl
+    raw = getattr(impl, "raw", impl)  # the ufunc behind a dtype-promoting wrapper
     uses_out = prim.uses_out
     differentiable = prim.vjp is not None
     cls = node_class(prim)
@@ -150,6 +155,7 @@ def _fast_op(prim):
             node.need = _NEED1
             node.out = out if uses_out else None
             node.pre_hooks = None
+            node.seq = _next_seq()
             t._grad_fn = node
             t._requires_grad = True
         else:
@@ -173,7 +179,10 @@ def _fast_op(prim):
         tr = TRACE[0]
         if tr is None:
             try:
-                out = impl(xv, yv)
+                if xv.__class__ is _ndarray and yv.__class__ is _ndarray and xv.dtype is not yv.dtype:
+                    out = impl(xv, yv)  # mixed dtypes: torch's promotion
+                else:
+                    out = raw(xv, yv)
             except (ValueError, TypeError) as e:
                 raise _op_error(prim, (xv, yv), _NP, e) from None
             if out.__class__ is not _ndarray:
@@ -194,9 +203,10 @@ def _fast_op(prim):
             node.prim = prim
             node.params = _NP
             node.inputs = (x, y)
-            node.need = (xr, yr)
+            node.need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
             node.out = out if uses_out else None
             node.pre_hooks = None
+            node.seq = _next_seq()
             t._grad_fn = node
             t._requires_grad = True
         else:
@@ -225,6 +235,10 @@ def _traced(tr, prim, args):
 
 
 _NEED1 = (True,)
+_NEED_TT = (True, True)
+_NEED_TF = (True, False)
+_NEED_FT = (False, True)
+_next_seq = NODE_SEQ.__next__
 
 
 registry.set_handler(apply)
@@ -268,7 +282,9 @@ def _index_spec(t, idx):
                 if arr.dtype == object:
                     raise IndexError(f"unsupported index {item!r}")
             if arr.dtype == np.bool_:
-                if TRACE[0] is not None:
+                # a constant mask (numpy, or an eager tensor) has known nonzeros; only a
+                # traced one has a data-dependent result shape
+                if isinstance(arr, Tensor) and arr._value.__class__ is not _ndarray:
                     raise IndexError(
                         "boolean mask indexing has a data-dependent shape and cannot be traced; "
                         "use dg.where(mask, x, y) instead"
@@ -487,10 +503,12 @@ class Tensor:
 
     # ---- numpy interop --------------------------------------------------------------
     def numpy(self):
+        v = self._value
+        if v.__class__ is not _ndarray:
+            return np.asarray(v)  # a traced value: the tracer explains why it has none
         if self._requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
-        v = self._value
-        return v if v.__class__ is _ndarray else np.asarray(v)
+        return v
 
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
@@ -864,6 +882,7 @@ def _reflected(f):
 
 
 _install_fast_ops()
+_engine_tensor[0] = Tensor
 _INPLACE_PRIMS = {"add": P.add_p, "sub": P.sub_p, "mul": P.mul_p, "div": P.div_p}
 
 

@@ -151,6 +151,11 @@ def unsqueeze(x, dim):
 def expand(x, sizes):
     sizes = list(sizes)
     lead = len(sizes) - x.ndim
+    if lead < 0 or any(s == -1 for s in sizes[:lead]):
+        raise ValueError(
+            f"expand: cannot expand shape {tuple(x.shape)} to {tuple(sizes)} "
+            "(-1 is only allowed for existing dimensions)"
+        )
     shape = tuple(
         (x.shape[i - lead] if s == -1 else int(s)) for i, s in enumerate(sizes)
     )

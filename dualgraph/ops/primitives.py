@@ -85,6 +85,7 @@ def _torch_promote(f):
         return f(x, y)
 
     impl.__name__ = getattr(f, "__name__", "impl")
+    impl.raw = f  # for callers that have checked the operands need no promotion
     return impl
 
 
@@ -132,28 +133,48 @@ def _call(prim):
 # ----------------------------------------------------------------------------------------
 
 
+# The add/sub/mul rules are the hot path of eager backward.  They skip ``unbroadcast``
+# when the cotangent already has the input's shape, and read shapes as
+# ``t._value.shape``: the payload's shape (an array's, or a tracer value's), what
+# ``Tensor.shape`` returns, without the property call.  ``g`` and every input that wants a
+# cotangent are Tensors.
+
+
 def _add_vjp(g, out, ins, need):
     x, y = ins
-    return (
-        unbroadcast(g, _shape(x)) if need[0] else None,
-        unbroadcast(g, _shape(y)) if need[1] else None,
-    )
+    gs = g._value.shape
+    gx = gy = None
+    if need[0]:
+        gx = g if x._value.shape == gs else unbroadcast(g, x.shape)
+    if need[1]:
+        gy = g if y._value.shape == gs else unbroadcast(g, y.shape)
+    return gx, gy
 
 
 def _sub_vjp(g, out, ins, need):
     x, y = ins
-    return (
-        unbroadcast(g, _shape(x)) if need[0] else None,
-        unbroadcast(neg(g), _shape(y)) if need[1] else None,
-    )
+    gx = gy = None
+    if need[0]:
+        gx = g if x._value.shape == g._value.shape else unbroadcast(g, x.shape)
+    if need[1]:
+        gy = neg(g)
+        if y._value.shape != gy._value.shape:
+            gy = unbroadcast(gy, y.shape)
+    return gx, gy
 
 
 def _mul_vjp(g, out, ins, need):
     x, y = ins
-    return (
-        unbroadcast(mul(g, y), _shape(x)) if need[0] else None,
-        unbroadcast(mul(g, x), _shape(y)) if need[1] else None,
-    )
+    gx = gy = None
+    if need[0]:
+        gx = mul(g, y)
+        if x._value.shape != gx._value.shape:
+            gx = unbroadcast(gx, x.shape)
+    if need[1]:
+        gy = mul(g, x)
+        if y._value.shape != gy._value.shape:
+            gy = unbroadcast(gy, y.shape)
+    return gx, gy
 
 
 def _div_vjp(g, out, ins, need):
@@ -227,14 +248,16 @@ neg_p = _elementwise("neg", np.negative, lambda g, out, ins, need: (neg(g),))
 exp_p = _elementwise("exp", np.exp, lambda g, out, ins, need: (mul(g, out),), uses_out=True)
 log_p = _elementwise("log", np.log, lambda g, out, ins, need: (div(g, ins[0]),))
 def _tanh_backward_impl(g, y):
-    return g * (1 - y * y)
+    # g * (1 - y*y) with array operands only: a Python-scalar operand costs numpy 2 about
+    # twice an array-array ufunc call on small arrays
+    return g - g * y * y
 
 
 def _tanh_backward_vjp(c, out, ins, need):
     g, y = ins
     return (
-        mul(c, sub(1, mul(y, y))) if need[0] else None,
-        mul(mul(c, g), mul(y, -2)) if need[1] else None,
+        unbroadcast(mul(c, sub(1, mul(y, y))), _shape(g)) if need[0] else None,
+        unbroadcast(mul(mul(c, g), mul(y, -2)), _shape(y)) if need[1] else None,
     )
 
 
@@ -252,14 +275,14 @@ def _sigmoid_impl(x):
 
 
 def _sigmoid_backward_impl(g, y):
-    return g * (y * (1 - y))
+    return g * (y - y * y)  # g * y * (1 - y), array operands only (see tanh_backward)
 
 
 def _sigmoid_backward_vjp(c, out, ins, need):
     g, y = ins
     return (
-        mul(c, mul(y, sub(1, y))) if need[0] else None,
-        mul(mul(c, g), sub(1, mul(y, 2))) if need[1] else None,
+        unbroadcast(mul(c, mul(y, sub(1, y))), _shape(g)) if need[0] else None,
+        unbroadcast(mul(mul(c, g), sub(1, mul(y, 2))), _shape(y)) if need[1] else None,
     )
 
 
@@ -696,8 +719,9 @@ dynamic_index_p = register(
         lambda buf, i: ShapedArray(buf.shape[1:], buf.dtype),
         lambda g, out, ins, need: (
             dynamic_update(
-                dynamic_zeros(ins[0].shape[0] if ins[0].shape[0] is not None else _dyn_len(ins[0]),
-                              shape=tuple(ins[0].shape[1:]), dtype=ins[0].dtype),
+                # a buffer of static length gets a cotangent of the same static type
+                zeros(tuple(ins[0].shape), ins[0].dtype) if ins[0].shape[0] is not None
+                else dynamic_zeros(_dyn_len(ins[0]), shape=tuple(ins[0].shape[1:]), dtype=ins[0].dtype),
                 ins[1],
                 g,
             ),

@@ -148,7 +148,8 @@ def cond(pred, true_fn, false_fn, *operands):
     builder = TRACE[0]
     if builder is None or not _is_traced(pred):
         taken = true_fn if bool(pred) else false_fn
-        return taken(*operands)
+        # numbers become Tensors as under a trace, so both modes return the same types
+        return _outputs_as_tensors(taken)(*operands)
     pred = _scalar_pred(pred, "cond")
     leaves, tree = tree_flatten(operands)
     leaves = [_to_tensor(x) for x in leaves]
@@ -216,8 +217,10 @@ def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_
     """
     carry0, cc, bc = _split(ins, cond_nconsts, body_nconsts)
     nc = len(carry0)
-    for x in carry0:
-        if None in x.shape:
+    # The backward of a while's backward would need cotangents of its tape buffers, whose
+    # length is only known at run time (and the tape's own taped replay): unsupported.
+    for x in carry0 + [b for j, b in enumerate(bc) if need[nc + cond_nconsts + j]]:
+        if isinstance(x, Tensor) and None in x.shape:
             raise NotImplementedError(
                 "reverse mode through a while loop nested in the backward of another while loop "
                 "(second-order gradients through a traced while_loop) is not supported; "
@@ -308,7 +311,8 @@ def while_loop(cond_fn, body_fn, init_val):
     builder = TRACE[0]
     leaves, tree = tree_flatten(init_val)
     if builder is None:
-        val = init_val
+        # numbers in the carry become Tensors, as under a trace (and as in JAX)
+        val = tree_unflatten(tree, [_to_tensor(x) for x in leaves])
         while bool(_scalar_pred(cond_fn(val), "while_loop")):
             val = body_fn(val)
         return val
@@ -346,7 +350,8 @@ def fori_loop(lower, upper, body_fn, init_val):
     ``i`` is an int64 scalar Tensor; under a trace the loop is one ``while`` equation.
     """
     if TRACE[0] is None and not _is_traced(lower) and not _is_traced(upper):
-        val = init_val
+        leaves, tree = tree_flatten(init_val)
+        val = tree_unflatten(tree, [_to_tensor(x) for x in leaves])
         for i in range(int(lower), int(upper)):
             val = body_fn(Tensor(np.asarray(i, np.int64)), val)
         return val
@@ -359,9 +364,23 @@ def fori_loop(lower, upper, body_fn, init_val):
         i, _ = state
         return i < hi
 
+    init_leaves, tree = tree_flatten(init_val)
+    avals = [ShapedArray(x.shape, x.dtype) for x in map(_to_tensor, init_leaves)]
+
     def b(state):
         i, val = state
-        return i + 1, body_fn(i, val)
+        nxt = i + 1
+        out = body_fn(i, val)
+        # checked here so the error counts the user's carries (the counter is ours)
+        out_leaves, out_tree = tree_flatten(out)
+        if out_tree == tree:
+            out_leaves = [o if isinstance(o, Tensor) else _to_tensor(o, dtype=a.dtype)
+                          for o, a in zip(out_leaves, avals)]
+            out_avals = [ShapedArray(o.shape, o.dtype) for o in out_leaves]
+        else:
+            out_avals = []
+        _check_carry("fori_loop", tree, avals, out_tree, out_avals)
+        return nxt, tree_unflatten(out_tree, out_leaves)
 
     _, out = while_loop(c, b, (lo, init_val))
     return out

@@ -42,7 +42,12 @@ def call_graph(graph, args):
         raise TypeError(f"graph takes {len(graph.inputs)} tensor arguments, got {len(args)}")
     tensors = []
     for i, (a, v) in enumerate(zip(args, graph.inputs)):
-        t = a if isinstance(a, Tensor) else Tensor(a, dtype=v.aval.dtype)
+        if isinstance(a, Tensor):
+            t = a
+        elif isinstance(a, (np.ndarray, np.generic)):
+            t = Tensor(a)  # arrays keep their dtype, like Tensors: checked below
+        else:
+            t = Tensor(a, dtype=v.aval.dtype)  # Python numbers and lists take the input's
         if tuple(t.shape) != v.aval.shape or t.dtype != v.aval.dtype:
             raise TypeError(
                 f"graph argument {i}: expected {v.aval.str_short()}, got "
