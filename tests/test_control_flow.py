@@ -705,3 +705,86 @@ def test_eager_control_flow_is_python_control_flow():
     np.testing.assert_allclose(np_(out), [10.0, 11.0])
     k = dg.while_loop(lambda s: s < 5, lambda s: s + 2, dg.tensor(0))
     assert int(k) == 6
+
+
+# ----------------------------------------------------------------------------------------
+# gradients inside control flow
+# ----------------------------------------------------------------------------------------
+
+XD = np.array([[1.0, 2.0], [0.5, -1.0], [2.0, 0.1]])
+YD = np.array([1.0, -1.0, 0.5])
+
+
+def _loss(w):
+    return ((t64(XD) @ w - t64(YD)) ** 2).mean()
+
+
+def meta_dg(w0, lr):
+    # five steps of gradient descent in a fori_loop (dg.grad inside the body), then the loss
+    return _loss(dg.fori_loop(0, 5, lambda i, w: w - lr * dg.grad(_loss)(w), w0))
+
+
+def meta_py(w0, lr):
+    w = w0
+    for _ in range(5):
+        (g,) = dg.autograd.grad(_loss(w), [w], create_graph=True)
+        w = w - lr * g
+    return _loss(w)
+
+
+def test_gradient_descent_in_a_loop_and_its_meta_gradient():
+    w0, lr = t64([0.1, 0.2]), t64(0.1)
+    # the oracle differentiates through the Python loop's inner gradients (create_graph)
+    leaves = [w0.detach().requires_grad_(), lr.detach().requires_grad_()]
+    ref = dg.autograd.grad(meta_py(*leaves), leaves)
+    for got in (
+        dg.grad(meta_dg, argnums=(0, 1))(w0, lr),
+        verify(dg.trace(dg.grad(meta_dg, argnums=(0, 1)), w0, lr))(w0, lr),
+        verify(grad_graph(dg.trace(meta_dg, w0, lr), argnums=(0, 1)))(w0, lr)[1:],
+    ):
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(np_(a), np_(b), rtol=1e-10, atol=1e-14)
+    assert dg.autograd.gradcheck(meta_dg, [t64([0.1, 0.2], True), t64(0.1, True)])
+
+
+def test_concrete_value_inside_a_loop_body_names_the_body_line():
+    line = []
+
+    def f(x):
+        def body(i, a):
+            line.append(inspect.currentframe().f_lineno + 1)
+            return a * 2 if a.sum() > 0 else a
+        return dg.fori_loop(0, 3, body, x)
+
+    with pytest.raises(TracerError) as info:
+        dg.trace(f, t64([1.0]))
+    assert f"{HERE}:{line[0]}" in str(info.value)
+    assert "dg.cond" in str(info.value)
+
+
+def test_grad_under_no_grad_still_differentiates():
+    # gradcheck evaluates under no_grad: dg.grad inside the function must not go silent
+    x = t64([0.3, -0.7], True)
+    with dg.no_grad():
+        g = dg.grad(lambda a: (a ** 3).sum())(x)
+    np.testing.assert_allclose(np_(g), 3 * np.array([0.3, -0.7]) ** 2)
+    assert not g.requires_grad
+
+
+W_CONST = np.array([1.0, 2.0, -0.5])
+
+
+def _inner_closes_over(lr):
+    # the inner gradient reads lr from the closure, not from its argument
+    w0 = t64(W_CONST)  # an eager constant, also under a trace
+    return dg.grad(lambda w: ((w - lr) ** 2 * w).sum())(w0).sum()
+
+
+def test_grad_of_grad_through_a_closure():
+    lr = t64(0.5)
+    # d/dlr sum(3 w^2 - 4 w lr + lr^2) = sum(-4 w + 2 lr)
+    expected = (-4 * W_CONST + 2 * 0.5).sum()
+    assert float(dg.grad(_inner_closes_over)(lr)) == pytest.approx(expected)
+    g = verify(dg.trace(dg.grad(_inner_closes_over), lr))
+    assert float(g(lr)) == pytest.approx(expected)
+    assert float(grad_graph(dg.trace(_inner_closes_over, lr))(lr)[1]) == pytest.approx(expected)

@@ -255,12 +255,11 @@ def _optimizers():
     if _passes is None or not hasattr(_passes, "optimize"):
         return []
     fns = [("optimize", _passes.optimize)]
-    for attr in ("PASSES", "DEFAULT_PASSES", "ALL_PASSES"):
-        lst = getattr(_passes, attr, None)
-        if lst:
-            for p in lst:
-                fns.append((getattr(p, "__name__", repr(p)), p))
-            break
+    for attr in ("DEFAULT", "PASSES", "DEFAULT_PASSES", "ALL_PASSES"):
+        for p in getattr(_passes, attr, None) or ():
+            name = getattr(p, "__name__", repr(p))
+            if name not in dict(fns):
+                fns.append((name, p))
     return fns
 
 
@@ -314,7 +313,7 @@ def test_random_programs(prog):
 
 
 @pytest.mark.slow
-@settings(max_examples=1500, **COMMON)
+@settings(max_examples=1000, **COMMON)
 @given(programs(depth=3, max_len=8))
 def test_random_programs_long(prog):
     check_program(prog)

@@ -24,7 +24,15 @@ _FREED_MSG = (
 
 
 class Node:
-    """A recorded primitive application: the ``grad_fn`` of its outputs."""
+    """A recorded primitive application: the ``grad_fn`` of its outputs.
+
+    The tape records every single-output node as a plain ``Node``: one class, so the
+    interpreter's attribute caches in the forward ops and in ``run_backward`` stay
+    monomorphic (alternating ``MulBackward``/``AddBackward``/... instances costs about 30 ns
+    per attribute access).  The node gets its torch-named class (``MulBackward``, same
+    layout, ``__class__`` assignment) when it is handed out: ``Tensor.grad_fn``,
+    ``next_functions``, ``name()``, ``repr``.  See ``public_node``.
+    """
 
     # prim, params; inputs: the saved inputs (None once freed); need: which inputs want a
     # cotangent; out: the output payload(s) if the VJP reads them; edges: what the freed
@@ -35,10 +43,10 @@ class Node:
     _multi = False  # the primitive has multiple results (set per class by node_class)
 
     def name(self):
-        return type(self).__name__
+        return type(public_node(self)).__name__
 
     def __repr__(self):
-        return f"<{type(self).__name__} object at {id(self):#x}>"
+        return f"<{type(public_node(self)).__name__} object at {id(self):#x}>"
 
     @property
     def next_functions(self):
@@ -46,8 +54,9 @@ class Node:
         if ins is not None:
             return tuple(_edge(t) if n else (None, 0) for t, n in zip(ins, self.need))
         # backward freed the saved inputs: `edges` keeps, per input that wants a cotangent,
-        # what it pointed to (see run_backward)
-        edges = iter(self.edges)
+        # what it pointed to: one edge or a list of them (see run_backward)
+        edges = self.edges
+        edges = iter(edges if edges.__class__ is list else (edges,))
         return tuple(_edge(next(edges)) if n else (None, 0) for n in self.need)
 
     def register_prehook(self, index, fn):
@@ -56,16 +65,23 @@ class Node:
         self.pre_hooks.setdefault(index, []).append(fn)
 
 
+def public_node(node):
+    """``node`` with its torch-named class (``MulBackward``...), as users see it."""
+    if node.__class__ is Node:
+        node.__class__ = node_class(node.prim)
+    return node
+
+
 def _edge(t):
     """The (node, output index) an input's gradient flows to (``t`` a Tensor, a Node for
     its output 0, or a (node, index) edge)."""
     if isinstance(t, tuple):
-        return t
+        return (public_node(t[0]), t[1])
     if isinstance(t, Node):
-        return (t, 0)
+        return (public_node(t), 0)
     fn = t._grad_fn
     if fn is not None:
-        return (fn, t._out_index)
+        return (public_node(fn), t._out_index)
     return (accumulate_grad_of(t), 0)
 
 
@@ -229,11 +245,13 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                     cts = node.prim.vjp(ct, out, inputs_, need)
             if free:
                 # drop the saved tensors; `edges` keeps, per input that wants a cotangent,
-                # its node (output 0), (node, index) or leaf tensor, for next_functions
+                # its node (output 0), (node, index) or leaf tensor, for next_functions:
+                # the one edge itself or a list of them
                 node.inputs = None
                 node.out = None
-                edges = node.edges = []
-            for i in _INDICES[len(need)] if len(need) < 4 else range(len(need)):
+                edges = None
+            n_in = len(need)
+            for i in _INDICES[n_in] if n_in < _N_INDICES else range(n_in):
                 if not need[i]:
                     continue
                 t = inputs_[i]
@@ -241,14 +259,14 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                 fn = t._grad_fn
                 if fn is None:
                     if free:
-                        edges.append(t)
+                        edges = t if edges is None else _add_edge(edges, t)
                     if g is not None:
                         _accumulate(t, g, create_graph, capture_leaf, captured, deferred)
                     continue
                 if fn._multi:
                     k = t._out_index
                     if free:
-                        edges.append((fn, k))
+                        edges = (fn, k) if edges is None else _add_edge(edges, (fn, k))
                     if g is None:
                         continue
                     cur = nxt_ct if fn is nxt else get(fn)
@@ -258,7 +276,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                     g = {k: g}
                 else:
                     if free:
-                        edges.append(fn)
+                        edges = fn if edges is None else _add_edge(edges, fn)
                     if g is None:
                         continue
                     if fn is nxt:
@@ -284,6 +302,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                 else:
                     pending[fn] = g
                     _heappush(heap, (-fn.seq, fn))
+            if free:
+                node.edges = edges
         for leaf, g in deferred.values():
             _accumulate(leaf, g, create_graph, capture_leaf, captured)
         if captured is not None:
@@ -299,7 +319,15 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
         state.enabled = prev
 
 
-_INDICES = ((), (0,), (0, 1), (0, 1, 2))
+_N_INDICES = 16
+_INDICES = tuple(tuple(range(n)) for n in range(_N_INDICES))
+
+
+def _add_edge(edges, e):
+    if edges.__class__ is list:
+        edges.append(e)
+        return edges
+    return [edges, e]
 _TENSOR = [None]  # the Tensor class, installed by tensor.py (engine <-> tensor are one layer)
 
 

@@ -15,7 +15,7 @@ from ..ops import primitives as P
 from ..ops import registry
 from . import grad_mode
 from .engine import _TENSOR as _engine_tensor
-from .engine import NODE_SEQ, Node, accumulate_grad_of, node_class, run_backward
+from .engine import NODE_SEQ, Node, accumulate_grad_of, node_class, public_node, run_backward
 
 _ndarray = np.ndarray
 _STATE = grad_mode.STATE
@@ -109,7 +109,8 @@ def apply(prim, args, params):
 
 
 def _node(prim, params, inputs, need, out):
-    node = _new(prim.node_class or node_class(prim))
+    # a plain Node (see engine.Node); multi-output nodes get their class at once
+    node = (node_class(prim) if prim.multiple_results else Node)()
     node.prim = prim
     node.params = params
     node.inputs = inputs
@@ -127,7 +128,8 @@ def _fast_op(prim):
     raw = getattr(impl, "raw", impl)  # the ufunc behind a dtype-promoting wrapper
     uses_out = prim.uses_out
     differentiable = prim.vjp is not None
-    cls = node_class(prim)
+    cls = Node  # the tape's one node class (see engine.Node)
+    node_class(prim)
     nary = prim.__dict__.get("arity")
 
     def unary(x):
@@ -148,7 +150,7 @@ def _fast_op(prim):
         t._hooks = None
         t._out_index = 0
         if x._requires_grad and _STATE.enabled and differentiable:
-            node = _new(cls)
+            node = cls()  # Node has no __init__: cheaper than object.__new__(cls)
             node.prim = prim
             node.params = _NP
             node.inputs = (x,)
@@ -199,7 +201,7 @@ def _fast_op(prim):
         t._hooks = None
         t._out_index = 0
         if (xr or yr) and _STATE.enabled and differentiable:
-            node = _new(cls)
+            node = cls()  # Node has no __init__: cheaper than object.__new__(cls)
             node.prim = prim
             node.params = _NP
             node.inputs = (x, y)
@@ -387,7 +389,8 @@ class Tensor:
 
     @property
     def grad_fn(self):
-        return self._grad_fn
+        fn = self._grad_fn
+        return fn if fn is None else public_node(fn)
 
     @property
     def is_leaf(self):
@@ -556,7 +559,7 @@ class Tensor:
         if v.dtype not in (np.float32, np.int64, np.bool_):
             extra.append(f"dtype={v.dtype.name}")
         if self._grad_fn is not None:
-            extra.append(f"grad_fn=<{type(self._grad_fn).__name__}>")
+            extra.append(f"grad_fn=<{type(self.grad_fn).__name__}>")
         elif self._requires_grad:
             extra.append("requires_grad=True")
         return "tensor(" + body + "".join(", " + e for e in extra) + ")"
@@ -925,9 +928,11 @@ def _to_array(data, dtype):
 
 
 def _ones_like(t):
-    return Tensor._make(np.ones(t.shape, t.dtype)) if TRACE[0] is None else P.full(
-        shape=t.shape, value=1, dtype=t.dtype
-    )
+    if TRACE[0] is None:
+        v = t._value
+        one = np.array(1, v.dtype)  # np.ones is a Python-level function (~1.5 us)
+        return Tensor._make(one if v.ndim == 0 else np.full(v.shape, one))
+    return P.full(shape=t.shape, value=1, dtype=t.dtype)
 
 
 __all__ = ["Tensor", "apply", "TRACE", "Node", "accumulate_grad_of"]

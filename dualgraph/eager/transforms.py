@@ -8,20 +8,49 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from ..ops import primitives as P
 from . import grad_mode
 from .autograd import grad as _autograd_grad
-from .tensor import Tensor
+from .tensor import TRACE, Tensor
 
 
-def _prepare(x):
+def _prepare(x, outer):
     if not isinstance(x, Tensor):
         raise TypeError(f"dg.grad: differentiated argument must be a Tensor, got {type(x).__name__}")
-    if x.requires_grad:
+    if outer and x.requires_grad:
         # an outer transform is differentiating x: an alias keeps that connection while
         # giving this transform its own variable to differentiate by
         return P.reshape(x, shape=x.shape)
+    if TRACE[0] is not None and isinstance(x._value, np.ndarray):
+        # an eager tensor is a constant to a trace (no tape through it): differentiate
+        # by a traced copy of it instead
+        return P.reshape(x.detach(), shape=x.shape).requires_grad_(True)
     return x.detach().requires_grad_(True)
+
+
+def _reaches_other_leaves(out, own):
+    """Whether ``out``'s tape reaches a grad-requiring leaf other than ``own``."""
+    own_ids = {id(x) for x in own}
+    seen = set()
+    stack = [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.inputs is None:
+            return True  # freed by an earlier backward: assume the worst
+        for t, need in zip(node.inputs, node.need):
+            if not need or not isinstance(t, Tensor):
+                continue
+            if t._grad_fn is None:
+                if id(t) not in own_ids:
+                    return True
+            else:
+                stack.append(t._grad_fn)
+    return False
 
 
 def value_and_grad(fn, argnums=0):
@@ -32,11 +61,18 @@ def value_and_grad(fn, argnums=0):
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         args = list(args)
-        outer = any(isinstance(args[i], Tensor) and args[i].requires_grad for i in nums)
-        for i in nums:
-            args[i] = _prepare(args[i])
+        # under no_grad nothing outside wants our graph; the gradient is still computed
+        outer = grad_mode.is_grad_enabled() and any(
+            isinstance(args[i], Tensor) and args[i].requires_grad for i in nums
+        )
         with grad_mode.enable_grad():
+            for i in nums:
+                args[i] = _prepare(args[i], outer)
             out = fn(*args, **kwargs)
+        if not outer and grad_mode.is_grad_enabled() and isinstance(out, Tensor) and out.requires_grad:
+            # fn may close over tensors an outer transform differentiates (grad of grad
+            # with the inner function reading the outer variable): keep the connection
+            outer = _reaches_other_leaves(out, [args[i] for i in nums])
         if not isinstance(out, Tensor) or out.numel() != 1:
             raise TypeError(
                 "dg.grad: the function must return a scalar Tensor, got "

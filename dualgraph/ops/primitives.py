@@ -404,12 +404,15 @@ def _sum_dtype(dt):
 
 
 def _reduce_sum_impl(x, axes, keepdims):
+    if x.__class__ is _nd:  # the method skips np.sum's Python-level dispatch (~2 us)
+        return x.sum(axis=axes, keepdims=keepdims)
     return np.sum(x, axis=axes, keepdims=keepdims)
 
 
 def _reduce_sum_vjp(g, out, ins, need, axes, keepdims):
     x = ins[0]
-    if not keepdims:
+    if not keepdims and axes != tuple(range(len(axes))):
+        # reduced leading axes (a full reduction among them) broadcast back as they are
         g = reshape(g, shape=_reduced_shape(x.shape, axes, True))
     return (broadcast_to(g, shape=x.shape),)
 
@@ -499,7 +502,7 @@ def _reshape_rule(x, shape):
 reshape_p = register(
     Primitive(
         "reshape",
-        lambda x, shape: np.reshape(x, shape),
+        lambda x, shape: x.reshape(shape) if x.__class__ is _nd else np.reshape(x, shape),
         _reshape_rule,
         lambda g, out, ins, need, shape: (reshape(g, shape=ins[0].shape),),
     )
@@ -524,6 +527,16 @@ transpose_p = register(
 )
 
 
+def _broadcast_to_impl(x, shape):
+    # np.broadcast_to costs ~5 us; a small result is cheaper filled (then it is a writable
+    # copy rather than a read-only view, which no consumer can tell apart)
+    if x.__class__ is _nd and x.ndim <= len(shape) and math.prod(shape) <= 4096:
+        out = np.empty(shape, x.dtype)
+        out[...] = x
+        return out
+    return np.broadcast_to(x, shape)
+
+
 def _broadcast_to_rule(x, shape):
     try:
         if np.broadcast_shapes(x.shape, shape) != tuple(shape):
@@ -536,7 +549,7 @@ def _broadcast_to_rule(x, shape):
 broadcast_to_p = register(
     Primitive(
         "broadcast_to",
-        lambda x, shape: np.broadcast_to(x, shape),
+        _broadcast_to_impl,
         _broadcast_to_rule,
         lambda g, out, ins, need, shape: (unbroadcast(g, _shape(ins[0])),),
     )

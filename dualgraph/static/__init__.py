@@ -3,9 +3,10 @@ from .autodiff import grad_graph, vjp_graph
 from .control_flow import ControlFlowError, cond, fori_loop, while_loop
 from .interpreter import GraphExecutionError, eval_graph
 from .ir import Eqn, Graph, Lit, Var, run
+from .passes import optimize
 from .tracer import TracerError, trace
 from .verify import VerifyError, verify
 
 __all__ = ["Graph", "Eqn", "Var", "Lit", "run", "trace", "TracerError", "cond", "while_loop",
            "fori_loop", "ControlFlowError", "eval_graph", "GraphExecutionError", "vjp_graph",
-           "grad_graph", "verify", "VerifyError"]
+           "grad_graph", "verify", "VerifyError", "optimize"]

@@ -51,15 +51,16 @@ class Lit:
     def __repr__(self):
         return f"Lit({self.value!r})"
 
+    def _key(self):
+        # exact identity of the literal: type and bits (0.0 != -0.0, nan == nan)
+        v = self.value
+        return type(v), np.asarray(v).tobytes()
+
     def __eq__(self, other):
-        return (
-            isinstance(other, Lit)
-            and type(self.value) is type(other.value)
-            and (self.value == other.value or (self.value != self.value and other.value != other.value))
-        )
+        return isinstance(other, Lit) and self._key() == other._key()
 
     def __hash__(self):
-        return hash((type(self.value), self.value if self.value == self.value else "nan"))
+        return hash(self._key())
 
 
 class Eqn:

@@ -9,4 +9,4 @@ from .licm import licm
 from .pipeline import DEFAULT, optimize
 from .simplify import simplify
 
-__all__ = ["optimize", "DEFAULT", "dce", "cse", "fold", "simplify", "licm"]
+__all__ = ["DEFAULT", "cse", "dce", "fold", "licm", "optimize", "simplify"]

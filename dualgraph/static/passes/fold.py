@@ -40,7 +40,7 @@ MAX_FOLD_SIZE = 1 << 16
 class _Known:
     """A value known at compile time (a numpy array) and, once materialised, its Var."""
 
-    __slots__ = ("value", "origin", "var")
+    __slots__ = ("origin", "value", "var")
 
     def __init__(self, value, origin=None):
         self.value = value

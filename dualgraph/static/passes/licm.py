@@ -7,24 +7,46 @@ the body -- computes the same value in every iteration.  It is moved in front of
 (``body_nconsts``/``cond_nconsts`` grow).  Loops are processed inside out, so a value
 invariant in two nested loops moves out of both.
 
-What moves: pure first-order equations that read at least one loop constant.  What stays:
+What moves: first-order equations that read at least one loop constant and otherwise only
+invariant values.  What stays:
 
-* equations with no Var operand (``const``, ``full``, literal arithmetic): they are free,
-  and left in the body they stay visible to constant folding there;
-* ``cond``/``while`` equations (a nested loop is not duplicated or hoisted as a whole);
+* equations that read only constants defined in the loop (``const``, ``full`` and
+  arithmetic on them): they are free, and left in the loop they stay visible to constant
+  folding there (they are copied out if a hoisted equation needs them);
+* ``cond``/``while`` equations (a nested loop is not hoisted as a whole);
 * from the body only (the predicate always runs at least once, the body may run zero
-  times): primitives that can raise on their values (``MAY_RAISE``: index arrays out of
-  range).  Like JAX, other pure work is hoisted even though a loop that runs zero times
-  then evaluates it once for nothing; floating-point errors do not raise in dualgraph
-  (inf/nan), so that evaluation cannot fail.
+  times): equations that can raise for some operand values (``may_raise``: index arrays
+  out of range, integer powers with negative exponents, max of an empty array).
+
+Like JAX, other pure work is hoisted even though a loop that runs zero times then
+evaluates it once for nothing (cost: one evaluation; saved: one per further iteration);
+floating-point errors do not raise in dualgraph (they give inf/nan), so that evaluation
+cannot fail.
 """
 from __future__ import annotations
 
 from ..ir import Graph, Var
 from .rewrite import Emitter, SubGraphs, rebuild, results, run_into
 
-# primitives whose implementation can raise on some operand values (not just types)
-MAY_RAISE = frozenset({"getitem", "index_add", "dynamic_index", "dynamic_update", "dynamic_zeros"})
+# primitives whose implementation can raise on some operand values (not just types):
+# run-time indices out of range, negative buffer lengths
+MAY_RAISE = frozenset({"dynamic_index", "dynamic_update", "dynamic_zeros"})
+
+
+def may_raise(eqn) -> bool:
+    """Can running ``eqn`` raise for some values of its (well-typed) operands?"""
+    name = eqn.prim.name
+    if name in MAY_RAISE:
+        return True
+    if name == "getitem":  # index arrays (ints and slices are checked when traced)
+        return len(eqn.inputs) > 1
+    if name == "index_add":
+        return len(eqn.inputs) > 2
+    if name == "pow":  # integers to negative integer powers
+        return all(x.aval.dtype.kind in "iub" for x in eqn.inputs)
+    if name in ("reduce_max", "reduce_min", "argmax", "argmin"):  # of nothing
+        return eqn.inputs[0].aval.size == 0
+    return False
 
 
 def licm(graph: Graph) -> Graph:
@@ -67,7 +89,7 @@ class _Invariant:
     (``eqn``); they stay in the loop and are copied out only if a hoisted equation reads
     them."""
 
-    __slots__ = ("outer", "inner", "free", "eqn", "ins")
+    __slots__ = ("eqn", "free", "inner", "ins", "outer")
 
     def __init__(self, outer=None, inner=None, free=False, eqn=None, ins=()):
         self.outer = outer
@@ -103,20 +125,20 @@ def _hoist(outer_em, graph, ncarry, consts, allow_raise):
             extra_outer.append(x.outer)
         return x.inner
 
-    def eval_eqn(em, eqn, ins):
+    def eval_eqn(inner_em, eqn, ins):
         var_ins = [x for x, old in zip(ins, eqn.inputs) if isinstance(old, Var)]
         invariant = not eqn.prim.higher_order and all(isinstance(x, _Invariant) for x in var_ins)
         if invariant and all(x.free for x in var_ins) and len(eqn.outs) == 1:
             # constants (and arithmetic on them) stay in the loop, for folding there
             out = inner_em.emit(eqn, [inner_atom(x) for x in ins])[0]
             return _Invariant(inner=out, free=True, eqn=eqn, ins=ins)
-        if invariant and (allow_raise or eqn.prim.name not in MAY_RAISE):
+        if invariant and (allow_raise or not may_raise(eqn)):
             outs = outer_em.emit(eqn, [outer_atom(x) for x in ins])
             return results(eqn, [_Invariant(outer=o) for o in outs])
         return results(eqn, inner_em.emit(eqn, [inner_atom(x) for x in ins]))
 
     args = inputs[:ncarry] + [_Invariant(outer=c, inner=v) for c, v in zip(consts, inputs[ncarry:])]
-    outs = run_into(None, graph, args, eval_eqn)
+    outs = run_into(inner_em, graph, args, eval_eqn)
     outs = [inner_atom(x) for x in outs]
     new_graph = graph.replace(inputs=inputs + extra_inputs, eqns=inner_em.eqns, outputs=outs)
     return new_graph, extra_outer

@@ -175,7 +175,3 @@ def constant_value(x, producers):
         p = eqn.params
         return np.full((), p["value"], p["dtype"])
     return None
-
-
-def is_var(x):
-    return x.__class__ is Var

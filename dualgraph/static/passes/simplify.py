@@ -8,13 +8,15 @@ replaces (shape AND dtype): that is what keeps ``x + 0`` for an int ``x`` and a 
 broadcast), as they are.  Literals are never substituted for a Var (a weakly typed
 literal would change the dtype of the reader).
 
-Semantics: ``x * 1``, ``x - 0``, ``x / 1``, ``-(-x)``, transposes, reshapes, broadcasts
-and same-dtype converts are exact for every value.  ``x * 0`` is rewritten to zeros only
-for integer and bool results: for floats ``inf * 0`` and ``nan * 0`` are nan.  ``x + 0``
-is rewritten for floats too, as XLA does; the one value it changes is the sign of a zero
-(``-0.0 + 0`` is ``+0.0``, which compares equal).
+Semantics: every rewrite is exact for every value, inf, nan and signed zeros included.
+``x * 1``, ``x / 1``, ``-(-x)``, transposes, reshapes, broadcasts and same-dtype converts
+always are.  ``x * 0`` is rewritten to zeros only for integer and bool results: for
+floats ``inf * 0`` and ``nan * 0`` are nan.  For float ``x``, ``x + 0`` is kept (``-0.0 +
+0.0`` is ``+0.0``, and ``1 / x`` then tells them apart: -inf vs inf); ``x + (-0.0)`` and
+``x - 0.0`` are the exact identities and are rewritten (unlike XLA, which also rewrites
+``x + 0.0``).
 
-    >>> g = dg.trace(lambda x: (x * 1 + 0).sum(), dg.ones(3))
+    >>> g = dg.trace(lambda x: (x * 1 - 0).sum(), dg.ones(3))
     >>> print(dce(simplify(g)))
     { lambda a:f32[3] .
       let b:f32[] = reduce_sum[axes=(0,) keepdims=False] a
@@ -36,7 +38,7 @@ class Pat:
     ``src`` the patterns of that equation's operands, ``const`` a value every element of
     a constant operand must equal, ``name`` the keyword the atom is passed as."""
 
-    __slots__ = ("op", "src", "const", "name")
+    __slots__ = ("const", "name", "op", "src")
 
     def __init__(self, op=None, src=None, *, const=_ANY, name=None):
         self.op = op
@@ -54,14 +56,32 @@ def X(name="x"):
     return Pat(name=name)
 
 
-def C(value):
-    return Pat(const=value)
+def C(value, name=None):
+    return Pat(const=value, name=name)
 
 
 # -- the rewrites: f(ctx, eqn, **matched) -> replacement Var or None -----------------------
 
 
 def _first(ctx, eqn, x):
+    return x
+
+
+def _is_float(aval):
+    return aval.dtype.kind in "fc"
+
+
+def _add_zero(ctx, eqn, x, zero):
+    # x + (-0.0) is x for every float x; x + (+0.0) turns -0.0 into +0.0
+    if _is_float(eqn.outs[0].aval) and not np.all(np.signbit(ctx.value(zero))):
+        return None
+    return x
+
+
+def _sub_zero(ctx, eqn, x, zero):
+    # x - (+0.0) is x for every float x; x - (-0.0) turns -0.0 into +0.0
+    if _is_float(eqn.outs[0].aval) and np.any(np.signbit(ctx.value(zero))):
+        return None
     return x
 
 
@@ -110,8 +130,8 @@ def _commute(op, a, b, fn):
 RULES = [
     *_commute("mul", X(), C(1), _first),
     *_commute("mul", X(), C(0), _zeros),
-    *_commute("add", X(), C(0), _first),
-    (Pat("sub", (X(), C(0))), _first),
+    *_commute("add", X(), C(0, "zero"), _add_zero),
+    (Pat("sub", (X(), C(0, "zero"))), _sub_zero),
     (Pat("div", (X(), C(1))), _first),
     (Pat("pow", (X(), C(1))), _first),
     (Pat("neg", (Pat("neg", (X(),)),)), _first),
@@ -184,6 +204,10 @@ class _Context:
 
     def producer(self, var):
         return self.producers[var]
+
+    def value(self, atom):
+        """The value of a constant operand (a literal, ``const`` or ``full``)."""
+        return constant_value(atom, self.producers)
 
     def emit(self, prim, inputs, params):
         """A new equation (itself simplified); returns its output Var."""
