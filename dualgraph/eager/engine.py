@@ -1,10 +1,11 @@
 """The autograd engine: tape nodes, AccumulateGrad, and backward in topological order.
 
-Each recorded primitive application is a ``Node`` (its class is ``<Op>Backward``).  A
-node keeps the primitive, its params, its inputs (the saved tensors) and, for
-primitives whose VJP reads the output, the output payload.  ``backward`` sorts the nodes
-reachable from the roots, runs each node's VJP rule once its cotangent is complete, and
-accumulates into leaves.  Saved tensors are dropped afterwards unless ``retain_graph``.
+Each recorded primitive application is a ``Node`` (users see it as ``<Op>Backward``).  A
+node keeps the primitive, its params, its inputs (the saved tensors), for primitives
+whose VJP reads the output the output payload, and a creation number.  ``backward`` runs
+the pending nodes highest number first, so each node's VJP rule runs once its cotangent
+is complete, and accumulates into leaves.  A node's saved tensors are dropped as soon as
+it has run, unless ``retain_graph``.
 """
 from __future__ import annotations
 
@@ -229,10 +230,11 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
             if node._multi:
                 cts = _call_vjp_multi(node, ct, Tensor)
             else:
-                out = node.out
-                if out is not None:  # the output, re-made as torch's SavedVariable does
+                v = node.out
+                out = None
+                if v is not None:  # the output, re-made as torch's SavedVariable does
                     out = new(Tensor)
-                    out._value = node.out
+                    out._value = v
                     out._requires_grad = True
                     out._grad_fn = node
                     out._grad = None
