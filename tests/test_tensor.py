@@ -416,3 +416,13 @@ def test_expand_rejects_minus_one_for_new_dimensions():
         dg.ones(3, 1).expand(3, 5, 2)
     with pytest.raises(ValueError):
         dg.ones(2, 3).expand(3)
+
+
+def test_int_tensor_with_python_float_promotes_to_float32_as_torch():
+    i = dg.tensor([1, 2])
+    assert (i * 2.5).dtype == np.float32
+    assert (2.5 - i).dtype == np.float32
+    assert (i * 2).dtype == np.int64
+    np.testing.assert_allclose((i * 2.5).numpy(), [2.5, 5.0])
+    g = dg.trace(lambda x: x * 2.5, i)
+    assert g(i).dtype == np.float32

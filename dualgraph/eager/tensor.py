@@ -181,10 +181,10 @@ def _fast_op(prim):
         tr = TRACE[0]
         if tr is None:
             try:
-                if xv.__class__ is _ndarray and yv.__class__ is _ndarray and xv.dtype is not yv.dtype:
-                    out = impl(xv, yv)  # mixed dtypes: torch's promotion
-                else:
+                if xv.__class__ is _ndarray and yv.__class__ is _ndarray and xv.dtype is yv.dtype:
                     out = raw(xv, yv)
+                else:
+                    out = impl(xv, yv)  # mixed dtypes or a scalar: torch's promotion
             except (ValueError, TypeError) as e:
                 raise _op_error(prim, (xv, yv), _NP, e) from None
             if out.__class__ is not _ndarray:

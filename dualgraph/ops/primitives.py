@@ -72,16 +72,24 @@ _nd = np.ndarray
 
 
 def _torch_promote(f):
-    """Mixed int/float array operands promote as torch does: to the float operand's dtype
-    (numpy would widen ``int64 * float32`` to float64).  Python scalars stay weak (numpy 2)."""
+    """Mixed int/float operands promote as torch does: to the float tensor's dtype (numpy
+    would widen ``int64 * float32`` to float64), and an int tensor with a Python float to
+    float32.  Otherwise Python scalars stay weak (numpy 2)."""
 
     def impl(x, y):
-        if x.__class__ is _nd and y.__class__ is _nd and x.dtype is not y.dtype:
-            xk, yk = x.dtype.kind, y.dtype.kind
-            if xk == "f" and yk in "iub":
-                y = y.astype(x.dtype)
-            elif yk == "f" and xk in "iub":
-                x = x.astype(y.dtype)
+        xc, yc = x.__class__, y.__class__
+        if xc is _nd:
+            if yc is _nd:
+                if x.dtype is not y.dtype:
+                    xk, yk = x.dtype.kind, y.dtype.kind
+                    if xk == "f" and yk in "iub":
+                        y = y.astype(x.dtype)
+                    elif yk == "f" and xk in "iub":
+                        x = x.astype(y.dtype)
+            elif yc is float and x.dtype.kind in "iub":
+                x = x.astype(np.float32)  # int tensor and Python float: float32, as torch
+        elif yc is _nd and xc is float and y.dtype.kind in "iub":
+            y = y.astype(np.float32)
         return f(x, y)
 
     impl.__name__ = getattr(f, "__name__", "impl")
