@@ -113,8 +113,6 @@ def accumulate_grad_of(leaf):
     return acc
 
 
-_CLASSES: dict = {}
-
 # creation numbers of nodes: ``next(NODE_SEQ)``
 NODE_SEQ = count()
 
@@ -330,6 +328,8 @@ def _add_edge(edges, e):
         edges.append(e)
         return edges
     return [edges, e]
+
+
 _TENSOR = [None]  # the Tensor class, installed by tensor.py (engine <-> tensor are one layer)
 
 

@@ -7,7 +7,6 @@ same on both, which is how IR autodiff reuses the eager VJP rules.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..ops import composites as C
@@ -20,8 +19,9 @@ from .engine import NODE_SEQ, Node, accumulate_grad_of, node_class, public_node,
 _ndarray = np.ndarray
 _STATE = grad_mode.STATE
 
-# The active tracer, if any (installed by dualgraph.static).  A tracer has
-# ``process(prim, values, params) -> payload(s)`` and ``lift(payload) -> payload``.
+# The active tracer, if any (set by dualgraph.static while it traces).  A tracer has
+# ``process(prim, args, params) -> payload(s)``; ``args`` keep their Tensors (the tracer
+# needs their identity to capture closures).
 TRACE = [None]
 
 
