@@ -78,8 +78,8 @@ def apply(prim, args, params):
     except (ValueError, IndexError, TypeError) as e:
         raise _op_error(prim, vals, params, e) from None
     record = rg and _STATE.enabled and prim.vjp is not None
-    if record and prim is P.convert_p and np.dtype(params["dtype"]).kind not in "fc":
-        record = False  # x.long(), x.bool(): integer results never require grad (torch)
+    if record and not prim.multiple_results and out.dtype.kind not in "fc":
+        record = False  # integer and bool results never require grad (x.long(), torch)
     if prim.multiple_results:
         node = None
         if record:
