@@ -255,12 +255,6 @@ def _unwrap(x):
     return x._value if isinstance(x, Tensor) else x
 
 
-def _as_index(i):
-    if isinstance(i, Tensor):
-        return i
-    return i
-
-
 def _index_spec(t, idx):
     """Turn a Python index into (hashable spec, index-array inputs)."""
     if not isinstance(idx, tuple):
