@@ -5,7 +5,7 @@ import pytest
 import dualgraph as dg
 from dualgraph.ops import primitives as P
 from dualgraph.ops.registry import ShapedArray
-from dualgraph.static import Eqn, Graph, Lit, Var, VerifyError, grad_graph, vjp_graph, verify
+from dualgraph.static import Eqn, Graph, Lit, Var, VerifyError, grad_graph, optimize, vjp_graph, verify
 from dualgraph.static.control_flow import cond_p, while_p
 
 # ----------------------------------------------------------------------------------------
@@ -179,6 +179,32 @@ def test_graph_call_checks_arguments():
         g(np.ones((2, 3)), dg.tensor(4))  # an array's dtype is not silently changed
     with pytest.raises(TypeError, match=r"argument 1: expected i64\[\], got f32\[\]"):
         g(dg.ones(2, 3), dg.tensor(4.0))
+
+
+def test_graph_call_does_not_truncate_python_numbers():
+    g = dg.trace(lambda x, n: x * n, dg.ones(2), dg.tensor(2))
+    assert float(g(dg.ones(2), 4).sum()) == 8.0
+    assert float(g([1, 2], 4).sum()) == 12.0  # ints into a float input: exact
+    with pytest.raises(TypeError, match=r"argument 1: expected i64\[\], got f32\[\]"):
+        g(dg.ones(2), 2.5)  # not silently 2
+    with pytest.raises(TypeError, match=r"argument 0: expected i64\[\], got f32\[\]"):
+        dg.trace(lambda n: n + 1, dg.tensor(1))(1.5)
+
+
+def test_captured_eager_tensor_is_a_snapshot():
+    # a graph constant does not follow later in-place updates of the tensor it came from:
+    # the optimised graph (which folded it) and the original agree
+    w = dg.tensor([1.0, 2.0])
+    g = dg.trace(lambda x: x * (w * 2), dg.ones(2))
+    o = optimize(g)
+    w += 10
+    np.testing.assert_array_equal(g(dg.ones(2)).numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(o(dg.ones(2)).numpy(), [2.0, 4.0])
+    # nor does an in-place update of a result that is the constant itself
+    g = dg.trace(lambda x: (x, w), dg.ones(2))
+    out = g(dg.ones(2))[1]
+    out += 1
+    np.testing.assert_array_equal(g(dg.ones(2))[1].numpy(), [11.0, 12.0])
 
 
 def test_graph_call_static_arguments_are_fixed():
@@ -373,6 +399,24 @@ def test_verifier_while():
         verify(_while_graph(body_out_aval=ShapedArray((3,), np.float64)))
     with pytest.raises(VerifyError, match="cond_graph must return one bool"):
         verify(_while_graph(cond_out_aval=I64))
+
+
+def test_verifier_while_const_counts_must_fit_the_operands():
+    # two operands, but cond_nconsts=3: the split of the operands is meaningless
+    g = _while_graph()
+    (eqn,) = g.eqns
+    for nc, nb in [(3, 0), (2, -1), (-1, 0)]:
+        bad = g.replace(eqns=[eqn.replace(params=dict(eqn.params, cond_nconsts=nc, body_nconsts=nb))])
+        with pytest.raises(VerifyError, match="nconsts"):
+            verify(bad)
+
+
+def test_verifier_outputs_and_binders_must_be_vars():
+    a = Var(F3)
+    with pytest.raises(VerifyError, match="output"):
+        verify(Graph([a], [], [3.0]))
+    with pytest.raises(VerifyError, match="binds"):
+        verify(Graph([a], [Eqn(P.neg_p, [a], {}, [Lit(np.float32(1.0))])], [a]))
 
 
 def test_verifier_error_names_the_equation():

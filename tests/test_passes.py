@@ -189,6 +189,17 @@ def test_cse_literals_compare_by_type_and_bits():
     assert np.signbit(o(x)[1].numpy()[0])  # -0.0 + -0.0 stayed -0.0
 
 
+def test_cse_nan_literals_compare_by_bits():
+    # two NaNs with different payloads (repr prints both as nan): x + nan gives nan's bits
+    nan_a, nan_b = np.array([0x7FF8000000000001, 0x7FF8000000000002], np.uint64).view(np.float64)
+    x = dg.tensor([1.0, 2.0], dtype=dg.float64)
+    g = dg.trace(lambda x: (x + float(nan_a), x + float(nan_b)), x)
+    o = check(cse, g, x)
+    assert names(o) == ["add", "add"]
+    a, b = (t.numpy().view(np.uint64) for t in o(x))
+    assert (a != b).all()
+
+
 def _const_graph(a, b):
     """A graph returning const a + const b (hand-built: the tracer already shares a
     captured array by identity)."""
@@ -334,6 +345,16 @@ def test_fold_leaves_loops_and_raising_equations():
     assert "getitem" in names(o)
     with pytest.raises(dg.GraphExecutionError, match="getitem"):
         o(dg.ones(1))
+
+
+def test_fold_keeps_a_known_pow_exponent_an_array():
+    # pow with a Python-number exponent multiplies (x * x * x), with an array exponent it
+    # calls np.power: the two round differently, so the exponent must not become a literal
+    three = dg.tensor(3.0)
+    x = dg.tensor(np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 10)
+    g = dg.trace(lambda x: x ** three, x)
+    o = check(fold, g, x)
+    assert names(o) == ["const", "pow"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -562,6 +583,24 @@ def test_licm_does_not_hoist_raising_ops_from_body_but_does_from_predicate():
                  dg.tensor(2))
     o = check(licm, g, A3, dg.tensor(0))
     assert names(only(o, "while").params["body_graph"]) == ["add", "add"]
+
+
+def test_licm_does_not_copy_a_raising_body_constant_out_of_the_loop():
+    # buf[idx] reads only constants made in the body, so it stays there; a hoisted
+    # equation reading it must not copy it out: out of range, it raises if evaluated
+    def f(x, c, n):
+        def body(i, v):
+            idx = P.full(shape=(1,), value=5, dtype=np.dtype(np.int64))
+            buf = P.full(shape=(3,), value=1.0, dtype=np.dtype(np.float32))
+            return v + (buf[idx] + c).sum()
+
+        return dg.fori_loop(0, n, body, x)
+
+    x, c = dg.tensor(1.0), dg.tensor([2.0])
+    g = dg.trace(f, x, c, dg.tensor(0))
+    o = check(licm, g, x, c, dg.tensor(0))  # zero trips: must not raise
+    assert "getitem" not in names(o)
+    check(optimize, g, x, c, dg.tensor(0))
 
 
 # ----------------------------------------------------------------------------------------

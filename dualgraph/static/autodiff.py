@@ -12,7 +12,6 @@ import numpy as np
 
 from ..eager import autograd, grad_mode
 from ..ops import primitives as P
-from ..ops.registry import ShapedArray
 from .interpreter import eval_graph
 from .tracer import trace_function
 
@@ -63,8 +62,8 @@ def vjp_graph(graph, wrt=None):
         ys, gs = eval_with_vjp(graph, args[:n_in], wrt, cts)
         return tuple(y.detach() for y in ys) + tuple(g.detach() for g in gs)
 
-    in_avals = [v.aval for v in graph.inputs] + [graph.outputs[k].aval for k in float_outs]
-    bwd, captures = trace_function(fwd_bwd, [ShapedArray(a.shape, a.dtype) for a in in_avals])
+    in_avals = graph.in_avals + [graph.outputs[k].aval for k in float_outs]
+    bwd, captures = trace_function(fwd_bwd, in_avals)
     assert not captures
     return bwd.replace(in_tree=None, out_tree=None)
 
@@ -77,12 +76,12 @@ def grad_graph(graph, argnums=0):
             "grad_graph needs a graph with one scalar float output, got outputs "
             + ", ".join(v.aval.str_short() for v in graph.outputs)
         )
-    n_in = len(graph.inputs)
     bwd = vjp_graph(graph, wrt=nums)
 
     def value_and_grads(*xs):
         one = P.full(shape=(), value=1, dtype=graph.outputs[0].aval.dtype)
         return tuple(eval_graph(bwd, list(xs) + [one]))
 
-    g, captures = trace_function(value_and_grads, [v.aval for v in graph.inputs][:n_in])
+    g, captures = trace_function(value_and_grads, graph.in_avals)
+    assert not captures
     return g.replace(in_tree=None, out_tree=None)

@@ -41,10 +41,6 @@ def _avals_str(avals):
     return "(" + ", ".join(a.str_short() for a in avals) + ")"
 
 
-def _graph_out_avals(g):
-    return [v.aval for v in g.outputs]
-
-
 def _with_inputs(graph, inputs):
     return Graph(inputs, graph.eqns, graph.outputs)
 
@@ -59,7 +55,7 @@ def _fresh(vars_):
 
 
 def _cond_rule(pred, *operands, true_branch, false_branch):
-    return _graph_out_avals(true_branch)
+    return true_branch.out_avals
 
 
 def _cond_eager(pred, *operands, true_branch, false_branch):
@@ -161,7 +157,7 @@ def cond(pred, true_fn, false_fn, *operands):
             f"cond: true_fn returned {g_t.out_tree} but false_fn returned {g_f.out_tree} "
             f"at {user_source()}"
         )
-    at, af = _graph_out_avals(g_t), _graph_out_avals(g_f)
+    at, af = g_t.out_avals, g_f.out_avals
     if at != af:
         raise ControlFlowError(
             f"cond: branch outputs must agree in shape and dtype: true_fn returned {_avals_str(at)}, "
@@ -186,7 +182,7 @@ def cond(pred, true_fn, false_fn, *operands):
 
 
 def _while_rule(*ins, cond_graph, body_graph, cond_nconsts, body_nconsts):
-    return _graph_out_avals(body_graph)
+    return body_graph.out_avals
 
 
 def _split(ins, cond_nconsts, body_nconsts):
@@ -333,7 +329,7 @@ def while_loop(cond_fn, body_fn, init_val):
 
     g_c, caps_c = trace_function(cond_wrapped, (init,), parent=builder)
     g_b, caps_b = trace_function(body_wrapped, (init,), parent=builder)
-    _check_carry("while_loop", tree, avals, g_b.out_tree, _graph_out_avals(g_b))
+    _check_carry("while_loop", tree, avals, g_b.out_tree, g_b.out_avals)
     params = {
         "cond_graph": g_c.replace(in_tree=None, out_tree=None),
         "body_graph": g_b.replace(in_tree=None, out_tree=None),

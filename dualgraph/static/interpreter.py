@@ -47,7 +47,11 @@ def call_graph(graph, args):
         elif isinstance(a, (np.ndarray, np.generic)):
             t = Tensor(a)  # arrays keep their dtype, like Tensors: checked below
         else:
-            t = Tensor(a, dtype=v.aval.dtype)  # Python numbers and lists take the input's
+            # Python numbers and lists take the input's dtype if that keeps their kind (an
+            # int for a float input; not a float for an int input: it would be truncated)
+            t = Tensor(a)
+            if np.can_cast(t.dtype, v.aval.dtype, casting="same_kind"):
+                t = Tensor(a, dtype=v.aval.dtype)
         if tuple(t.shape) != v.aval.shape or t.dtype != v.aval.dtype:
             raise TypeError(
                 f"graph argument {i}: expected {v.aval.str_short()}, got "

@@ -51,16 +51,17 @@ class Lit:
     def __repr__(self):
         return f"Lit({self.value!r})"
 
-    def _key(self):
-        # exact identity of the literal: type and bits (0.0 != -0.0, nan == nan)
-        v = self.value
-        return type(v), np.asarray(v).tobytes()
-
     def __eq__(self, other):
-        return isinstance(other, Lit) and self._key() == other._key()
+        return isinstance(other, Lit) and lit_key(self.value) == lit_key(other.value)
 
     def __hash__(self):
-        return hash(self._key())
+        return hash(lit_key(self.value))
+
+
+def lit_key(value):
+    """The exact identity of a literal value: its type and bits (``0.0`` and ``-0.0``
+    differ, a nan equals a nan with the same payload)."""
+    return ("lit", type(value).__name__, np.asarray(value).tobytes())
 
 
 class Eqn:
@@ -136,9 +137,11 @@ class Graph:
         return [(pp_eqn(e, _Namer()).strip(), e.source) for e in self.eqns]
 
 
-def sub_graphs(eqn):
-    """The sub-graphs an equation carries in its params (cond branches, loop bodies)."""
-    return [v for v in eqn.params.values() if isinstance(v, Graph)]
+def rule_avals(prim, inputs, params):
+    """The output types ``prim``'s shape rule gives for the operands ``inputs`` (atoms: a
+    Var gives its type, a literal its Python value, weakly typed), as a list."""
+    out = prim.shape_rule(*[x.aval if x.__class__ is Var else x.value for x in inputs], **params)
+    return list(out) if prim.multiple_results else [out]
 
 
 def run(graph, args, eval_eqn, read_lit=lambda lit: lit.value):

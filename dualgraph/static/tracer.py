@@ -16,7 +16,7 @@ import numpy as np
 
 from ..eager.tensor import TRACE, Tensor
 from ..ops.registry import Primitive, ShapedArray, register, user_source
-from .ir import Eqn, Graph, Lit, Var
+from .ir import Eqn, Graph, Lit, Var, rule_avals
 from .tree import tree_flatten, tree_unflatten
 
 class TracerError(TypeError):
@@ -159,21 +159,19 @@ class Builder:
         hit = self._consts.get(id(arr))
         if hit is not None:
             return hit[1]
-        arr = np.asarray(arr)
-        v = Var(ShapedArray(arr.shape, arr.dtype))
-        self.eqns.append(Eqn(const_p, [], {"value": arr}, [v], user_source(2)))
-        self._consts[id(arr)] = (arr, v)
+        # a read-only snapshot: neither an in-place update of the captured tensor nor one
+        # of a graph result that is this constant changes the graph
+        value = np.array(arr, copy=True)
+        value.flags.writeable = False
+        v = Var(ShapedArray(value.shape, value.dtype))
+        self.eqns.append(Eqn(const_p, [], {"value": value}, [v], user_source(2)))
+        self._consts[id(arr)] = (arr, v)  # keeps ``arr`` alive: its id is not reused
         return v
 
     # -- the tracer handler ------------------------------------------------------------
     def process(self, prim, args, params):
         ins = [self.atom(a) for a in args]
-        avals = [x.aval if x.__class__ is Var else x.value for x in ins]
-        out_aval = prim.shape_rule(*avals, **params)
-        if prim.multiple_results:
-            outs = [Var(a) for a in out_aval]
-        else:
-            outs = [Var(out_aval)]
+        outs = [Var(a) for a in rule_avals(prim, ins, params)]
         self.eqns.append(Eqn(prim, ins, params, outs, user_source(2)))
         if prim.multiple_results:
             return tuple(Tracer(v, self) for v in outs)
@@ -228,10 +226,6 @@ def trace_function(fn, args, parent=None, requires_grad=False):
         TRACE[0] = prev
         builder.finished = True
     return graph, [t for t, _ in builder.captures]
-
-
-def current_builder():
-    return TRACE[0]
 
 
 def trace(fn, *example_args):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops.registry import ShapedArray
-from .ir import Graph, Lit, Var, pp_eqn, _Namer
+from .ir import Graph, Lit, Var, pp_eqn, rule_avals, _Namer
 
 
 class VerifyError(Exception):
@@ -44,11 +44,10 @@ def _verify(graph, where):
         bound.add(v)
     for eqn in graph.eqns:
         for x in eqn.inputs:
-            if isinstance(x, Var):
-                if x not in bound:
-                    raise VerifyError(f"{where}: `{_fmt(eqn)}` reads {x!r}, which is not bound before it")
-            elif not isinstance(x, Lit):
-                raise VerifyError(f"{where}: `{_fmt(eqn)}` has an operand {x!r} that is neither Var nor Lit")
+            _check_read(x, bound, f"{where}: `{_fmt(eqn)}`")
+        for v in eqn.outs:
+            if not isinstance(v, Var):
+                raise VerifyError(f"{where}: {eqn.prim.name} binds {v!r}, which is not a Var")
         _check_types(eqn, where)
         for name, sub in eqn.params.items():
             if isinstance(sub, Graph):
@@ -59,21 +58,24 @@ def _verify(graph, where):
                 raise VerifyError(f"{where}: `{_fmt(eqn)}` assigns {v!r} a second time")
             bound.add(v)
     for x in graph.outputs:
-        if isinstance(x, Var) and x not in bound:
-            raise VerifyError(f"{where}: output {x!r} is not bound")
+        _check_read(x, bound, f"{where}: the output")
 
 
-def _rule_input(x):
-    return x.aval if isinstance(x, Var) else x.value
+def _check_read(x, bound, reader):
+    """``x``, read by ``reader``, is a Var bound before it or a Lit."""
+    if isinstance(x, Var):
+        if x not in bound:
+            raise VerifyError(f"{reader} reads {x!r}, which is not bound before it")
+    elif not isinstance(x, Lit):
+        raise VerifyError(f"{reader} reads {x!r}, which is neither Var nor Lit")
 
 
 def _check_types(eqn, where):
     prim = eqn.prim
     try:
-        expected = prim.shape_rule(*[_rule_input(x) for x in eqn.inputs], **eqn.params)
+        expected = rule_avals(prim, eqn.inputs, eqn.params)
     except Exception as e:  # noqa: BLE001
         raise VerifyError(f"{where}: `{_fmt(eqn)}`: the shape rule rejects its inputs: {e}") from e
-    expected = list(expected) if prim.multiple_results else [expected]
     got = _avals(eqn.outs)
     if len(expected) != len(got) or any(
         not isinstance(e, ShapedArray) or e != g for e, g in zip(expected, got)
@@ -105,6 +107,10 @@ def _check_subgraphs(eqn, where):
     elif name == "while":
         nc, nb = p["cond_nconsts"], p["body_nconsts"]
         ncarry = len(ins) - nc - nb
+        if min(nc, nb, ncarry) < 0:
+            raise VerifyError(
+                f"{where}: while has {len(ins)} operands, cond_nconsts={nc} and body_nconsts={nb}"
+            )
         carry, cc, bc = ins[:ncarry], ins[ncarry:ncarry + nc], ins[ncarry + nc:]
         cg, bg = p["cond_graph"], p["body_graph"]
         if _avals(cg.inputs) != carry + cc:

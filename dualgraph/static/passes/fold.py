@@ -8,7 +8,8 @@ until an equation that is not folded reads it; only then is it materialised:
 
 * as a ``Lit`` when it is 0-d and the reader's other array operands have its exact dtype
   (a Python scalar then converts back to the same value of the same dtype, and the
-  reader's shape rule is checked to give the same output types);
+  reader's shape rule is checked to give the same output types), unless the reader is in
+  ``NO_LITERALS``;
 * otherwise as a ``full`` equation (every element the same) or a ``const`` equation,
   keeping the dtype and the source line of the equation it replaces.
 
@@ -30,11 +31,16 @@ import numpy as np
 
 from ...ops.primitives import full_p
 from ...ops.registry import ShapedArray
-from ..ir import Graph, Lit, Var
+from ..ir import Graph, Lit, Var, rule_avals
 from ..tracer import const_p
 from .rewrite import SubGraphs, rebuild, results, run_into
 
 MAX_FOLD_SIZE = 1 << 16
+
+# primitives whose implementation takes another path for a Python-number operand than for
+# a 0-d array of the same value and dtype: a known operand is not made a literal for them
+# (``x ** 3`` multiplies, ``x ** array(3.0)`` calls np.power: they round differently)
+NO_LITERALS = frozenset({"pow"})
 
 
 class _Known:
@@ -85,7 +91,7 @@ class _Fold:
     # -- materialisation -------------------------------------------------------------
     def operands(self, em, eqn, ins, params):
         """Atoms for ``ins`` read by ``eqn``, which is not folded."""
-        if not eqn.prim.higher_order:
+        if not eqn.prim.higher_order and eqn.prim.name not in NO_LITERALS:
             lits = [_as_lit(x, ins) if isinstance(x, _Known) else x for x in ins]
             if all(x is not None for x in lits) and _same_types(eqn, lits, params):
                 return lits
@@ -139,10 +145,9 @@ def _as_lit(k, ins):
 
 def _same_types(eqn, ins, params):
     try:
-        got = eqn.prim.shape_rule(*[x.aval if isinstance(x, Var) else x.value for x in ins], **params)
+        got = rule_avals(eqn.prim, ins, params)
     except Exception:  # noqa: BLE001
         return False
-    got = list(got) if eqn.prim.multiple_results else [got]
     return got == [v.aval for v in eqn.outs]
 
 

@@ -127,12 +127,17 @@ def _hoist(outer_em, graph, ncarry, consts, allow_raise):
 
     def eval_eqn(inner_em, eqn, ins):
         var_ins = [x for x, old in zip(ins, eqn.inputs) if isinstance(old, Var)]
-        invariant = not eqn.prim.higher_order and all(isinstance(x, _Invariant) for x in var_ins)
+        # what may raise is not invariant: not even a free value may be copied out
+        invariant = (
+            not eqn.prim.higher_order
+            and all(isinstance(x, _Invariant) for x in var_ins)
+            and (allow_raise or not may_raise(eqn))
+        )
         if invariant and all(x.free for x in var_ins) and len(eqn.outs) == 1:
             # constants (and arithmetic on them) stay in the loop, for folding there
             out = inner_em.emit(eqn, [inner_atom(x) for x in ins])[0]
             return _Invariant(inner=out, free=True, eqn=eqn, ins=ins)
-        if invariant and (allow_raise or not may_raise(eqn)):
+        if invariant:
             outs = outer_em.emit(eqn, [outer_atom(x) for x in ins])
             return results(eqn, [_Invariant(outer=o) for o in outs])
         return results(eqn, inner_em.emit(eqn, [inner_atom(x) for x in ins]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Eqn, Graph, Lit, Var, run
+from ..ir import Eqn, Graph, Lit, Var, lit_key, run
 
 # constants up to this many elements are compared by value (CSE), larger ones by identity
 SMALL_ARRAY = 64
@@ -95,11 +95,6 @@ class SubGraphs:
 
 class Unhashable(Exception):
     pass
-
-
-def lit_key(value):
-    """Literals are equal only if type and bits agree: 0.0 and -0.0 differ, nan equals nan."""
-    return ("lit", type(value).__name__, repr(value))
 
 
 def value_key(v, graph_keys=None):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ops import primitives as P
-from ..ir import Eqn, Graph, Var
+from ..ir import Eqn, Graph, Var, rule_avals
 from .rewrite import SubGraphs, constant_value, rebuild, results
 
 _ANY = object()
@@ -211,9 +211,7 @@ class _Context:
 
     def emit(self, prim, inputs, params):
         """A new equation (itself simplified); returns its output Var."""
-        avals = [x.aval if isinstance(x, Var) else x.value for x in inputs]
-        out_aval = prim.shape_rule(*avals, **params)
-        eqn = Eqn(prim, inputs, params, [Var(out_aval)], self.source)
+        eqn = Eqn(prim, inputs, params, [Var(a) for a in rule_avals(prim, inputs, params)], self.source)
         return self.simp.eval_eqn(self.em, eqn, inputs)
 
 
