@@ -44,7 +44,7 @@ def _verify(graph, where):
         bound.add(v)
     for eqn in graph.eqns:
         for x in eqn.inputs:
-            _check_read(x, bound, f"{where}: `{_fmt(eqn)}`")
+            _check_read(x, bound, lambda: f"{where}: `{_fmt(eqn)}`")  # noqa: B023 - called at once
         for v in eqn.outs:
             if not isinstance(v, Var):
                 raise VerifyError(f"{where}: {eqn.prim.name} binds {v!r}, which is not a Var")
@@ -58,16 +58,17 @@ def _verify(graph, where):
                 raise VerifyError(f"{where}: `{_fmt(eqn)}` assigns {v!r} a second time")
             bound.add(v)
     for x in graph.outputs:
-        _check_read(x, bound, f"{where}: the output")
+        _check_read(x, bound, lambda: f"{where}: the output")
 
 
 def _check_read(x, bound, reader):
-    """``x``, read by ``reader``, is a Var bound before it or a Lit."""
+    """``x``, read by ``reader()`` (formatted only for an error), is a Var bound before
+    it or a Lit."""
     if isinstance(x, Var):
         if x not in bound:
-            raise VerifyError(f"{reader} reads {x!r}, which is not bound before it")
+            raise VerifyError(f"{reader()} reads {x!r}, which is not bound before it")
     elif not isinstance(x, Lit):
-        raise VerifyError(f"{reader} reads {x!r}, which is neither Var nor Lit")
+        raise VerifyError(f"{reader()} reads {x!r}, which is neither Var nor Lit")
 
 
 def _check_types(eqn, where):
