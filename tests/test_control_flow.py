@@ -788,3 +788,15 @@ def test_grad_of_grad_through_a_closure():
     g = verify(dg.trace(dg.grad(_inner_closes_over), lr))
     assert float(g(lr)) == pytest.approx(expected)
     assert float(grad_graph(dg.trace(_inner_closes_over, lr))(lr)[1]) == pytest.approx(expected)
+
+
+def test_cond_passes_a_value_both_branches_capture_once():
+    def f(x, y):
+        return dg.cond(x.sum() > 0, lambda: x * y, lambda: x + y)
+
+    g = dg.trace(f, dg.ones(3), dg.ones(3))
+    (c,) = [op for op in g.ops if op.name == "cond"]
+    assert len(c.inputs) == 3  # pred, x, y: each capture once
+    x, y = dg.tensor([1.0, 2.0, 3.0]), dg.tensor([2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(g(x, y).numpy(), f(x, y).numpy())
+    np.testing.assert_array_equal(g(-x, y).numpy(), f(-x, y).numpy())

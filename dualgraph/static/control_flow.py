@@ -45,10 +45,6 @@ def _with_inputs(graph, inputs):
     return Graph(inputs, graph.eqns, graph.outputs)
 
 
-def _fresh(vars_):
-    return [Var(v.aval) for v in vars_]
-
-
 # ----------------------------------------------------------------------------------------
 # cond
 # ----------------------------------------------------------------------------------------
@@ -166,13 +162,23 @@ def cond(pred, true_fn, false_fn, *operands):
     n = len(leaves)
     ins_t, ins_f = g_t.inputs, g_f.inputs
     # both branches take: operands, true_fn's captures, false_fn's captures
-    t_inputs = ins_t[:n] + ins_t[n:] + _fresh(ins_f[n:])
-    f_inputs = ins_f[:n] + _fresh(ins_t[n:]) + ins_f[n:]
+    # both branches take the operands, then every value either branch captured (once)
+    caps = []
+    for c in caps_t + caps_f:
+        if not any(c is d for d in caps):
+            caps.append(c)
+
+    def branch_inputs(ins, own_caps):
+        mine = {id(c): v for c, v in zip(own_caps, ins[n:])}
+        return ins[:n] + [mine.get(id(c)) or Var(c._value.var.aval) for c in caps]
+
+    t_inputs = branch_inputs(ins_t, caps_t)
+    f_inputs = branch_inputs(ins_f, caps_f)
     params = {
         "true_branch": _with_inputs(g_t, t_inputs),
         "false_branch": _with_inputs(g_f, f_inputs),
     }
-    outs = apply(cond_p, (pred, *leaves, *caps_t, *caps_f), params)
+    outs = apply(cond_p, (pred, *leaves, *caps), params)
     return tree_unflatten(g_t.out_tree, list(outs))
 
 
