@@ -800,3 +800,19 @@ def test_cond_passes_a_value_both_branches_capture_once():
     x, y = dg.tensor([1.0, 2.0, 3.0]), dg.tensor([2.0, 2.0, 2.0])
     np.testing.assert_array_equal(g(x, y).numpy(), f(x, y).numpy())
     np.testing.assert_array_equal(g(-x, y).numpy(), f(-x, y).numpy())
+
+
+def test_error_inside_a_loop_body_names_the_equation_and_the_enclosing_while():
+    def f(x, idx):
+        def body(i, v):
+            return v + x[idx]
+
+        return dg.fori_loop(0, 3, body, dg.zeros(()))
+
+    g = dg.trace(f, dg.ones(3), dg.tensor(1))
+    with pytest.raises(dg.GraphExecutionError) as info:
+        g(dg.ones(3), dg.tensor(7))
+    msg = str(info.value)
+    assert "getitem" in msg and "out of bounds" in msg
+    assert "inside `" in msg and "= while[" in msg
+    assert msg.count("test_control_flow.py:") >= 2  # the body's line and the loop's line

@@ -21,12 +21,21 @@ class GraphExecutionError(RuntimeError):
 def _eval_eqn(eqn, ins):
     try:
         return bind(eqn.prim, *ins, **eqn.params)
-    except GraphExecutionError:
-        raise
+    except GraphExecutionError as e:
+        # failed inside a sub-graph: say which cond/while it ran in
+        raise GraphExecutionError(f"{e}\n  inside `{_headline(eqn)}`{_where(eqn)}") from e.__cause__
     except Exception as e:  # noqa: BLE001 - re-raised with the equation named
-        text = pp_eqn(eqn, _Namer()).strip().splitlines()[0]
-        where = f" (traced from {eqn.source})" if eqn.source else ""
-        raise GraphExecutionError(f"while executing `{text}`{where}: {type(e).__name__}: {e}") from e
+        raise GraphExecutionError(
+            f"while executing `{_headline(eqn)}`{_where(eqn)}: {type(e).__name__}: {e}"
+        ) from e
+
+
+def _headline(eqn):
+    return pp_eqn(eqn, _Namer()).strip().splitlines()[0]
+
+
+def _where(eqn):
+    return f" (traced from {eqn.source})" if eqn.source else ""
 
 
 def eval_graph(graph, args):
