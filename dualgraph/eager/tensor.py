@@ -638,35 +638,9 @@ class Tensor:
         self._value[idx] = _unwrap(value)
 
     # ---- operators ----------------------------------------------------------------------
-    def __add__(self, o):
-        return apply(P.add_p, (self, o), _NP)
-
-    def __radd__(self, o):
-        return apply(P.add_p, (o, self), _NP)
-
-    def __sub__(self, o):
-        return apply(P.sub_p, (self, o), _NP)
-
-    def __rsub__(self, o):
-        return apply(P.sub_p, (o, self), _NP)
-
-    def __mul__(self, o):
-        return apply(P.mul_p, (self, o), _NP)
-
-    def __rmul__(self, o):
-        return apply(P.mul_p, (o, self), _NP)
-
-    def __truediv__(self, o):
-        return apply(P.div_p, (self, o), _NP)
-
-    def __rtruediv__(self, o):
-        return apply(P.div_p, (o, self), _NP)
-
-    def __pow__(self, o):
-        return apply(P.pow_p, (self, o), _NP)
-
-    def __rpow__(self, o):
-        return apply(P.pow_p, (o, self), _NP)
+    # + - * / ** (and reflected), unary - and abs, comparisons, & | ~, and the methods
+    # exp log tanh sigmoid sqrt abs neg sign erf are installed below by _install_fast_ops:
+    # specialised one-frame versions of apply.
 
     def __matmul__(self, o):
         return apply(P.matmul_p, (self, o), _NP)
@@ -674,41 +648,8 @@ class Tensor:
     def __rmatmul__(self, o):
         return apply(P.matmul_p, (o, self), _NP)
 
-    def __neg__(self):
-        return apply(P.neg_p, (self,), _NP)
-
     def __pos__(self):
         return self
-
-    def __abs__(self):
-        return apply(P.abs_p, (self,), _NP)
-
-    def __lt__(self, o):
-        return apply(P.lt_p, (self, o), _NP)
-
-    def __le__(self, o):
-        return apply(P.le_p, (self, o), _NP)
-
-    def __gt__(self, o):
-        return apply(P.gt_p, (self, o), _NP)
-
-    def __ge__(self, o):
-        return apply(P.ge_p, (self, o), _NP)
-
-    def __eq__(self, o):
-        return apply(P.eq_p, (self, o), _NP)
-
-    def __ne__(self, o):
-        return apply(P.ne_p, (self, o), _NP)
-
-    def __and__(self, o):
-        return apply(P.and_p, (self, o), _NP)
-
-    def __or__(self, o):
-        return apply(P.or_p, (self, o), _NP)
-
-    def __invert__(self):
-        return apply(P.not_p, (self,), _NP)
 
     __hash__ = object.__hash__
 
@@ -721,32 +662,6 @@ class Tensor:
             yield self[i]
 
     # ---- methods ------------------------------------------------------------------------
-    def exp(self):
-        return apply(P.exp_p, (self,), _NP)
-
-    def log(self):
-        return apply(P.log_p, (self,), _NP)
-
-    def tanh(self):
-        return apply(P.tanh_p, (self,), _NP)
-
-    def sigmoid(self):
-        return apply(P.sigmoid_p, (self,), _NP)
-
-    def sqrt(self):
-        return apply(P.sqrt_p, (self,), _NP)
-
-    def abs(self):
-        return apply(P.abs_p, (self,), _NP)
-
-    def neg(self):
-        return apply(P.neg_p, (self,), _NP)
-
-    def sign(self):
-        return apply(P.sign_p, (self,), _NP)
-
-    def erf(self):
-        return apply(P.erf_p, (self,), _NP)
 
     def relu(self):
         return C.relu(self)
