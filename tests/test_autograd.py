@@ -418,13 +418,22 @@ def test_maximum_minimum_split_gradient_at_ties():
     assert a.grad.tolist() == [1.0, 0.5, 0.0] and b.grad.tolist() == [0.0, 0.5, 1.0]
 
 
-def test_max_min_reductions_spread_gradient_evenly_over_ties():
-    # as torch's max()/amax() without dim: ties share the gradient evenly
+def test_max_min_reductions_at_ties_follow_torch():
+    # torch's max()/amax() without dim: ties share the gradient evenly
     assert _grad(lambda x: x.max(), [1.0, 3.0, 3.0, 2.0]) == [0.0, 0.5, 0.5, 0.0]
     assert _grad(lambda x: x.min(), [1.0, 3.0, 1.0, 1.0]) == pytest.approx([1 / 3, 0, 1 / 3, 1 / 3])
+    # torch's max(dim)/min(dim): the gradient goes to the index argmax/argmin returns
     x = dg.tensor([[1.0, 5.0, 5.0], [4.0, 2.0, 0.0]], requires_grad=True)
     x.max(dim=1).sum().backward()
-    assert x.grad.tolist() == [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]]
+    assert x.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+    assert x.argmax(dim=1).tolist() == [1, 0]
+    x.grad = None
+    x.min(dim=0, keepdim=True).sum().backward()
+    assert x.grad.tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
+    # several dims at once (amax-like): even split again
+    y = dg.tensor([[2.0, 2.0], [1.0, 0.0]], requires_grad=True)
+    y.max(dim=(0, 1)).backward()
+    assert y.grad.tolist() == [[0.5, 0.5], [0.0, 0.0]]
 
 
 # ---- composites against analytic results ------------------------------------------------

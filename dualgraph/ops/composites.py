@@ -69,11 +69,19 @@ def var(x, dim=None, keepdim=False, unbiased=True):
 
 
 def max(x, dim=None, keepdim=False):  # noqa: A001
-    return P.reduce_max(x, axes=_axes(x, dim), keepdims=bool(keepdim))
+    """Values only.  As torch: ``max()`` spreads the gradient over ties, ``max(dim)`` sends
+    it to the index ``argmax(dim)`` returns."""
+    return _extremum(P.reduce_max, x, dim, keepdim)
 
 
 def min(x, dim=None, keepdim=False):  # noqa: A001
-    return P.reduce_min(x, axes=_axes(x, dim), keepdims=bool(keepdim))
+    return _extremum(P.reduce_min, x, dim, keepdim)
+
+
+def _extremum(reduce, x, dim, keepdim):
+    if isinstance(dim, (int, np.integer)) and x.ndim:
+        return reduce(x, axes=_axes(x, dim), keepdims=bool(keepdim), pick_first=True)
+    return reduce(x, axes=_axes(x, dim), keepdims=bool(keepdim))
 
 
 def argmax(x, dim=None, keepdim=False):

@@ -400,7 +400,7 @@ def _check_axes(name, x, axes):
 
 
 def _reduce_rule(name, dtype_fn):
-    def rule(x, axes, keepdims):
+    def rule(x, axes, keepdims, pick_first=False):
         _check_axes(name, x, axes)
         return ShapedArray(_reduced_shape(x.shape, axes, keepdims), dtype_fn(x.dtype))
 
@@ -425,24 +425,40 @@ def _reduce_sum_vjp(g, out, ins, need, axes, keepdims):
     return (broadcast_to(g, shape=x.shape),)
 
 
-def _reduce_max_impl(x, axes, keepdims):
+def _reduce_max_impl(x, axes, keepdims, pick_first=False):
     return np.max(x, axis=axes, keepdims=keepdims)
 
 
-def _reduce_min_impl(x, axes, keepdims):
+def _reduce_min_impl(x, axes, keepdims, pick_first=False):
     return np.min(x, axis=axes, keepdims=keepdims)
 
 
-def _reduce_max_vjp(g, out, ins, need, axes, keepdims):
-    # spread the gradient evenly over the positions that attain the extremum
-    x = ins[0]
-    if not keepdims:
+def _extremum_vjp(arg):
+    """VJP of reduce_max / reduce_min (``arg``: argmax / argmin).
+
+    By default the gradient is spread evenly over the positions that attain the extremum
+    (torch's ``max()``, ``amax``).  With ``pick_first`` (one axis: torch's ``max(dim)``)
+    it goes to the one position ``arg`` returns."""
+
+    def vjp(g, out, ins, need, axes, keepdims, pick_first=False):
+        x = ins[0]
         kshape = _reduced_shape(x.shape, axes, True)
-        g = reshape(g, shape=kshape)
-        out = reshape(out, shape=kshape)
-    mask = convert(eq(x, out), dtype=x.dtype)
-    count = reduce_sum(mask, axes=axes, keepdims=True)
-    return (mul(div(g, count), mask),)
+        if not keepdims:
+            g = reshape(g, shape=kshape)
+        if pick_first:
+            (d,) = axes
+            idx = arg(x, axis=d, keepdims=True)
+            iota = np.arange(x.shape[d], dtype=np.int64).reshape(
+                [-1 if i == d else 1 for i in range(x.ndim)]
+            )
+            return (mul(g, convert(eq(idx, iota), dtype=x.dtype)),)
+        if not keepdims:
+            out = reshape(out, shape=kshape)
+        mask = convert(eq(x, out), dtype=x.dtype)
+        count = reduce_sum(mask, axes=axes, keepdims=True)
+        return (mul(div(g, count), mask),)
+
+    return vjp
 
 
 reduce_sum_p = register(
@@ -455,7 +471,7 @@ reduce_max_p = register(
         "reduce_max",
         _reduce_max_impl,
         _reduce_rule("reduce_max", lambda dt: dt),
-        _reduce_max_vjp,
+        _extremum_vjp(lambda x, **kw: argmax(x, **kw)),
         uses_out=True,
     )
 )
@@ -464,7 +480,7 @@ reduce_min_p = register(
         "reduce_min",
         _reduce_min_impl,
         _reduce_rule("reduce_min", lambda dt: dt),
-        _reduce_max_vjp,
+        _extremum_vjp(lambda x, **kw: argmin(x, **kw)),
         uses_out=True,
     )
 )
