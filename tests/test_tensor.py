@@ -426,3 +426,19 @@ def test_int_tensor_with_python_float_promotes_to_float32_as_torch():
     np.testing.assert_allclose((i * 2.5).numpy(), [2.5, 5.0])
     g = dg.trace(lambda x: x * 2.5, i)
     assert g(i).dtype == np.float32
+
+
+def test_clamp_matches_torch_at_infinities_and_when_min_exceeds_max():
+    x = dg.tensor([-np.inf, -1.0, 0.2, 5.0, np.inf], requires_grad=True)
+    y = x.clamp(-0.5, 1.0)
+    assert y.tolist() == pytest.approx([-0.5, -0.5, 0.2, 1.0, 1.0])
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]
+    assert dg.tensor([1.0, 2.0, 3.0]).clamp(2.5, 1.0).tolist() == [1.0, 1.0, 1.0]  # min(max(x, 2.5), 1)
+    assert np.isnan(dg.tensor([np.nan]).clamp(0.0, 1.0).item())
+
+
+def test_mean_of_an_integer_tensor_raises_as_torch():
+    with pytest.raises(RuntimeError, match="floating point"):
+        dg.tensor([1, 2]).mean()
+    assert dg.tensor([1, 2]).float().mean().item() == 1.5

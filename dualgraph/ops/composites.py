@@ -52,10 +52,12 @@ def mean(x, dim=None, keepdim=False):
     n = 1
     for a in axes:
         n *= x.shape[a]
-    s = P.reduce_sum(x, axes=axes, keepdims=bool(keepdim))
-    if not is_float(s):
-        s = P.convert(s, dtype=np.dtype(np.float32))
-    return P.div(s, n)
+    if not is_float(x):
+        raise RuntimeError(
+            "mean(): could not infer output dtype. Input dtype must be a floating point dtype, "
+            f"got {np.dtype(x.dtype).name} (use x.float().mean())\n  at {user_source()}"
+        )
+    return P.div(P.reduce_sum(x, axes=axes, keepdims=bool(keepdim)), n)
 
 
 def var(x, dim=None, keepdim=False, unbiased=True):
@@ -197,11 +199,13 @@ def relu(x):
 def clamp(x, min=None, max=None):  # noqa: A002
     if min is None and max is None:
         raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+    # as torch: min(max(x, min), max) (so min > max gives max), NaN stays NaN, and the
+    # gradient passes where min <= x <= max
     y = x
     if min is not None:
-        y = P.where(P.lt(x, min), P.add(P.mul(x, 0), min), y)
+        y = P.where(P.lt(y, min), min, y)
     if max is not None:
-        y = P.where(P.gt(x, max), P.add(P.mul(x, 0), max), y)
+        y = P.where(P.gt(y, max), max, y)
     return y
 
 
