@@ -35,13 +35,12 @@ def test_print_multiple_inputs_and_outputs():
         "{ lambda a:f32[2,3] b:f32[3,4] c:f32[4] .\n"
         "  let d:f32[2,4] = matmul a b\n"
         "      e:f32[2,4] = add d c\n"
-        "      f:bool[2,4] = gt e 0\n"
-        "      g:f32[2,4] = mul e 0\n"
-        "      h:f32[2,4] = where f e g\n"
-        "      i:f32[] = reduce_sum[axes=(0,1) keepdims=False] h\n"
-        "      j:f32[] = div i 8\n"
-        "      k:i64[2] = argmax[axis=1 keepdims=False] h\n"
-        "  in (j, k) }"
+        "      f:bool[2,4] = le e 0\n"
+        "      g:f32[2,4] = where f 0 e\n"
+        "      h:f32[] = reduce_sum[axes=(0,1) keepdims=False] g\n"
+        "      i:f32[] = div h 8\n"
+        "      j:i64[2] = argmax[axis=1 keepdims=False] g\n"
+        "  in (i, j) }"
     )
 
 

@@ -131,13 +131,22 @@ def _fast_op(prim):
     cls = Node  # the tape's one node class (see engine.Node)
     node_class(prim)
     nary = prim.__dict__.get("arity")
+    # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked here, so
+    # a float input calls the ufunc itself rather than the checking wrapper
+    promote = getattr(impl, "int_to_float", False)
+    uimpl = raw if promote else impl
 
     def unary(x):
         if x.__class__ is not Tensor:
             return apply(prim, (x,), _NP)
         tr = TRACE[0]
         if tr is None:
-            out = impl(x._value)
+            v = x._value
+            if promote:
+                dt = v.dtype
+                if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
+                    v = v.astype(np.float32)
+            out = uimpl(v)
             if out.__class__ is not _ndarray:
                 out = np.asarray(out)
         else:
@@ -236,6 +245,8 @@ def _traced(tr, prim, args):
         raise _op_error(prim, vals, _NP, e) from None
 
 
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
 _NEED1 = (True,)
 _NEED_TT = (True, True)
 _NEED_TF = (True, False)
@@ -261,10 +272,14 @@ def _index_spec(t, idx):
         idx = (idx,)
     spec = []
     arrays = []
+    pos = 0  # the dim of ``t`` the next item indexes (None after an Ellipsis)
     for item in idx:
         if item is None or item is Ellipsis:
             spec.append(item)
-        elif isinstance(item, slice):
+            if item is Ellipsis:
+                pos = None
+            continue
+        if isinstance(item, slice):
             spec.append(("s", _int_or_none(item.start), _int_or_none(item.stop), _int_or_none(item.step)))
         elif isinstance(item, (bool, np.bool_)):
             raise IndexError("indexing with a Python bool is not supported")
@@ -285,14 +300,22 @@ def _index_spec(t, idx):
                         "boolean mask indexing has a data-dependent shape and cannot be traced; "
                         "use dg.where(mask, x, y) instead"
                     )
+                if pos is not None and tuple(arr.shape) != tuple(t.shape[pos:pos + arr.ndim]):
+                    raise IndexError(
+                        f"The shape of the mask {list(arr.shape)} at index {pos} does not match "
+                        f"the shape of the indexed tensor {list(t.shape)} at index {pos}"
+                    )
                 for nz in np.nonzero(_unwrap(arr)):
                     spec.append(("a", len(arrays)))
                     arrays.append(nz.astype(np.int64))
+                pos = None if pos is None else pos + arr.ndim
                 continue
             if not np.issubdtype(arr.dtype, np.integer):
                 raise IndexError(f"tensors used as indices must be integer or bool, got {arr.dtype}")
             spec.append(("a", len(arrays)))
             arrays.append(arr)
+        if pos is not None:
+            pos += 1
     return tuple(spec), arrays
 
 
@@ -830,6 +853,8 @@ def _to_array(data, dtype):
     if a.dtype == np.float64:
         a = a.astype(np.float32)
     elif a.dtype.kind in "iu":
+        if a.dtype == np.uint64:  # a Python int beyond int64: torch refuses it too
+            raise OverflowError("tensor: Overflow when unpacking long long (value beyond int64)")
         a = a.astype(np.int64)
     elif a.dtype == object:
         raise TypeError(f"tensor: cannot build a tensor from {type(data).__name__}")

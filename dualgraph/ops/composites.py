@@ -29,7 +29,9 @@ def _axes(x, dim):
                 f"but got {d}) for shape {tuple(x.shape)}\n  at {user_source()}"
             )
         out.append(d % nd if nd else 0)
-    return tuple(sorted(set(out))) if nd else ()
+    if len(set(out)) != len(out) and nd:
+        raise RuntimeError(f"dim {out[0]} appears multiple times in the list of dims\n  at {user_source()}")
+    return tuple(sorted(out)) if nd else ()
 
 
 def _dim(x, dim):
@@ -129,14 +131,23 @@ def reshape(x, shape):
 
 def transpose(x, dim0, dim1):
     nd = x.ndim
-    d0, d1 = int(dim0) % nd, int(dim1) % nd
+    if nd == 0:
+        _dim(x, dim0), _dim(x, dim1)  # range checks; a 0-d tensor transposes to itself
+        return x
+    d0, d1 = _dim(x, dim0), _dim(x, dim1)
     perm = list(range(nd))
     perm[d0], perm[d1] = perm[d1], perm[d0]
     return P.transpose(x, perm=tuple(perm))
 
 
 def permute(x, dims):
-    return P.transpose(x, perm=tuple(int(d) % x.ndim for d in dims))
+    perm = tuple(_dim(x, d) for d in dims) if x.ndim else ()
+    if len(dims) != x.ndim or len(set(perm)) != len(perm):
+        raise RuntimeError(
+            f"permute: dims {tuple(dims)} are not a permutation of the {x.ndim} dims of shape "
+            f"{tuple(x.shape)}\n  at {user_source()}"
+        )
+    return P.transpose(x, perm=perm)
 
 
 def squeeze(x, dim=None):
@@ -193,23 +204,38 @@ def stack(tensors, dim=0):
 
 
 def relu(x):
-    return P.where(P.gt(x, 0), x, P.mul(x, 0))
+    # as torch: relu(nan) = nan with the gradient passed, relu(-inf) = 0 (not -inf * 0)
+    return P.where(P.le(x, 0), 0, x)
 
 
 def clamp(x, min=None, max=None):  # noqa: A002
     if min is None and max is None:
         raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
     # as torch: min(max(x, min), max) (so min > max gives max), NaN stays NaN, and the
-    # gradient passes where min <= x <= max
-    y = x
+    # gradient passes where min <= x <= max (so not at NaN)
+    if not is_float(x) and any(isinstance(b, float) for b in (min, max)):
+        x = P.convert(x, dtype=np.dtype(np.float32))  # int tensor, float bound: float32
+    y = _stop(x)
+    inside = None
     if min is not None:
         y = P.where(P.lt(y, min), min, y)
+        inside = P.ge(x, min)
     if max is not None:
         y = P.where(P.gt(y, max), max, y)
-    return y
+        inside = P.le(x, max) if inside is None else P.logical_and(inside, P.le(x, max))
+    return P.where(inside, x, y)
+
+
+def _float_only(name, x):
+    if not is_float(x):
+        raise RuntimeError(
+            f"{name}: expected a floating point tensor, got {np.dtype(x.dtype).name} "
+            f"(use x.float())\n  at {user_source()}"
+        )
 
 
 def softmax(x, dim):
+    _float_only("softmax", x)
     axes = _axes(x, dim)
     m = P.reduce_max(x, axes=axes, keepdims=True)
     e = P.exp(P.sub(x, _stop(m)))
@@ -217,6 +243,7 @@ def softmax(x, dim):
 
 
 def log_softmax(x, dim):
+    _float_only("log_softmax", x)
     axes = _axes(x, dim)
     m = _stop(P.reduce_max(x, axes=axes, keepdims=True))
     z = P.sub(x, m)
@@ -233,6 +260,7 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 def gelu(x, approximate="none"):
+    _float_only("gelu", x)
     if approximate == "tanh":
         inner = P.mul(P.add(x, P.mul(P.mul(P.mul(x, x), x), 0.044715)), _SQRT_2_OVER_PI)
         return P.mul(P.mul(x, 0.5), P.add(P.tanh(inner), 1))
@@ -272,6 +300,13 @@ def cross_entropy(logits, target, reduction="mean"):
     if np.issubdtype(target.dtype, np.floating):
         raise ValueError("cross_entropy: target must hold integer class indices")
     n = logits.shape[0]
+    t = getattr(target, "_value", target)
+    if isinstance(t, np.ndarray) and t.size and (t.min() < 0 or t.max() >= logits.shape[1]):
+        bad = t[(t < 0) | (t >= logits.shape[1])][0]
+        raise IndexError(
+            f"cross_entropy: Target {bad} is out of bounds (classes 0..{logits.shape[1] - 1}; "
+            f"ignore_index is not supported)\n  at {user_source()}"
+        )
     logp = log_softmax(logits, 1)
     idx = np.arange(n, dtype=np.int64)
     picked = P.getitem(logp, idx, target, spec=(("a", 0), ("a", 1)))

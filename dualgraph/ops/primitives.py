@@ -31,9 +31,10 @@ def _dtype(x):
 
 
 def _dummy(x):
-    """A 0-d stand-in with the dtype of ``x`` (Python scalars stay weakly typed)."""
+    """A one-element stand-in with the dtype and rank of ``x`` (the rank matters: a 0-d
+    tensor promotes like a scalar, see _torch_promote; Python scalars stay weakly typed)."""
     if isinstance(x, ShapedArray):
-        return np.zeros((), x.dtype)
+        return np.zeros((1,) * x.ndim, x.dtype)
     return x
 
 
@@ -74,18 +75,15 @@ _nd = np.ndarray
 def _torch_promote(f):
     """Mixed int/float operands promote as torch does: to the float tensor's dtype (numpy
     would widen ``int64 * float32`` to float64), and an int tensor with a Python float to
-    float32.  Otherwise Python scalars stay weak (numpy 2)."""
+    float32; a 0-d tensor of the same kind as a dimensioned one takes its dtype (torch:
+    ``float32[n] + float64 0-d`` is float32).  Otherwise Python scalars stay weak (numpy 2)."""
 
     def impl(x, y):
         xc, yc = x.__class__, y.__class__
         if xc is _nd:
             if yc is _nd:
                 if x.dtype is not y.dtype:
-                    xk, yk = x.dtype.kind, y.dtype.kind
-                    if xk == "f" and yk in "iub":
-                        y = y.astype(x.dtype)
-                    elif yk == "f" and xk in "iub":
-                        x = x.astype(y.dtype)
+                    x, y = _promote_arrays(x, y)
             elif yc is float and x.dtype.kind in "iub":
                 x = x.astype(np.float32)  # int tensor and Python float: float32, as torch
         elif yc is _nd and xc is float and y.dtype.kind in "iub":
@@ -94,6 +92,53 @@ def _torch_promote(f):
 
     impl.__name__ = getattr(f, "__name__", "impl")
     impl.raw = f  # for callers that have checked the operands need no promotion
+    return impl
+
+
+def _promote_arrays(x, y):
+    """Two arrays of different dtypes, converted as torch's type promotion would."""
+    xk, yk = x.dtype.kind, y.dtype.kind
+    if xk == "f" and yk in "iub":
+        y = y.astype(x.dtype)
+    elif yk == "f" and xk in "iub":
+        x = x.astype(y.dtype)
+    elif xk == yk and (x.ndim == 0) != (y.ndim == 0):
+        if x.ndim == 0:
+            x = x.astype(y.dtype)
+        else:
+            y = y.astype(x.dtype)
+    return x, y
+
+
+def _int_to_float(f):
+    """Integer and bool inputs of a float-valued unary op compute in float32, as torch
+    (numpy would give float64).  The eager fast path calls ``raw`` after its own check."""
+
+    def impl(x):
+        if x.__class__ is _nd and x.dtype.kind in "iub":
+            x = x.astype(np.float32)
+        return f(x)
+
+    impl.__name__ = getattr(f, "__name__", "impl")
+    impl.raw = f
+    impl.int_to_float = True
+    return impl
+
+
+def _no_bool_sub(f):
+    """torch refuses ``-`` with a bool operand (numpy only refuses bool - bool)."""
+
+    def impl(x, y):
+        if x.__class__ is bool or y.__class__ is bool or getattr(x, "dtype", None) == np.bool_ \
+                or getattr(y, "dtype", None) == np.bool_:
+            raise TypeError(
+                "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+                "trying to invert a mask, use the `~` or `logical_not()` operator instead."
+            )
+        return f(x, y)
+
+    impl.__name__ = getattr(f, "__name__", "impl")
+    impl.raw = f.raw
     return impl
 
 
@@ -210,30 +255,40 @@ def _pow_vjp(g, out, ins, need):
     x, y = ins
     gx = gy = None
     if need[0]:
-        if y.__class__ is int or y.__class__ is float:
+        if isinstance(y, (int, float)):  # a Python scalar (bool included)
             if y == 2:
                 d = mul(x, 2)
-            elif y == 0:
-                d = mul(x, 0)
+            elif y == 0:  # as torch: zero, even where x is inf or nan
+                return zeros(x.shape, g.dtype), None
             else:
                 d = mul(pow(x, y - 1), y)
         else:
+            if _dtype(y).kind == "b":
+                y = convert(y, dtype=_dtype(x))
             d = mul(pow(x, sub(y, 1)), y)
+            d = where(eq(y, 0), 0, d)  # as torch: x ** 0 has zero gradient everywhere
         gx = unbroadcast(mul(g, d), _shape(x))
     if need[1]:
-        gy = unbroadcast(mul(g, mul(out, log(x))), _shape(y))
+        if isinstance(x, (int, float)):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lx = float(np.log(np.float64(x)))  # a weak Python float: keeps out's dtype
+        else:
+            lx = log(x if _dtype(x) == _dtype(out) else convert(x, dtype=_dtype(out)))
+        # as torch: zero where x == 0 and y >= 0 (not out * log(0) = 0 * -inf)
+        d = where(logical_and(eq(x, 0), ge(y, 0)), 0, mul(out, lx))
+        gy = unbroadcast(mul(g, d), _shape(y))
     return gx, gy
 
 
 def _maximum_vjp(g, out, ins, need, _pick=None):
     x, y = ins
     # torch semantics: at ties each side gets half of the gradient
-    half = mul(g, 0.5)
+    # (and, as torch, only the losing side is masked: where x or y is NaN both get it)
     zero = mul(g, 0)
-    xwins = gt(x, y) if _pick is None else lt(x, y)
-    tie = eq(x, y)
-    gx = where(xwins, g, where(tie, half, zero))
-    gy = where(xwins, zero, where(tie, half, g))
+    base = where(eq(x, y), mul(g, 0.5), g)
+    xloses, yloses = (lt(x, y), gt(x, y)) if _pick is None else (gt(x, y), lt(x, y))
+    gx = where(xloses, zero, base)
+    gy = where(yloses, zero, base)
     return (
         unbroadcast(gx, _shape(x)) if need[0] else None,
         unbroadcast(gy, _shape(y)) if need[1] else None,
@@ -245,7 +300,7 @@ def _minimum_vjp(g, out, ins, need):
 
 
 add_p = _elementwise("add", _torch_promote(np.add), _add_vjp)
-sub_p = _elementwise("sub", _torch_promote(np.subtract), _sub_vjp)
+sub_p = _elementwise("sub", _no_bool_sub(_torch_promote(np.subtract)), _sub_vjp)
 mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp)
 div_p = _elementwise("div", _torch_promote(_true_divide), _div_vjp)
 pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, uses_out=True)
@@ -253,8 +308,8 @@ maximum_p = _elementwise("maximum", _torch_promote(np.maximum), _maximum_vjp)
 minimum_p = _elementwise("minimum", _torch_promote(np.minimum), _minimum_vjp)
 
 neg_p = _elementwise("neg", np.negative, lambda g, out, ins, need: (neg(g),))
-exp_p = _elementwise("exp", np.exp, lambda g, out, ins, need: (mul(g, out),), uses_out=True)
-log_p = _elementwise("log", np.log, lambda g, out, ins, need: (div(g, ins[0]),))
+exp_p = _elementwise("exp", _int_to_float(np.exp), lambda g, out, ins, need: (mul(g, out),), uses_out=True)
+log_p = _elementwise("log", _int_to_float(np.log), lambda g, out, ins, need: (div(g, ins[0]),))
 def _tanh_backward_impl(g, y):
     # g * (1 - y*y) with array operands only: a Python-scalar operand costs numpy 2 about
     # twice an array-array ufunc call on small arrays
@@ -272,7 +327,7 @@ def _tanh_backward_vjp(c, out, ins, need):
 # d tanh = g * (1 - y^2), one primitive so eager backward pays one dispatch, not three
 tanh_backward_p = _elementwise("tanh_backward", _tanh_backward_impl, _tanh_backward_vjp)
 tanh_p = _elementwise(
-    "tanh", np.tanh, lambda g, out, ins, need: (tanh_backward(g, out),), uses_out=True
+    "tanh", _int_to_float(np.tanh), lambda g, out, ins, need: (tanh_backward(g, out),), uses_out=True
 )
 
 
@@ -296,13 +351,25 @@ def _sigmoid_backward_vjp(c, out, ins, need):
 
 sigmoid_backward_p = _elementwise("sigmoid_backward", _sigmoid_backward_impl, _sigmoid_backward_vjp)
 sigmoid_p = _elementwise(
-    "sigmoid", _sigmoid_impl, lambda g, out, ins, need: (sigmoid_backward(g, out),), uses_out=True
+    "sigmoid",
+    _int_to_float(_sigmoid_impl),
+    lambda g, out, ins, need: (sigmoid_backward(g, out),),
+    uses_out=True,
 )
 sqrt_p = _elementwise(
-    "sqrt", np.sqrt, lambda g, out, ins, need: (div(g, mul(out, 2)),), uses_out=True
+    "sqrt", _int_to_float(np.sqrt), lambda g, out, ins, need: (div(g, mul(out, 2)),), uses_out=True
 )
 abs_p = _elementwise("abs", np.abs, lambda g, out, ins, need: (mul(g, sign(ins[0])),))
-sign_p = _elementwise("sign", np.sign, nondiff=True)
+
+
+def _sign_impl(x):
+    s = np.sign(x)
+    if s.dtype.kind == "f":
+        s = np.where(s != s, s.dtype.type(0), s)  # torch: sign(nan) = 0
+    return s
+
+
+sign_p = _elementwise("sign", _sign_impl, nondiff=True)
 
 
 def _erf_impl(x):
@@ -314,7 +381,7 @@ def _erf_impl(x):
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 erf_p = _elementwise(
     "erf",
-    _erf_impl,
+    _int_to_float(_erf_impl),
     lambda g, out, ins, need: (
         mul(g, mul(exp(neg(mul(ins[0], ins[0]))), _TWO_OVER_SQRT_PI)),
     ),
@@ -342,13 +409,28 @@ def _where_vjp(g, out, ins, need):
     )
 
 
+def _where_impl(c, x, y):
+    if getattr(c, "dtype", np.bool_) != np.bool_:
+        raise TypeError(f"where: expected a bool condition, got {np.dtype(c.dtype).name} (as torch)")
+    # the branches promote as torch's binary ops do (see _torch_promote)
+    if x.__class__ is _nd:
+        if y.__class__ is _nd:
+            if x.dtype is not y.dtype:
+                x, y = _promote_arrays(x, y)
+        elif y.__class__ is float and x.dtype.kind in "iub":
+            x = x.astype(np.float32)
+    elif y.__class__ is _nd and x.__class__ is float and y.dtype.kind in "iub":
+        y = y.astype(np.float32)
+    return np.where(c, x, y)
+
+
 def _where_rule(c, x, y):
     shape = _bshape("where", (c, x, y))
-    dtype = np.result_type(_dummy(x), _dummy(y))
+    dtype = np.asarray(_where_impl(np.True_, _dummy(x), _dummy(y))).dtype
     return ShapedArray(shape, dtype)
 
 
-where_p = register(Primitive("where", np.where, _where_rule, _where_vjp))
+where_p = register(Primitive("where", _where_impl, _where_rule, _where_vjp))
 
 
 def _convert_impl(x, dtype):
@@ -454,7 +536,8 @@ def _extremum_vjp(arg):
             return (mul(g, convert(eq(idx, iota), dtype=x.dtype)),)
         if not keepdims:
             out = reshape(out, shape=kshape)
-        mask = convert(eq(x, out), dtype=x.dtype)
+        # the extremum is attained where x == out, or at the NaNs where out is NaN
+        mask = convert(logical_or(eq(x, out), ne(x, x)), dtype=x.dtype)
         count = reduce_sum(mask, axes=axes, keepdims=True)
         return (mul(div(g, count), mask),)
 
@@ -593,7 +676,18 @@ def _concat_rule(*xs, axis):
             )
     shape = list(first.shape)
     shape[axis] = sum(x.shape[axis] for x in xs)
-    return ShapedArray(shape, np.result_type(*[x.dtype for x in xs]))
+    return ShapedArray(shape, _torch_result_type([x.dtype for x in xs]))
+
+
+def _torch_result_type(dtypes):
+    """torch's promotion of tensors: floats win over ints and bools, whatever their width."""
+    floats = [d for d in dtypes if np.dtype(d).kind == "f"]
+    return np.result_type(*(floats or dtypes))
+
+
+def _concat_impl(*xs, axis):
+    dt = _torch_result_type([x.dtype for x in xs])
+    return np.concatenate([x if x.dtype == dt else x.astype(dt) for x in xs], axis=axis)
 
 
 def _concat_vjp(g, out, ins, need, axis):
@@ -613,7 +707,7 @@ def _concat_vjp(g, out, ins, need, axis):
 concatenate_p = register(
     Primitive(
         "concatenate",
-        lambda *xs, axis: np.concatenate(xs, axis=axis),
+        _concat_impl,
         _concat_rule,
         _concat_vjp,
     )
@@ -631,6 +725,11 @@ def _matmul_rule(a, b):
     kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
     if ka != kb:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({ka} != {kb})")
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"matmul: expected both operands to have the same dtype, got {np.dtype(a.dtype).name} "
+            f"and {np.dtype(b.dtype).name} (as torch; convert one with .to(dtype))"
+        )
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     shape = batch + (a.shape[-2:-1] if a.ndim > 1 else ()) + (b.shape[-1:] if b.ndim > 1 else ())
     return ShapedArray(shape, np.result_type(a.dtype, b.dtype))
@@ -659,7 +758,13 @@ def _matmul_vjp(g, out, ins, need):
     return ga, gb
 
 
-matmul_p = register(Primitive("matmul", np.matmul, _matmul_rule, _matmul_vjp))
+def _matmul_impl(a, b):
+    if a.dtype != b.dtype:
+        raise TypeError("matmul: operands of different dtypes")  # explained by the rule
+    return np.matmul(a, b)
+
+
+matmul_p = register(Primitive("matmul", _matmul_impl, _matmul_rule, _matmul_vjp))
 
 # ----------------------------------------------------------------------------------------
 # Indexing.  ``spec`` is a hashable tuple: ints, None, Ellipsis, ("s", start, stop, step)
