@@ -50,15 +50,11 @@ def sum(x, dim=None, keepdim=False):  # noqa: A001
 
 
 def mean(x, dim=None, keepdim=False):
+    _float_only("mean", x)
     axes = _axes(x, dim)
     n = 1
     for a in axes:
         n *= x.shape[a]
-    if not is_float(x):
-        raise RuntimeError(
-            "mean(): could not infer output dtype. Input dtype must be a floating point dtype, "
-            f"got {np.dtype(x.dtype).name} (use x.float().mean())\n  at {user_source()}"
-        )
     return P.div(P.reduce_sum(x, axes=axes, keepdims=bool(keepdim)), n)
 
 
