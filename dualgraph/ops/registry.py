@@ -19,6 +19,10 @@ import sys
 
 import numpy as np
 
+from . import context
+
+_ctx_get = context.get
+
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
@@ -102,21 +106,67 @@ def aval_of(x) -> ShapedArray:
     return ShapedArray(x.shape, x.dtype)
 
 
+KINDS = (
+    "elementwise",  # same-shape (broadcast) map of scalars: lowered from a scalar expression
+    "reduction",    # reduces axes of one operand
+    "structural",   # reshapes, transposes, broadcasts, concatenates: moves data, no arithmetic
+    "indexing",     # getitem / index_add and the while-loop tape buffers
+    "linalg",       # matmul
+    "creation",     # full, const: no array operands
+    "control",      # cond, while: carry sub-graphs in their params
+)
+
+
 class Primitive:
-    """One primitive operation and all of its rules."""
+    """One primitive operation and all of its rules.
+
+    Fields (every consumer reads these; no layer keeps its own list of ops):
+      name         -- the IR name (``add``, ``reduce_sum``, ``cond``)
+      impl         -- numpy implementation ``impl(*arrays_or_scalars, **params)``
+      shape_rule   -- ``(*avals, **params) -> ShapedArray`` (tuple of them if multiple_results)
+      dtype_rule   -- ``(*dtypes, **params) -> dtype`` where a dtype is a ``np.dtype`` or a
+                      Python scalar type (``float``/``int``/``bool`` for weak scalars); never
+                      runs ``impl``
+      vjp          -- ``(ct, out, inputs, need, **params) -> cotangents``, in dualgraph ops
+      kind         -- one of ``KINDS``
+      arity        -- number of operands, or None when variadic
+      fn_name      -- the name of the function in ``ops.primitives`` that binds it
+      grad_name    -- the eager node's class name without ``Backward`` (torch's name)
+      tensor_methods -- Tensor operators/methods this primitive provides (``("__add__",
+                      "__radd__", "__iadd__")``, ``("exp",)``): the eager layer installs them
+      may_raise    -- False, True, or ``(avals, params) -> bool``: can it raise for some
+                      operand *values* (not types)?  LICM will not hoist such an equation
+      literal_ok   -- False when the impl takes another path for a Python number than for a
+                      0-d array (``pow``): constant folding keeps such operands as arrays
+      type_check   -- for higher-order (control) primitives: ``(in_avals, out_avals, params)
+                      -> None or an error message``; the verifier calls it
+      uses_out     -- the VJP reads the output
+      multiple_results, higher_order, eager_rule (higher-order: runs the Python control flow)
+      lowering     -- filled in by the compiler layer: a scalar expression for elementwise
+                      primitives, a code emitter for the rest (text only: ops/ never imports numba)
+      node_class   -- cache of the eager layer's ``<GradName>Backward`` class
+    """
 
     __slots__ = (
         "name",
         "impl",
         "shape_rule",
+        "dtype_rule",
         "vjp",
+        "kind",
+        "arity",
+        "fn_name",
+        "grad_name",
+        "tensor_methods",
+        "may_raise",
+        "literal_ok",
+        "type_check",
         "uses_out",
         "multiple_results",
         "higher_order",
         "eager_rule",
         "lowering",
         "node_class",
-        "__dict__",
     )
 
     def __init__(
@@ -126,27 +176,53 @@ class Primitive:
         shape_rule=None,
         vjp=None,
         *,
+        kind,
+        arity,
+        dtype_rule=None,
+        fn_name=None,
+        grad_name=None,
+        tensor_methods=(),
+        may_raise=False,
+        literal_ok=True,
+        type_check=None,
         uses_out=False,
         multiple_results=False,
         higher_order=False,
         eager_rule=None,
+        lowering=None,
     ):
+        if kind not in KINDS:
+            raise ValueError(f"primitive {name!r}: kind {kind!r} is not one of {KINDS}")
         self.name = name
         self.impl = impl
         self.shape_rule = shape_rule
+        self.dtype_rule = dtype_rule
         self.vjp = vjp
+        self.kind = kind
+        self.arity = arity
+        self.fn_name = fn_name or name
+        self.grad_name = grad_name or "".join(p.capitalize() for p in name.split("_"))
+        self.tensor_methods = tuple(tensor_methods)
+        self.may_raise = may_raise
+        self.literal_ok = literal_ok
+        self.type_check = type_check
         self.uses_out = uses_out
         self.multiple_results = multiple_results
         self.higher_order = higher_order
         self.eager_rule = eager_rule
-        self.lowering = None
-        self.node_class = None  # the eager layer makes a `<Name>Backward` class
+        self.lowering = lowering
+        self.node_class = None  # the eager layer makes a `<GradName>Backward` class
 
     def __repr__(self):
         return f"Primitive({self.name})"
 
     def bind(self, *args, **params):
-        return _dispatch[0](self, args, params)
+        return bind(self, *args, **params)
+
+    def raises_for(self, avals, params) -> bool:
+        """Can this primitive raise for some operand values of these types?"""
+        m = self.may_raise
+        return m(avals, params) if callable(m) else bool(m)
 
 
 def register(prim: Primitive) -> Primitive:
@@ -156,19 +232,11 @@ def register(prim: Primitive) -> Primitive:
     return prim
 
 
-def _no_handler(prim, args, params):
-    raise RuntimeError("dualgraph.eager is not imported: no handler for bind()")
-
-
-# The one dispatch point.  A one-element list so the eager layer can install its
-# handler without ops/ importing it.
-_dispatch = [_no_handler]
-
-
+# The one dispatch point: the active handler of this thread (see ``context``).
 def bind(prim: Primitive, *args, **params):
-    """Apply ``prim`` to ``args`` through the active handler (eager, tape, tracer)."""
-    return _dispatch[0](prim, args, params)
+    """Apply ``prim`` to ``args`` through this thread's active handler (eager, tracer, or a
+    handler wrapping them)."""
+    return _ctx_get().handler(prim, args, params)
 
 
-def set_handler(fn):
-    _dispatch[0] = fn
+set_handler = context.set_handler
