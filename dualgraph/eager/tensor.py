@@ -130,7 +130,7 @@ def _fast_op(prim):
     differentiable = prim.vjp is not None
     cls = Node  # the tape's one node class (see engine.Node)
     node_class(prim)
-    nary = prim.__dict__.get("arity")
+    nary = prim.arity
     # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked here, so
     # a float input calls the ufunc itself rather than the checking wrapper
     promote = getattr(impl, "int_to_float", False)
@@ -788,7 +788,7 @@ def _install_fast_ops():
     functions the VJP rules and composites call, get one-frame versions of ``apply``."""
     fast = {}
     for fname, prim in P.FUNCTIONS.items():
-        if prim.__dict__.get("arity") in (1, 2):
+        if prim.arity in (1, 2):
             f = fast[prim.name] = _fast_op(prim)
             f.__name__ = f.__qualname__ = fname
             f.__doc__ = f"Apply the ``{prim.name}`` primitive."

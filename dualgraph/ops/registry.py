@@ -176,8 +176,8 @@ class Primitive:
         shape_rule=None,
         vjp=None,
         *,
-        kind,
-        arity,
+        kind=None,
+        arity=None,
         dtype_rule=None,
         fn_name=None,
         grad_name=None,
@@ -191,7 +191,7 @@ class Primitive:
         eager_rule=None,
         lowering=None,
     ):
-        if kind not in KINDS:
+        if kind is not None and kind not in KINDS:
             raise ValueError(f"primitive {name!r}: kind {kind!r} is not one of {KINDS}")
         self.name = name
         self.impl = impl
@@ -239,4 +239,16 @@ def bind(prim: Primitive, *args, **params):
     return _ctx_get().handler(prim, args, params)
 
 
-set_handler = context.set_handler
+def set_handler(fn):
+    # transitional: the eager layer installs its handler as every thread's default
+    context.install_default_handler(fn)
+
+
+class _DispatchShim:
+    """Transitional: ``_dispatch[0]`` is this thread's active handler."""
+
+    def __getitem__(self, i):
+        return _ctx_get().handler
+
+
+_dispatch = _DispatchShim()
