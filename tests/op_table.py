@@ -353,6 +353,24 @@ def _index_add_ref(base, upd, *arrays, spec):
     return out
 
 
+def _index_set_samples(dtype, rng, domain):
+    return [
+        Sample((_arr(rng, (4, 3), dtype), _arr(rng, (3, 3), dtype), np.array([0, 2, 3])),
+               {"spec": (("a", 0),)}, desc="rows"),
+        Sample((_arr(rng, (4, 3), dtype), _arr(rng, (2, 3), dtype)),
+               {"spec": (("s", 1, 3, None),)}, desc="slice"),
+        Sample((_arr(rng, (4, 3), dtype), _arr(rng, (1,), dtype)),
+               {"spec": (("s", None, None, None), 1)}, desc="column, broadcast value"),
+        Sample((_arr(rng, (4, 3), dtype), _arr(rng, (4, 3), dtype)), {"spec": (Ellipsis,)}, desc="all"),
+    ]
+
+
+def _index_set_ref(base, v, *arrays, spec):
+    out = base.copy()
+    out[P.build_index(spec, arrays)] = v
+    return out
+
+
 def _convert_samples(dtype, rng, domain):
     other = F64 if dtype == F32 else F32
     x = _arr(rng, (2, 3), dtype)
@@ -689,7 +707,12 @@ OPS: list[OpInfo] = [
            _ARITH_DTYPES),
     OpInfo("dynamic_update", "primitive", P.dynamic_update, _dynamic_update_ref, _dynamic_update_samples,
            _ARITH_DTYPES),
-    OpInfo("dynamic_len", "primitive", lambda buf: P._dyn_len(buf), lambda buf: np.asarray(len(buf), np.int64),
+    OpInfo("index_set", "primitive", lambda base, v, *arrays, spec: P.index_set(base, v, *arrays, spec=spec),
+           _index_set_ref, _index_set_samples, _ARITH_DTYPES),
+    OpInfo("const", "primitive", lambda value: P.const(value=value), lambda value: value,
+           lambda d, r, dom: [Sample((), {"value": _arr(r, (2, 3), d)}, desc="2x3")], _ARITH_DTYPES,
+           differentiable=False),
+    OpInfo("dynamic_len", "primitive", P.dynamic_len, lambda buf: np.asarray(len(buf), np.int64),
            lambda d, r, dom: [Sample((_arr(r, (4, 2), d),), desc="4x2")], _ARITH_DTYPES, differentiable=False),
     # ---- composites ----
     OpInfo("dg.sum", "composite", dg.sum, _sum_ref, _dim_samples(), _ARITH_DTYPES),

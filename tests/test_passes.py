@@ -703,7 +703,7 @@ def _random_program(seed):
             op = [P.add, P.sub, P.mul, P.maximum, P.div][k]
             try:
                 return op(a, b)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RuntimeError):
                 return None
         if k == 5:
             return -a if a.dtype != np.bool_ else None

@@ -242,7 +242,7 @@ def test_shape_mismatch_errors_name_op_and_both_shapes(fn, op, shapes):
     for rg in (False, True):
         a = dg.ones(2, 3, requires_grad=rg)
         b = dg.ones(4)
-        with pytest.raises(ValueError) as e:
+        with pytest.raises(RuntimeError) as e:
             fn(a, b)
         msg = str(e.value)
         assert op in msg and all(s in msg for s in shapes), msg
@@ -250,15 +250,15 @@ def test_shape_mismatch_errors_name_op_and_both_shapes(fn, op, shapes):
 
 def test_more_shape_errors_name_the_op_and_shapes():
     a, b = dg.ones(2, 3), dg.ones(4, 2)
-    with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(4, 2\)"):
+    with pytest.raises(RuntimeError, match=r"matmul.*\(2, 3\).*\(4, 2\)"):
         a @ b
-    with pytest.raises(ValueError, match=r"(cat|concatenate).*\(2, 3\).*\(4, 2\)"):
+    with pytest.raises(RuntimeError, match=r"(cat|concatenate).*\(2, 3\).*\(4, 2\)"):
         dg.cat([a, b], dim=0)
-    with pytest.raises(ValueError, match=r"reshape.*\(2, 3\)"):
+    with pytest.raises(RuntimeError, match=r"reshape.*\(2, 3\)"):
         a.reshape(4, 2)
-    with pytest.raises(ValueError, match=r"where.*\(2, 3\).*\(4, 2\)"):
+    with pytest.raises(RuntimeError, match=r"where.*\(2, 3\).*\(4, 2\)"):
         dg.where(a > 0, a, b)
-    with pytest.raises(ValueError, match=r"stack"):
+    with pytest.raises(RuntimeError, match=r"stack"):
         dg.stack([a, b])
     with pytest.raises(IndexError):
         a[5]
@@ -410,11 +410,11 @@ def test_functions_namespace():
 
 
 def test_expand_rejects_minus_one_for_new_dimensions():
-    with pytest.raises(ValueError, match="expand"):
+    with pytest.raises(RuntimeError, match="expand"):
         dg.ones(3, 1).expand(-1, 3, 4)
-    with pytest.raises(ValueError, match=r"(expand|broadcast_to).*\(3, 1\)"):
+    with pytest.raises(RuntimeError, match=r"(expand|broadcast_to).*\(3, 1\)"):
         dg.ones(3, 1).expand(3, 5, 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(RuntimeError):
         dg.ones(2, 3).expand(3)
 
 

@@ -13,7 +13,7 @@ import weakref
 from heapq import heappop as _heappop, heappush as _heappush
 from itertools import count
 
-from . import grad_mode
+from ..ops import context as _context
 
 _FREED_MSG = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -39,7 +39,10 @@ class Node:
     # cotangent; out: the output payload(s) if the VJP reads them; edges: what the freed
     # inputs pointed to; pre_hooks: {output index: [hook, ...]} (tensor hooks, retain_grad)
     # seq: creation number, orders backward (see run_backward)
-    __slots__ = ("prim", "params", "inputs", "need", "out", "edges", "pre_hooks", "seq", "__weakref__")
+    # vinfo: None, or (versions of the inputs when recorded or None, the saved output's
+    # version counter or None): what backward checks against in-place writes
+    __slots__ = ("prim", "params", "inputs", "need", "out", "edges", "pre_hooks", "seq", "vinfo",
+                 "__weakref__")
 
     _multi = False  # the primitive has multiple results (set per class by node_class)
 
@@ -53,7 +56,8 @@ class Node:
     def next_functions(self):
         ins = self.inputs
         if ins is not None:
-            return tuple(_edge(t) if n else (None, 0) for t, n in zip(ins, self.need))
+            return tuple(_edge(_input_edge(self, i, t)) if n else (None, 0)
+                         for i, (t, n) in enumerate(zip(ins, self.need)))
         # backward freed the saved inputs: `edges` keeps, per input that wants a cotangent,
         # what it pointed to: one edge or a list of them (see run_backward)
         edges = self.edges
@@ -64,6 +68,63 @@ class Node:
         if self.pre_hooks is None:
             self.pre_hooks = {}
         self.pre_hooks.setdefault(index, []).append(fn)
+
+    def retain(self, index, tensor):
+        """Store the cotangent of output ``index`` into ``tensor.grad`` after its hooks ran."""
+        if self.pre_hooks is None:
+            self.pre_hooks = {}
+        self.pre_hooks[("retain", index)] = weakref.ref(tensor)
+
+
+class Meta:
+    """What a few tensors carry beyond the hot slots.
+
+    view:    (base tensor, primitive, other operands, params, version seen) for a view
+    history: [(version, grad_fn, out_index), ...]: the grad_fn the tensor had for versions
+             below ``version``; in-place writes append, nodes recorded before a write keep
+             their edge to the history they saw
+    retains: ``retain_grad()`` was called"""
+
+    __slots__ = ("view", "history", "retains")
+
+    def __init__(self):
+        self.view = None
+        self.history = None
+        self.retains = False
+
+
+# how many in-place writes this process has made: backward checks saved versions only
+# once there has been one
+INPLACE = [0]
+
+
+def _input_edge(node, i, t):
+    """What input ``i`` of ``node`` (a Tensor) pointed to when the node was recorded:
+    ``t`` itself, or ``(grad_fn, index)`` if ``t`` has been written in place since."""
+    m = getattr(t, "_meta", None)
+    if m is None or m.history is None:
+        return t
+    v = _recorded_version(node, i)
+    for ver, fn, k in m.history:
+        if ver > v:
+            return (fn, k) if fn is not None else _LeafAt(t)
+    return t
+
+
+class _LeafAt:
+    """A tensor that was a leaf not requiring grad when a node recorded it."""
+
+    __slots__ = ("t",)
+
+    def __init__(self, t):
+        self.t = t
+
+
+def _recorded_version(node, i):
+    vi = node.vinfo
+    if vi is None or vi[0] is None:
+        return 0
+    return vi[0][i]
 
 
 def public_node(node):
@@ -78,6 +139,8 @@ def _edge(t):
     its output 0, or a (node, index) edge)."""
     if isinstance(t, tuple):
         return (public_node(t[0]), t[1])
+    if isinstance(t, _LeafAt):
+        return (None, 0)
     if isinstance(t, Node):
         return (public_node(t), 0)
     fn = t._grad_fn
@@ -116,27 +179,11 @@ def accumulate_grad_of(leaf):
 # creation numbers of nodes: ``next(NODE_SEQ)``
 NODE_SEQ = count()
 
-# torch's names where they differ from a camel-cased primitive name
-_TORCH_NAMES = {
-    "reduce_sum": "Sum",
-    "reduce_max": "Max",
-    "reduce_min": "Min",
-    "getitem": "Index",
-    "index_add": "IndexAdd",
-    "convert": "ToCopy",
-    "broadcast_to": "Expand",
-    "concatenate": "Cat",
-    "matmul": "Mm",
-    "reshape": "View",
-    "transpose": "Permute",
-}
-
-
 def node_class(prim):
+    """The ``<GradName>Backward`` class of ``prim``'s nodes (the registry names it)."""
     cls = prim.node_class
     if cls is None:
-        base = _TORCH_NAMES.get(prim.name) or "".join(p.capitalize() for p in prim.name.split("_"))
-        cls = type(f"{base}Backward", (Node,), {"__slots__": (), "_multi": bool(prim.multiple_results)})
+        cls = type(f"{prim.grad_name}Backward", (Node,), {"__slots__": (), "_multi": bool(prim.multiple_results)})
         prim.node_class = cls
     return cls
 
@@ -162,9 +209,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
 
     With ``inputs`` (a sequence of Tensors) the gradients of those tensors are returned
     instead of being accumulated into ``.grad`` (``autograd.grad``)."""
-    state = grad_mode.STATE
-    prev = state.enabled
-    state.enabled = bool(create_graph)
+    token = _context.enter(grad_enabled=bool(create_graph))
     try:
         captured = None
         capture_leaf = capture_node = None
@@ -200,7 +245,6 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                 pending[fn] = cur + g
 
         Tensor = _TENSOR[0]
-        new = object.__new__
         pop = pending.pop
         get = pending.get
         free = not retain_graph
@@ -220,6 +264,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
             inputs_ = node.inputs
             if inputs_ is None:
                 raise RuntimeError(_FREED_MSG)
+            if INPLACE[0]:
+                _check_saved(node)
             if node.pre_hooks:
                 ct = _run_prehooks(node, ct)
             if capture_node:
@@ -231,13 +277,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                 v = node.out
                 out = None
                 if v is not None:  # the output, re-made as torch's SavedVariable does
-                    out = new(Tensor)
-                    out._value = v
-                    out._requires_grad = True
-                    out._grad_fn = node
-                    out._grad = None
-                    out._hooks = None
-                    out._out_index = 0
+                    out = _WRAP[0](v, node)
                 params = node.params
                 if params:
                     cts = node.prim.vjp(ct, out, inputs_, need, **params)
@@ -256,6 +296,14 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                     continue
                 t = inputs_[i]
                 g = cts[i]
+                if t._meta is not None and t._meta.history is not None:
+                    t = _input_edge(node, i, t)
+                    if t.__class__ is not Tensor:
+                        # written in place since: the edge the node saw
+                        if t.__class__ is _LeafAt:
+                            continue
+                        fn, k = t
+                        t = _Edge(fn, k)
                 fn = t._grad_fn
                 if fn is None:
                     if free:
@@ -316,7 +364,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                     )
         return captured
     finally:
-        state.enabled = prev
+        _context.exit(token)
 
 
 _N_INDICES = 16
@@ -331,24 +379,83 @@ def _add_edge(edges, e):
 
 
 _TENSOR = [None]  # the Tensor class, installed by tensor.py (engine <-> tensor are one layer)
+_WRAP = [None]  # tensor.py's one constructor of tensors: _wrap(value, node)
+
+
+class _Edge:
+    """Stands for an input tensor as it was before an in-place write: its old grad_fn."""
+
+    __slots__ = ("_grad_fn", "_out_index")
+
+    def __init__(self, fn, k):
+        self._grad_fn = fn
+        self._out_index = k
+
+
+_MODIFIED_MSG = (
+    "one of the variables needed for gradient computation has been modified by an inplace "
+    "operation: [{desc}], which is {which} of {op}, is at version {now}; expected version "
+    "{was} instead. Hint: the operation that failed to compute its gradient is {op}; "
+    "write out of place (y = y + 1, not y += 1), or .clone() the tensor before writing to it."
+)
+
+
+def _check_saved(node):
+    """Raise torch's error if a value ``node``'s VJP reads was written in place since it
+    was saved (its version counter moved)."""
+    prim = node.prim
+    ins = node.inputs
+    if prim.saves is None:
+        idx, reads_out = range(len(ins)), prim.uses_out
+    else:
+        idx, reads_out = prim.saves(node.need)
+    for i in idx:
+        t = ins[i]
+        if t.__class__ is not _TENSOR[0]:
+            continue
+        c = t._version
+        if c is None:
+            continue
+        was = _recorded_version(node, i)
+        if c[0] != was:
+            raise RuntimeError(_MODIFIED_MSG.format(
+                desc=f"{t.dtype.name} {list(t.shape)}", which=f"input {i}",
+                op=type(public_node(node)).__name__, now=c[0], was=was))
+    vi = node.vinfo
+    if reads_out and vi is not None and vi[1] is not None and vi[1][0] != 0:
+        out = node.out
+        raise RuntimeError(_MODIFIED_MSG.format(
+            desc=f"{out.dtype.name} {list(out.shape)}", which="output 0",
+            op=type(public_node(node)).__name__, now=vi[1][0], was=0))
 
 
 def _run_prehooks(node, ct):
     """Run the tensor hooks of ``node``'s outputs on their cotangents; returns ``ct`` (a
     Tensor, or the {index: Tensor} dict of a multi-output node) with hook results."""
+    hooks = node.pre_hooks
     if ct.__class__ is not dict:
-        for h in node.pre_hooks.get(0, ()):
+        for h in hooks.get(0, ()):
             r = h(ct)
             if r is not None:
                 ct = r
+        _retain(hooks, 0, ct)
         return ct
-    for k, hooks in node.pre_hooks.items():
-        if k in ct:
-            for h in hooks:
-                r = h(ct[k])
-                if r is not None:
-                    ct[k] = r
+    for k in list(ct):
+        for h in hooks.get(k, ()):
+            r = h(ct[k])
+            if r is not None:
+                ct[k] = r
+        _retain(hooks, k, ct[k])
     return ct
+
+
+def _retain(hooks, k, g):
+    # retain_grad stores the gradient after the tensor's own hooks ran (torch)
+    ref = hooks.get(("retain", k))
+    if ref is not None:
+        t = ref()
+        if t is not None:
+            t._grad = g.detach() if t._grad is None else t._grad + g.detach()
 
 
 def _capture(node, ct, capture_node, captured):

@@ -1,21 +1,15 @@
-"""Gradient recording modes: ``no_grad`` and ``enable_grad``, as context managers and decorators."""
+"""Gradient recording modes: ``no_grad``, ``enable_grad`` and ``set_grad_enabled``, as
+context managers and decorators.  The mode is per thread (``ops.context``): ``no_grad``
+in one thread does not turn recording off in another."""
 from __future__ import annotations
 
 import functools
 
-
-class _GradState:
-    __slots__ = ("enabled",)
-
-    def __init__(self):
-        self.enabled = True
-
-
-STATE = _GradState()
+from ..ops import context as _context
 
 
 def is_grad_enabled() -> bool:
-    return STATE.enabled
+    return _context.get().grad_enabled
 
 
 class _GradMode:
@@ -31,15 +25,14 @@ class _GradMode:
         return super().__new__(cls)
 
     def __init__(self, orig_func=None):
-        self._prev = []
+        self._tokens = []
 
     def __enter__(self):
-        self._prev.append(STATE.enabled)
-        STATE.enabled = self._target
+        self._tokens.append(_context.enter(grad_enabled=self._target))
         return self
 
     def __exit__(self, *exc):
-        STATE.enabled = self._prev.pop()
+        _context.exit(self._tokens.pop())
         return False
 
     def __call__(self, fn):
@@ -47,12 +40,11 @@ class _GradMode:
 
         @functools.wraps(fn)
         def wrapper(*a, **kw):
-            prev = STATE.enabled
-            STATE.enabled = target
+            token = _context.enter(grad_enabled=target)
             try:
                 return fn(*a, **kw)
             finally:
-                STATE.enabled = prev
+                _context.exit(token)
 
         return wrapper
 
@@ -78,17 +70,16 @@ class set_grad_enabled(_GradMode):  # noqa: N801
 
     def __init__(self, mode: bool):
         self._target = bool(mode)
-        self._prev = [STATE.enabled]
-        STATE.enabled = self._target
+        self._token = _context.enter(grad_enabled=self._target)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        STATE.enabled = self._prev[0]
+        _context.exit(self._token)
         return False
 
     def __call__(self, fn):
         # as a decorator the mode applies inside the function only
-        STATE.enabled = self._prev[0]
+        _context.exit(self._token)
         return super().__call__(fn)

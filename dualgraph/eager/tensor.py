@@ -1,28 +1,60 @@
-"""Tensor and ``apply``: the handler behind ``bind`` that evaluates a primitive and
-records it on the tape.
+"""Tensor and ``apply``: the default handler behind ``bind``, which evaluates a primitive
+(or hands it to this thread's active trace) and records it on the tape.
 
 The payload of a Tensor (``_value``) is a numpy array when running eagerly, or a
 tracer's symbolic value while a trace is active; the tape (grad_fn nodes) works the
 same on both, which is how IR autodiff reuses the eager VJP rules.
+
+Every op reaches this thread's active handler (``ops.context``).  The one-frame fast
+callables made here for the elementwise primitives run their eager body only when that
+handler is the default one and no trace is active; otherwise they call the handler, so a
+handler wrapping ``apply`` (a check mode, a profiler) sees every op.
+
+In-place writes follow PyTorch: a tensor's version counter (shared by its views) is
+bumped by every write, and a backward that needs a value saved before a write raises.
+A write on a tensor that is part of a graph is recorded: the tensor takes the history of
+the out-of-place result, and a write through a view updates its base's history as well.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..ops import composites as C
+from ..ops import context as _context
 from ..ops import primitives as P
 from ..ops import registry
-from . import grad_mode
 from .engine import _TENSOR as _engine_tensor
-from .engine import NODE_SEQ, Node, accumulate_grad_of, node_class, public_node, run_backward
+from .engine import _WRAP as _engine_wrap
+from .engine import (
+    INPLACE,
+    NODE_SEQ,
+    Meta,
+    Node,
+    accumulate_grad_of,
+    node_class,
+    public_node,
+    run_backward,
+)
 
 _ndarray = np.ndarray
-_STATE = grad_mode.STATE
+_get = _context.get
+_new = object.__new__
+_NP: dict = {}
 
-# The active tracer, if any (set by dualgraph.static while it traces).  A tracer has
-# ``process(prim, args, params) -> payload(s)``; ``args`` keep their Tensors (the tracer
-# needs their identity to capture closures).
-TRACE = [None]
+
+class _TraceSlot:
+    """``TRACE[0]``: this thread's active trace (kept for code that reads it that way)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, i):
+        return _get().trace
+
+    def __setitem__(self, i, builder):
+        _context.CTX.set(_get().replace(trace=builder))
+
+
+TRACE = _TraceSlot()
 
 
 def _describe(v):
@@ -35,14 +67,14 @@ def _op_error(prim, vals, params, e):
     """Re-raise a failing op's error naming the op, its operands and the user's line.
 
     Where the registry's shape rule rejects the operands too, its message (written for
-    people) replaces numpy's."""
+    people) replaces numpy's.  Shape and value errors are RuntimeErrors, as torch's."""
     msg = str(e)
     if "\n  at " in msg:  # already explained by an inner op
         return e
     try:
         avals = [registry.aval_of(v) if hasattr(v, "shape") else v for v in vals]
         prim.shape_rule(*avals, **params)
-    except (ValueError, IndexError, TypeError) as rule_error:
+    except (ValueError, IndexError, TypeError, RuntimeError) as rule_error:
         msg = str(rule_error)
     except Exception:  # noqa: BLE001 - a rule that cannot judge: keep numpy's message
         pass
@@ -51,21 +83,86 @@ def _op_error(prim, vals, params, e):
     else:
         args = ", ".join(_describe(v) for v in vals)
         text = f"{prim.name}: {msg} (operands: {args})"
-    return type(e)(f"{text}\n  at {registry.user_source() or '<unknown>'}")
+    cls = RuntimeError if type(e) is ValueError else type(e)
+    return cls(f"{text}\n  at {registry.user_source() or '<unknown>'}")
+
+
+# ----------------------------------------------------------------------------------------
+# Making tensors and tape nodes: the one place each is built
+# ----------------------------------------------------------------------------------------
+
+
+def _wrap(value, node=None, index=0):
+    """A Tensor holding ``value``; with ``node`` it is that node's output ``index``."""
+    t = _new(Tensor)
+    t._value = value
+    t._grad = None
+    t._hooks = None
+    t._out_index = index
+    t._version = None
+    t._meta = None
+    if node is None:
+        t._grad_fn = None
+        t._requires_grad = False
+    else:
+        t._grad_fn = node
+        t._requires_grad = True
+    return t
+
+
+def _node(prim, params, inputs, need, out, vers):
+    """A tape node for ``prim`` applied to ``inputs``: a plain ``Node`` (see engine.Node);
+    multi-output nodes get their class at once.  ``vers``: the inputs' versions (None when
+    none has a counter yet), checked by backward; a saved output gets a counter of its own."""
+    node = (node_class(prim) if prim.multiple_results else Node)()
+    node.prim = prim
+    node.params = params
+    node.inputs = inputs
+    node.need = need
+    node.out = out
+    node.pre_hooks = None
+    node.seq = _next_seq()
+    node.vinfo = None if vers is None and out is None else (vers, None if out is None else [0])
+    return node
+
+
+def _versions(inputs):
+    for a in inputs:
+        if a.__class__ is Tensor and a._version is not None:
+            return tuple(a._version[0] if a.__class__ is Tensor and a._version is not None else 0
+                         for a in inputs)
+    return None
+
+
+def _scalar(a):
+    """A numpy scalar operand (``np.sqrt(4)``, ``np.int64(8)``) counts as the Python
+    scalar it holds: weakly typed, as torch (``float32 / np.float64`` stays float32)."""
+    return a.item() if isinstance(a, np.generic) else a
 
 
 def apply(prim, args, params):
-    """Evaluate ``prim`` on ``args`` and, where gradients are wanted, record a tape node."""
+    """The default handler: evaluate ``prim`` on ``args`` (or hand it to this thread's
+    trace) and, where gradients are wanted, record a tape node."""
+    ctx = _get()
+    trace = ctx.trace
     vals = []
     rg = False
+    conv = False
     for a in args:
-        if a.__class__ is Tensor:
+        c = a.__class__
+        if c is Tensor:
+            if a._meta is not None:
+                _fresh(a)
             vals.append(a._value)
             if a._requires_grad:
                 rg = True
         else:
+            if c is not _ndarray and isinstance(a, np.generic):
+                a = a.item()
+                conv = True
             vals.append(a)
-    trace = TRACE[0]
+    if conv:
+        args = tuple(_scalar(a) for a in args)
     if prim.higher_order and trace is None:
         return prim.eager_rule(*args, **params)
     try:
@@ -77,155 +174,27 @@ def apply(prim, args, params):
                 rg = _traced_requires_grad(args)
     except (ValueError, IndexError, TypeError) as e:
         raise _op_error(prim, vals, params, e) from None
-    record = rg and _STATE.enabled and prim.vjp is not None
-    if record and not prim.multiple_results and out.dtype.kind not in "fc":
-        record = False  # integer and bool results never require grad (x.long(), torch)
+    record = rg and ctx.grad_enabled and prim.vjp is not None
     if prim.multiple_results:
         node = None
         if record:
             need = tuple(a.__class__ is Tensor and a._requires_grad for a in args)
-            node = _node(prim, params, args, need, tuple(out))
-        outs = []
-        for k, o in enumerate(out):
-            t = Tensor._make(o, record and _is_float(o), node if record else None)
-            t._out_index = k
-            outs.append(t)
-        return tuple(outs)
-    if out.__class__ is not _ndarray and trace is None:
+            node = _node(prim, params, args, need, tuple(out), _versions(args))
+        return tuple(_wrap(o, node if record and _is_float(o) else None, k) for k, o in enumerate(out))
+    if trace is None and out.__class__ is not _ndarray:
         out = np.asarray(out)
-    t = _new(Tensor)
-    t._value = out
-    t._grad = None
-    t._hooks = None
-    t._out_index = 0
+    if record and out.dtype.kind not in "fc":
+        record = False  # integer and bool results never require grad (x.long(), torch)
+    node = None
     if record:
         need = tuple([a.__class__ is Tensor and a._requires_grad for a in args])
-        t._grad_fn = _node(prim, params, args, need, out if prim.uses_out else None)
-        t._requires_grad = True
-    else:
-        t._grad_fn = None
-        t._requires_grad = False
+        node = _node(prim, params, args, need, out if prim.uses_out else None, _versions(args))
+    t = _wrap(out, node)
+    if node is not None and node.vinfo is not None and node.vinfo[1] is not None:
+        t._version = node.vinfo[1]  # the saved output's counter
+    if prim.view_put is not None and args[0].__class__ is Tensor:
+        _mark_view(t, prim, args, params, vals[0], trace)
     return t
-
-
-def _node(prim, params, inputs, need, out):
-    # a plain Node (see engine.Node); multi-output nodes get their class at once
-    node = (node_class(prim) if prim.multiple_results else Node)()
-    node.prim = prim
-    node.params = params
-    node.inputs = inputs
-    node.need = need
-    node.out = out
-    node.pre_hooks = None
-    node.seq = _next_seq()
-    return node
-
-
-def _fast_op(prim):
-    """A specialised ``apply`` for a parameter-free unary or binary primitive: the hot path
-    of eager code, kept to one Python frame per op."""
-    impl = prim.impl
-    raw = getattr(impl, "raw", impl)  # the ufunc behind a dtype-promoting wrapper
-    uses_out = prim.uses_out
-    differentiable = prim.vjp is not None
-    cls = Node  # the tape's one node class (see engine.Node)
-    node_class(prim)
-    nary = prim.arity
-    # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked here, so
-    # a float input calls the ufunc itself rather than the checking wrapper
-    promote = getattr(impl, "int_to_float", False)
-    uimpl = raw if promote else impl
-
-    def unary(x):
-        if x.__class__ is not Tensor:
-            return apply(prim, (x,), _NP)
-        tr = TRACE[0]
-        if tr is None:
-            v = x._value
-            if promote:
-                dt = v.dtype
-                if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
-                    v = v.astype(np.float32)
-            out = uimpl(v)
-            if out.__class__ is not _ndarray:
-                out = np.asarray(out)
-        else:
-            out = _traced(tr, prim, (x,))
-            if x._value.__class__ is _ndarray:  # eager tensors are constants to a trace
-                x = x.detach()
-        t = _new(Tensor)
-        t._value = out
-        t._grad = None
-        t._hooks = None
-        t._out_index = 0
-        if x._requires_grad and _STATE.enabled and differentiable:
-            node = cls()  # Node has no __init__: cheaper than object.__new__(cls)
-            node.prim = prim
-            node.params = _NP
-            node.inputs = (x,)
-            node.need = _NEED1
-            node.out = out if uses_out else None
-            node.pre_hooks = None
-            node.seq = _next_seq()
-            t._grad_fn = node
-            t._requires_grad = True
-        else:
-            t._grad_fn = None
-            t._requires_grad = False
-        return t
-
-    def binary(x, y):
-        if x.__class__ is Tensor:
-            xv = x._value
-            xr = x._requires_grad
-        else:
-            xv = x
-            xr = False
-        if y.__class__ is Tensor:
-            yv = y._value
-            yr = y._requires_grad
-        else:
-            yv = y
-            yr = False
-        tr = TRACE[0]
-        if tr is None:
-            try:
-                if xv.__class__ is _ndarray and yv.__class__ is _ndarray and xv.dtype is yv.dtype:
-                    out = raw(xv, yv)
-                else:
-                    out = impl(xv, yv)  # mixed dtypes or a scalar: torch's promotion
-            except (ValueError, TypeError) as e:
-                raise _op_error(prim, (xv, yv), _NP, e) from None
-            if out.__class__ is not _ndarray:
-                out = np.asarray(out)
-        else:
-            out = _traced(tr, prim, (x, y))
-            if xr and xv.__class__ is _ndarray:  # eager tensors are constants to a trace
-                xr = False
-            if yr and yv.__class__ is _ndarray:
-                yr = False
-        t = _new(Tensor)
-        t._value = out
-        t._grad = None
-        t._hooks = None
-        t._out_index = 0
-        if (xr or yr) and _STATE.enabled and differentiable:
-            node = cls()  # Node has no __init__: cheaper than object.__new__(cls)
-            node.prim = prim
-            node.params = _NP
-            node.inputs = (x, y)
-            node.need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
-            node.out = out if uses_out else None
-            node.pre_hooks = None
-            node.seq = _next_seq()
-            t._grad_fn = node
-            t._requires_grad = True
-        else:
-            t._grad_fn = None
-            t._requires_grad = False
-        return t
-
-    return unary if nary == 1 else binary
 
 
 def _traced_requires_grad(args):
@@ -233,16 +202,6 @@ def _traced_requires_grad(args):
     return any(
         a.__class__ is Tensor and a._requires_grad and a._value.__class__ is not _ndarray for a in args
     )
-
-
-def _traced(tr, prim, args):
-    """Hand ``args`` (Tensors keep their identity: the tracer needs it for closures) to
-    the active tracer."""
-    vals = [a._value if a.__class__ is Tensor else a for a in args]
-    try:
-        return tr.process(prim, args, _NP)
-    except (ValueError, IndexError, TypeError) as e:
-        raise _op_error(prim, vals, _NP, e) from None
 
 
 _F32 = np.dtype(np.float32)
@@ -254,8 +213,106 @@ _NEED_FT = (False, True)
 _next_seq = NODE_SEQ.__next__
 
 
+def _fast_op(prim):
+    """A one-frame ``apply`` for a parameter-free unary or binary elementwise primitive:
+    the hot path of eager code.  It runs its own eager body only when this thread's
+    handler is the default one and no trace is active (``ctx.plain``); otherwise the op
+    goes to the active handler like any other."""
+    impl = prim.impl
+    raw = getattr(impl, "raw", impl)  # the ufunc behind a dtype-promoting wrapper
+    uses_out = prim.uses_out
+    differentiable = prim.vjp is not None
+    node_class(prim)
+    # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked here, so
+    # a float input calls the ufunc itself rather than the checking wrapper
+    promote = getattr(impl, "int_to_float", False)
+    uimpl = raw if promote else impl
+    get = _get
+
+    def unary(x):
+        ctx = get()
+        if x.__class__ is not Tensor or not ctx.plain:
+            return ctx.handler(prim, (x,), _NP)
+        if x._meta is not None:
+            _fresh(x)
+        v = x._value
+        if promote:
+            dt = v.dtype
+            if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
+                v = v.astype(np.float32)
+        out = uimpl(v)
+        if out.__class__ is not _ndarray:
+            out = np.asarray(out)
+        if x._requires_grad and ctx.grad_enabled and differentiable:
+            c = x._version
+            node = _node(prim, _NP, (x,), _NEED1, out if uses_out else None,
+                         None if c is None else (c[0],))
+            t = _wrap(out, node)
+            if uses_out:
+                t._version = node.vinfo[1]
+            return t
+        return _wrap(out)
+
+    def binary(x, y):
+        ctx = get()
+        if not ctx.plain:
+            return ctx.handler(prim, (x, y), _NP)
+        if x.__class__ is Tensor:
+            if x._meta is not None:
+                _fresh(x)
+            xv = x._value
+            xr = x._requires_grad
+        else:
+            if x.__class__ is not _ndarray and isinstance(x, np.generic):
+                x = x.item()
+            xv = x
+            xr = False
+        if y.__class__ is Tensor:
+            if y._meta is not None:
+                _fresh(y)
+            yv = y._value
+            yr = y._requires_grad
+        else:
+            if y.__class__ is not _ndarray and isinstance(y, np.generic):
+                y = y.item()
+            yv = y
+            yr = False
+        try:
+            if xv.__class__ is _ndarray and yv.__class__ is _ndarray and xv.dtype is yv.dtype:
+                out = raw(xv, yv)
+            else:
+                out = impl(xv, yv)  # mixed dtypes or a scalar: torch's promotion
+        except (ValueError, TypeError) as e:
+            raise _op_error(prim, (xv, yv), _NP, e) from None
+        if out.__class__ is not _ndarray:
+            out = np.asarray(out)
+        if (xr or yr) and ctx.grad_enabled and differentiable:
+            need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
+            cx = x._version if xr else None
+            cy = y._version if yr else None
+            vers = None
+            if cx is not None or cy is not None or (x.__class__ is Tensor and x._version is not None) \
+                    or (y.__class__ is Tensor and y._version is not None):
+                vers = _versions((x, y))
+            node = _node(prim, _NP, (x, y), need, out if uses_out else None, vers)
+            t = _wrap(out, node)
+            if uses_out:
+                t._version = node.vinfo[1]
+            return t
+        return _wrap(out)
+
+    return unary if prim.arity == 1 else binary
+
+
+def _fast_factory(prim):
+    """Which primitives get a one-frame callable: parameter-free unary and binary
+    elementwise ones (their kind and arity say so)."""
+    if prim.kind == "elementwise" and prim.arity in (1, 2) and prim.name != "convert":
+        return _fast_op(prim)
+    return None
+
+
 registry.set_handler(apply)
-_new = object.__new__
 
 
 def _is_float(v):
@@ -264,6 +321,215 @@ def _is_float(v):
 
 def _unwrap(x):
     return x._value if isinstance(x, Tensor) else x
+
+
+# ----------------------------------------------------------------------------------------
+# Views, version counters and in-place writes
+# ----------------------------------------------------------------------------------------
+
+
+def _counter(t):
+    """``t``'s version counter (shared with its views), made on first need."""
+    c = t._version
+    if c is None:
+        c = t._version = [0]
+    return c
+
+
+def _mark_view(t, prim, args, params, base_value, trace):
+    """``t`` came from ``prim`` applied to ``args[0]``: if it aliases that tensor's memory
+    (or, traced, always) it is a view: it shares the version counter, and a write to it
+    updates the base (see ``_write``)."""
+    out = t._value
+    if trace is None and not (out.__class__ is _ndarray and out.base is not None
+                              and np.may_share_memory(out, base_value)):
+        return
+    if prim.name == "getitem" and len(args) > 1:
+        return  # advanced indexing copies
+    base = args[0]
+    c = _counter(base)
+    t._version = c
+    m = t._meta = Meta()
+    m.view = (base, prim, args[1:], params, c[0])
+
+
+def _fresh(t):
+    """Bring a view up to date after a write through another view of its base (as torch
+    regenerates it): its history (traced: its value too) is re-derived from the base."""
+    m = t._meta
+    view = m.view
+    if view is None:
+        return
+    base, prim, rest, params, seen = view
+    if base._meta is not None:
+        _fresh(base)
+    c = t._version
+    if c[0] == seen:
+        return
+    ctx = _get()
+    traced = ctx.trace is not None or t._value.__class__ is not _ndarray
+    if not traced:
+        if not base._requires_grad and not t._requires_grad:
+            m.view = (base, prim, rest, params, c[0])  # the shared memory is all there is
+            return
+        if not ctx.grad_enabled:
+            return  # nothing is recorded now; a later use with grad re-derives it
+    new = ctx.handler(prim, (base,) + tuple(rest), params)
+    _rebase(t, new, keep_value=not traced)
+    m.view = (base, prim, rest, params, c[0])
+
+
+def _rebase(t, new, keep_value=False):
+    """``t`` takes the history (and, unless ``keep_value``, the payload) of ``new``; nodes
+    recorded before keep their edge to the old history (``Meta.history``)."""
+    m = t._meta
+    if m is None:
+        m = t._meta = Meta()
+    if m.history is None:
+        m.history = []
+    # nodes recorded below the current version keep the old edge (the write bumped it)
+    m.history.append((_counter(t)[0], t._grad_fn, t._out_index))
+    if not keep_value:
+        t._value = new._value
+    t._grad_fn = new._grad_fn
+    t._out_index = new._out_index
+    t._requires_grad = new._requires_grad
+
+
+def _bump(t):
+    c = _counter(t)
+    c[0] += 1
+    INPLACE[0] += 1
+
+
+def _shadow(t, copy):
+    """The value ``t`` had before a write, as an input for the recorded op: its history,
+    and a private copy of the value where the op's VJP reads it."""
+    v = t._value
+    s = _wrap(np.array(v, copy=True) if copy and v.__class__ is _ndarray else v)
+    s._grad_fn = t._grad_fn
+    s._out_index = t._out_index
+    s._requires_grad = t._requires_grad
+    return s
+
+
+def _saves_input0(prim, need):
+    saves = prim.saves
+    if saves is None:
+        return True
+    idx, reads_out = saves(need)
+    return 0 in idx
+
+
+_LEAF_MSG = "a leaf Variable that requires grad is being used in an in-place operation."
+
+
+def _write(t, prim, operands, params, name, where=0):
+    """``t = prim(*operands)`` in place, where ``operands[where]`` is ``t``: the write of
+    ``t += o``, ``t.mul_(o)``, ``t[idx] = v``, ``t.fill_(v)``, ``t.copy_(src)``."""
+    ctx = _get()
+    if t._meta is not None:
+        _fresh(t)
+    traced = ctx.trace is not None or t._value.__class__ is not _ndarray
+    rg = any(o.__class__ is Tensor and o._requires_grad for o in operands)
+    record = ctx.grad_enabled and rg
+    if record and t._requires_grad and t._grad_fn is None:
+        raise RuntimeError(f"{name}: {_LEAF_MSG}\n  at {registry.user_source() or '<unknown>'}")
+    if not record and not traced:
+        _write_plain(t, prim, operands, params, name)
+        return t
+    need = tuple(o.__class__ is Tensor and o._requires_grad for o in operands)
+    old = _shadow(t, copy=record and not traced and _saves_input0(prim, need))
+    ops = list(operands)
+    ops[where] = old
+    new = ctx.handler(prim, tuple(ops), params)
+    if not traced:
+        v = t._value
+        nv = new._value
+        if nv.shape != v.shape:
+            raise RuntimeError(
+                f"{name}: output with shape {list(v.shape)} doesn't match the broadcast shape "
+                f"{list(nv.shape)}\n  at {registry.user_source() or '<unknown>'}"
+            )
+        _check_cast(nv.dtype, v.dtype, name)
+        _store(t, v, nv, name)
+    elif new._value.dtype != t._value.dtype:
+        _check_cast(new._value.dtype, t._value.dtype, name)
+        new = new._cast(t._value.dtype)
+    _bump(t)
+    _rebase(t, new, keep_value=not traced)
+    _put_back(t, ctx)
+    return t
+
+
+def _put_back(t, ctx):
+    """After a write to ``t``: if it is a view, its base is updated too (eagerly the
+    memory is shared, so only the history; traced, the value as well)."""
+    m = t._meta
+    if m is None or m.view is None:
+        return
+    base, prim, rest, params, _ = m.view
+    traced = ctx.trace is not None or base._value.__class__ is not _ndarray
+    if traced or (ctx.grad_enabled and (t._requires_grad or base._requires_grad)):
+        if base._requires_grad and base._grad_fn is None and ctx.grad_enabled:
+            raise RuntimeError(
+                f"a view of a leaf Variable that requires grad is being used in an in-place "
+                f"operation.\n  at {registry.user_source() or '<unknown>'}"
+            )
+        old = _shadow(base, copy=False)
+        new = prim.view_put(old, t, *rest, **params)
+        _rebase(base, new, keep_value=not traced)
+    m.view = (base, prim, rest, params, t._version[0])
+    if base._meta is not None and base._meta.view is not None:
+        _put_back(base, ctx)
+
+
+def _write_plain(t, prim, operands, params, name):
+    """A write that records nothing (no_grad, or nothing requires grad): numpy in place."""
+    vals = [o._value if o.__class__ is Tensor else _scalar(o) for o in operands]
+    v = t._value
+    try:
+        res = prim.impl(*vals, **params)
+    except (ValueError, IndexError, TypeError) as e:
+        raise _op_error(prim, vals, params, e) from None
+    res = np.asarray(res)
+    if res.shape != v.shape:
+        raise RuntimeError(
+            f"{name}: output with shape {list(v.shape)} doesn't match the broadcast shape "
+            f"{list(res.shape)}\n  at {registry.user_source() or '<unknown>'}"
+        )
+    _check_cast(res.dtype, v.dtype, name)
+    _store(t, v, res, name)
+    _bump(t)
+
+
+def _store(t, v, res, name):
+    """Write ``res`` into ``t``'s array ``v`` so that its views see it.  An expanded
+    (broadcast) array cannot be written (torch refuses too); another read-only array (a
+    graph constant handed out by the interpreter) is replaced by a written copy."""
+    if v.flags.writeable:
+        np.copyto(v, res, casting="unsafe")
+    elif v.size > 1 and 0 in v.strides:
+        raise _readonly_error(name)
+    else:
+        t._value = np.array(res, dtype=v.dtype, copy=True)
+
+
+def _check_cast(src, dst, name):
+    # as torch: a float result cannot be written into an integer tensor in place
+    if src.kind == "f" and dst.kind in "iub" or src.kind in "iu" and dst.kind == "b":
+        raise RuntimeError(
+            f"{name}: result type {np.dtype(src).name} can't be cast to the desired output type "
+            f"{np.dtype(dst).name}\n  at {registry.user_source() or '<unknown>'}"
+        )
+
+
+def _readonly_error(name):
+    return RuntimeError(
+        f"{name}: unsupported operation: more than one element of the written-to tensor refers to "
+        f"a single memory location (an expanded/broadcast tensor). Please clone() the tensor before "
+        f"performing the operation.\n  at {registry.user_source() or '<unknown>'}"
+    )
 
 
 def _index_spec(t, idx):
@@ -340,7 +606,10 @@ def _nonfinite(v):
 class Tensor:
     """An n-dimensional array that records the operations applied to it (as torch.Tensor)."""
 
-    __slots__ = ("_value", "_requires_grad", "_grad_fn", "_grad", "_hooks", "_out_index", "__weakref__")
+    # _version: None, or the version counter [n] shared with views (bumped by in-place writes);
+    # _meta: None, or an engine.Meta (views, history of in-place writes, retain_grad)
+    __slots__ = ("_value", "_requires_grad", "_grad_fn", "_grad", "_hooks", "_out_index", "_version",
+                 "_meta", "__weakref__")
 
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
@@ -351,18 +620,15 @@ class Tensor:
         self._hooks = None
         self._out_index = 0
         self._requires_grad = False
+        self._version = None
+        self._meta = None
         if requires_grad:
             self.requires_grad_(True)
 
     @classmethod
     def _make(cls, value, requires_grad=False, grad_fn=None):
-        t = _new(cls)
-        t._value = value
+        t = _wrap(value, grad_fn)
         t._requires_grad = requires_grad
-        t._grad_fn = grad_fn
-        t._grad = None
-        t._hooks = None
-        t._out_index = 0
         return t
 
     # ---- attributes -----------------------------------------------------------------
@@ -459,7 +725,11 @@ class Tensor:
         return self
 
     def detach(self):
-        return Tensor._make(self._value)
+        # shares the memory and, as torch, the version counter
+        t = _wrap(self._value)
+        if self._value.__class__ is _ndarray:
+            t._version = _counter(self)
+        return t
 
     def detach_(self):
         self._grad_fn = None
@@ -504,22 +774,22 @@ class Tensor:
         return _HookHandle(self, hook)
 
     def retain_grad(self):
-        if self._grad_fn is None or getattr(self, "_retains", False):
+        if self._grad_fn is None:
+            if not self._requires_grad:
+                raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+            return  # a leaf keeps its .grad anyway
+        m = self._meta
+        if m is None:
+            m = self._meta = Meta()
+        if m.retains:
             return
-        import weakref
-
-        ref = weakref.ref(self)
-
-        def keep(g):
-            t = ref()
-            if t is not None:
-                t._grad = g.detach() if t._grad is None else t._grad + g.detach()
-
-        self._grad_fn.register_prehook(self._out_index, keep)
+        m.retains = True
+        # stored after the tensor's own hooks ran, whenever they were registered
+        self._grad_fn.retain(self._out_index, self)
 
     @property
     def retains_grad(self):
-        return False
+        return self._grad_fn is not None and self._meta is not None and self._meta.retains
 
     # ---- numpy interop --------------------------------------------------------------
     def numpy(self):
@@ -583,21 +853,16 @@ class Tensor:
 
     __str__ = __repr__
 
-    # ---- in-place ---------------------------------------------------------------------
-    def _check_inplace(self):
-        if _STATE.enabled and self._requires_grad:
-            if self._grad_fn is None:
-                raise RuntimeError(
-                    "a leaf Variable that requires grad is being used in an in-place operation."
-                )
-            return False
-        return True
+    # ---- in-place -------------------------------------------------------------------------
+    # ``+= -= *= /= **=`` and ``add_ sub_ mul_ div_ pow_`` are installed from the registry
+    # (each primitive's ``tensor_methods``) by ``_install_methods``; all go through ``_write``.
 
     def _copy(self):
         self._value = np.array(self._value, copy=True)
         return self
 
     def _inplace_add(self, g):
+        # gradient accumulation into .grad (the engine's own buffer)
         v = self._value
         gv = g._value
         if v.flags.writeable:
@@ -605,71 +870,25 @@ class Tensor:
         else:
             self._value = v + gv
 
-    def _inplace(self, ufunc, other, name):
-        if not self._check_inplace():
-            return apply(_INPLACE_PRIMS[name], (self, other), {})
-        o = other._value if isinstance(other, Tensor) else other
-        v = self._value
-        if v.flags.writeable and np.broadcast_shapes(v.shape, np.shape(o)) == v.shape:
-            ufunc(v, o, out=v, casting="same_kind")
-        else:
-            self._value = np.asarray(ufunc(v, o)).astype(v.dtype)
-        return self
-
-    def __iadd__(self, o):
-        return self._inplace(np.add, o, "add")
-
-    def __isub__(self, o):
-        return self._inplace(np.subtract, o, "sub")
-
-    def __imul__(self, o):
-        return self._inplace(np.multiply, o, "mul")
-
-    def __itruediv__(self, o):
-        return self._inplace(np.true_divide, o, "div")
-
     def zero_(self):
-        if not self._check_inplace():
-            raise RuntimeError("zero_: in-place operation on a tensor that is part of a graph")
-        v = self._value
-        if v.flags.writeable:
-            v[...] = 0
-        else:
-            self._value = np.zeros_like(v)
-        return self
+        return self.fill_(0)
 
     def fill_(self, value):
-        self._check_inplace()
-        self._value[...] = value
-        return self
+        return _write(self, P.index_set_p, (self, value), _FULL, "fill_")
 
     def copy_(self, src):
-        self._check_inplace()
-        self._value[...] = _unwrap(src)
-        return self
+        if not isinstance(src, Tensor):
+            src = Tensor(src)
+        return _write(self, P.index_set_p, (self, src), _FULL, "copy_")
 
     def __setitem__(self, idx, value):
-        if _STATE.enabled and self._requires_grad:
-            raise RuntimeError(
-                "in-place index assignment on a tensor that requires grad is not supported; "
-                "build the result with dg.where or dg.cat instead"
-            )
-        if isinstance(idx, Tensor):
-            idx = idx._value
-        elif isinstance(idx, tuple):
-            idx = tuple(i._value if isinstance(i, Tensor) else i for i in idx)
-        self._value[idx] = _unwrap(value)
+        spec, arrays = _index_spec(self, idx)
+        _write(self, P.index_set_p, (self, value, *arrays), {"spec": spec}, "__setitem__")
 
     # ---- operators ----------------------------------------------------------------------
-    # + - * / ** (and reflected), unary - and abs, comparisons, & | ~, and the methods
-    # exp log tanh sigmoid sqrt abs neg sign erf are installed below by _install_fast_ops:
-    # specialised one-frame versions of apply.
-
-    def __matmul__(self, o):
-        return apply(P.matmul_p, (self, o), _NP)
-
-    def __rmatmul__(self, o):
-        return apply(P.matmul_p, (o, self), _NP)
+    # + - * / ** @ (and reflected), unary - and abs, comparisons, & | ~, and the methods
+    # exp log tanh sigmoid sqrt abs neg sign erf ... are installed by _install_methods from
+    # the registry (each primitive's ``tensor_methods``).
 
     def __pos__(self):
         return self
@@ -678,7 +897,7 @@ class Tensor:
 
     def __getitem__(self, idx):
         spec, arrays = _index_spec(self, idx)
-        return apply(P.getitem_p, (self, *arrays), {"spec": spec})
+        return P.getitem(self, *arrays, spec=spec)
 
     def __iter__(self):
         for i in range(len(self)):
@@ -688,12 +907,6 @@ class Tensor:
 
     def relu(self):
         return C.relu(self)
-
-    def pow(self, o):
-        return apply(P.pow_p, (self, o), _NP)
-
-    def matmul(self, o):
-        return apply(P.matmul_p, (self, o), _NP)
 
     def sum(self, dim=None, keepdim=False):
         return C.sum(self, dim, keepdim)
@@ -762,7 +975,7 @@ class Tensor:
         dtype = np.dtype(dtype)
         if self.dtype == dtype:
             return self
-        return apply(P.convert_p, (self,), {"dtype": dtype})
+        return P.convert(self, dtype=dtype)
 
     def float(self):
         return self._cast(np.float32)
@@ -780,45 +993,49 @@ class Tensor:
         return self._cast(other.dtype)
 
 
-_NP: dict = {}
 
 
-def _install_fast_ops():
-    """Specialise the hot primitives: Tensor operators, and the ``ops.primitives``
-    functions the VJP rules and composites call, get one-frame versions of ``apply``."""
-    fast = {}
-    for fname, prim in P.FUNCTIONS.items():
-        if prim.arity in (1, 2):
-            f = fast[prim.name] = _fast_op(prim)
-            f.__name__ = f.__qualname__ = fname
-            f.__doc__ = f"Apply the ``{prim.name}`` primitive."
-            f.primitive = prim
-            setattr(P, fname, f)
-    ops = {"add": "add", "sub": "sub", "mul": "mul", "truediv": "div", "pow": "pow",
-           "lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "eq": "eq", "ne": "ne",
-           "and": "and", "or": "or"}
-    for dunder, name in ops.items():
-        f = fast[name]
-        setattr(Tensor, f"__{dunder}__", f)
-        if dunder in ("add", "sub", "mul", "truediv", "pow"):
-            setattr(Tensor, f"__r{dunder}__", _reflected(f))
-    for dunder, name in {"neg": "neg", "abs": "abs", "invert": "not"}.items():
-        setattr(Tensor, f"__{dunder}__", fast[name])
-    for m in ("exp", "log", "tanh", "sigmoid", "sqrt", "abs", "neg", "sign", "erf"):
-        setattr(Tensor, m, fast[m])
+_FULL = {"spec": (Ellipsis,)}
 
 
-def _reflected(f):
+def _install_methods():
+    """Make the primitives' functions (one-frame fast ones where kind and arity allow) and
+    install on Tensor the operators and methods each registry entry declares
+    (``tensor_methods``): plain (``__add__``, ``exp``), reflected (``__radd__``) and in
+    place (``__iadd__``, ``add_``)."""
+    P.define_functions(_fast_factory)
+    for prim in registry.PRIMITIVES.values():
+        f = getattr(P, prim.fn_name)
+        for m in prim.tensor_methods:
+            dunder = m.startswith("__")
+            if dunder and m.startswith("__r") and m != "__repr__":
+                setattr(Tensor, m, _reflected(f, m))
+            elif (dunder and m.startswith("__i") and m != "__invert__") or (not dunder and m.endswith("_")):
+                setattr(Tensor, m, _inplace_method(prim, m))
+            else:
+                setattr(Tensor, m, f)
+
+
+def _reflected(f, name):
     def r(self, other):
         return f(other, self)
 
-    r.__name__ = "__r" + f.__name__ + "__"
+    r.__name__ = r.__qualname__ = name
     return r
 
 
-_install_fast_ops()
+def _inplace_method(prim, name):
+    def m(self, other):
+        return _write(self, prim, (self, other), _NP, name)
+
+    m.__name__ = m.__qualname__ = name
+    m.__doc__ = f"In-place ``{prim.name}``: writes the result into this tensor."
+    return m
+
+
+_install_methods()
 _engine_tensor[0] = Tensor
-_INPLACE_PRIMS = {"add": P.add_p, "sub": P.sub_p, "mul": P.mul_p, "div": P.div_p}
+_engine_wrap[0] = _wrap
 
 
 class _HookHandle:

@@ -120,7 +120,7 @@ def reshape(x, shape):
         for s in x.shape:
             size *= s
         if shape.count(-1) > 1 or known == 0 or size % known:
-            raise ValueError(f"reshape: cannot reshape shape {tuple(x.shape)} into shape {shape}")
+            raise RuntimeError(f"reshape: cannot reshape shape {tuple(x.shape)} into shape {shape}")
         shape = tuple(size // known if s == -1 else s for s in shape)
     return P.reshape(x, shape=shape)
 
@@ -169,7 +169,7 @@ def expand(x, sizes):
     sizes = list(sizes)
     lead = len(sizes) - x.ndim
     if lead < 0 or any(s == -1 for s in sizes[:lead]):
-        raise ValueError(
+        raise RuntimeError(
             f"expand: cannot expand shape {tuple(x.shape)} to {tuple(sizes)} "
             "(-1 is only allowed for existing dimensions)"
         )
@@ -192,7 +192,7 @@ def stack(tensors, dim=0):
         raise ValueError("stack: expected a non-empty list of Tensors")
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) > 1:
-        raise ValueError(f"stack: expects each tensor to be equal size, got shapes {sorted(shapes)}")
+        raise RuntimeError(f"stack: expects each tensor to be equal size, got shapes {sorted(shapes)}")
     return P.concatenate(*[unsqueeze(t, dim) for t in tensors], axis=int(dim) % (tensors[0].ndim + 1))
 
 

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .registry import Primitive, ShapedArray, _dispatch, register
+from .registry import PRIMITIVES, Primitive, ShapedArray, _ctx_get, register
 
 _NOPARAMS: dict = {}  # shared, never mutated
 
@@ -125,16 +125,22 @@ def _int_to_float(f):
     return impl
 
 
+_BOOL_SUB_MSG = (
+    "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+    "trying to invert a mask, use the `~` or `logical_not()` operator instead."
+)
+
+
 def _no_bool_sub(f):
-    """torch refuses ``-`` with a bool operand (numpy only refuses bool - bool)."""
+    """torch refuses ``-`` with a bool operand (numpy only refuses bool - bool).  Called with
+    None it raises that error (the dtype rule's use)."""
+    if f is None:
+        raise TypeError(_BOOL_SUB_MSG)
 
     def impl(x, y):
         if x.__class__ is bool or y.__class__ is bool or getattr(x, "dtype", None) == np.bool_ \
                 or getattr(y, "dtype", None) == np.bool_:
-            raise TypeError(
-                "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
-                "trying to invert a mask, use the `~` or `logical_not()` operator instead."
-            )
+            raise TypeError(_BOOL_SUB_MSG)
         return f(x, y)
 
     impl.__name__ = getattr(f, "__name__", "impl")
@@ -149,36 +155,143 @@ def _true_divide(x, y):
     return np.true_divide(x, y)
 
 
-def _elementwise(name, impl, vjp=None, *, uses_out=False, nondiff=False):
+# ----------------------------------------------------------------------------------------
+# dtype rules.  They mirror the numpy implementations' promotion (torch's rules, see
+# _torch_promote) from the operands' types alone; a test checks them against ``impl`` for
+# every elementwise primitive and dtype pair.  An operand is a ShapedArray (an array: its
+# rank matters for the 0-d rule) or a Python scalar (weakly typed, as numpy 2 and torch).
+# ----------------------------------------------------------------------------------------
+
+_F32 = np.dtype(np.float32)
+_BOOL = np.dtype(np.bool_)
+
+
+def _weak(a):
+    """What np.result_type sees for an operand: a dtype, or a Python scalar (weak)."""
+    return a.dtype if isinstance(a, ShapedArray) else a
+
+
+def _promote_dtype(x, y):
+    """The dtype of ``impl(x, y)`` for a ``_torch_promote``-d binary numpy ufunc."""
+    xa, ya = isinstance(x, ShapedArray), isinstance(y, ShapedArray)
+    if xa and ya:
+        xk, yk = x.dtype.kind, y.dtype.kind
+        if x.dtype == y.dtype:
+            return x.dtype
+        if xk == "f" and yk in "iub":
+            return x.dtype
+        if yk == "f" and xk in "iub":
+            return y.dtype
+        if xk == yk and (x.ndim == 0) != (y.ndim == 0):
+            return y.dtype if x.ndim == 0 else x.dtype
+        return np.result_type(x.dtype, y.dtype)
+    if xa and y.__class__ is float and x.dtype.kind in "iub":
+        return _F32
+    if ya and x.__class__ is float and y.dtype.kind in "iub":
+        return _F32
+    return np.result_type(_weak(x), _weak(y))
+
+
+def _same_dtype(x, **params):
+    return _weak_dtype(x)
+
+
+def _weak_dtype(x):
+    return x.dtype if isinstance(x, ShapedArray) else np.result_type(x)
+
+
+def _float_dtype(x, **params):
+    """Float-valued unary ops: int and bool compute in float32 (torch)."""
+    dt = _weak_dtype(x)
+    return _F32 if dt.kind in "iub" else dt
+
+
+def _sub_dtype(x, y):
+    for a in (x, y):
+        if a.__class__ is bool or (isinstance(a, ShapedArray) and a.dtype == _BOOL):
+            _no_bool_sub(None)  # raises torch's TypeError
+    return _promote_dtype(x, y)
+
+
+def _div_dtype(x, y):
+    dt = _promote_dtype(x, y)
+    return _F32 if dt.kind in "iub" else dt
+
+
+def _bool_dtype(*avals, **params):
+    return _BOOL
+
+
+def _elementwise(name, impl, vjp=None, *, arity, dtype_rule, uses_out=False, nondiff=False,
+                 **fields):
+    """Register an elementwise primitive: broadcasting shape rule, the given dtype rule."""
+
     def shape_rule(*avals, **params):
-        shape = _bshape(name, avals)
-        with np.errstate(all="ignore"):  # the dummies may divide by zero
-            dtype = np.asarray(impl(*[_dummy(a) for a in avals], **params)).dtype
-        return ShapedArray(shape, dtype)
+        return ShapedArray(_bshape(name, avals), dtype_rule(*avals, **params))
 
     return register(
-        Primitive(name, impl, shape_rule, None if nondiff else vjp, uses_out=uses_out)
+        Primitive(name, impl, shape_rule, None if nondiff else vjp, kind="elementwise",
+                  arity=arity, dtype_rule=dtype_rule, uses_out=uses_out, **fields)
     )
 
 
-FUNCTIONS: dict = {}  # function name -> primitive, for handlers that specialise them
-
-
 def _call(prim):
-    """A thin function ``f(*args, **params)`` that binds ``prim`` (what the rules call).
-
-    The eager layer may replace these module attributes by specialised versions of the
-    same function (see ``FUNCTIONS``); rules look them up at call time, so they follow."""
-    d = _dispatch
+    """A thin function ``f(*args, **params)`` that binds ``prim`` through this thread's
+    active handler (what the rules call).  ``define_functions`` installs one per primitive
+    in this module under ``prim.fn_name``; the eager layer may ask for faster ones."""
+    get = _ctx_get
 
     def f(*args, **params):
-        return d[0](prim, args, params or _NOPARAMS)
+        return get().handler(prim, args, params or _NOPARAMS)
 
-    f.__name__ = prim.name
-    f.__qualname__ = prim.name
+    f.__name__ = prim.fn_name
+    f.__qualname__ = prim.fn_name
     f.__doc__ = f"Apply the ``{prim.name}`` primitive."
     f.primitive = prim
     return f
+
+
+def define_functions(factory=None):
+    """Make this module's function for every registered primitive: ``factory(prim)``
+    returns a callable or None (then the plain ``bind`` one is used).  The VJP rules and
+    composites look these functions up at call time, so they follow a new definition.
+
+    The functions are named by each entry's ``fn_name`` (``add``, ``logical_and``, ...):
+    that is where the names the rules call (``mul``, ``reshape``, ...) come from."""
+    ns = globals()
+    for prim in PRIMITIVES.values():
+        f = factory(prim) if factory is not None else None
+        if f is None:
+            f = _call(prim)
+        else:
+            f.__name__ = f.__qualname__ = prim.fn_name
+            f.__doc__ = f"Apply the ``{prim.name}`` primitive."
+            f.primitive = prim
+        ns[prim.fn_name] = f
+
+
+# Which saved values a VJP reads, as torch's SavedVariables (an in-place write to one of
+# them before backward is an error; to any other input it is not): ``saves(need) ->
+# (input indices, reads the output)``.  None (the default) means every input.
+_SAVES_NONE = lambda need: ((), False)  # noqa: E731 - add, sub, neg: shapes only
+_SAVES_OUT = lambda need: ((), True)  # noqa: E731 - exp, tanh, sigmoid, sqrt
+
+
+def _saves_other(need):
+    # mul: d/dx reads y, d/dy reads x
+    return tuple(i for i, n in ((1, need[0]), (0, need[1])) if n), False
+
+
+def _saves_div(need):
+    # div: d/dx reads y; d/dy reads x and y
+    if need[1]:
+        return (0, 1), False
+    return (1,), False
+
+
+def _pow_may_raise(avals, params):
+    # integers to negative integer powers
+    return all(getattr(a, "dtype", np.result_type(a)).kind in "iub" for a in avals)
 
 
 # ----------------------------------------------------------------------------------------
@@ -188,19 +301,19 @@ def _call(prim):
 
 # The add/sub/mul rules are the hot path of eager backward.  They skip ``unbroadcast``
 # when the cotangent already has the input's shape, and read shapes as
-# ``t._value.shape``: the payload's shape (an array's, or a tracer value's), what
+# ``t.shape``: the payload's shape (an array's, or a tracer value's), what
 # ``Tensor.shape`` returns, without the property call.  ``g`` and every input that wants a
 # cotangent are Tensors.
 
 
 def _add_vjp(g, out, ins, need):
     x, y = ins
-    gs = g._value.shape
+    gs = g.shape
     gx = gy = None
     if need[0]:
-        gx = g if x._value.shape == gs else unbroadcast(g, x.shape)
+        gx = g if x.shape == gs else unbroadcast(g, x.shape)
     if need[1]:
-        gy = g if y._value.shape == gs else unbroadcast(g, y.shape)
+        gy = g if y.shape == gs else unbroadcast(g, y.shape)
     return gx, gy
 
 
@@ -208,10 +321,10 @@ def _sub_vjp(g, out, ins, need):
     x, y = ins
     gx = gy = None
     if need[0]:
-        gx = g if x._value.shape == g._value.shape else unbroadcast(g, x.shape)
+        gx = g if x.shape == g.shape else unbroadcast(g, x.shape)
     if need[1]:
         gy = neg(g)
-        if y._value.shape != gy._value.shape:
+        if y.shape != gy.shape:
             gy = unbroadcast(gy, y.shape)
     return gx, gy
 
@@ -221,11 +334,11 @@ def _mul_vjp(g, out, ins, need):
     gx = gy = None
     if need[0]:
         gx = mul(g, y)
-        if x._value.shape != gx._value.shape:
+        if x.shape != gx.shape:
             gx = unbroadcast(gx, x.shape)
     if need[1]:
         gy = mul(g, x)
-        if y._value.shape != gy._value.shape:
+        if y.shape != gy.shape:
             gy = unbroadcast(gy, y.shape)
     return gx, gy
 
@@ -284,11 +397,11 @@ def _maximum_vjp(g, out, ins, need, _pick=None):
     x, y = ins
     # torch semantics: at ties each side gets half of the gradient
     # (and, as torch, only the losing side is masked: where x or y is NaN both get it)
-    zero = mul(g, 0)
+    # exact zeros where a side loses (never g * 0, which is NaN where g is inf or NaN)
     base = where(eq(x, y), mul(g, 0.5), g)
     xloses, yloses = (lt(x, y), gt(x, y)) if _pick is None else (gt(x, y), lt(x, y))
-    gx = where(xloses, zero, base)
-    gy = where(yloses, zero, base)
+    gx = where(xloses, 0, base) if need[0] else None
+    gy = where(yloses, 0, base) if need[1] else None
     return (
         unbroadcast(gx, _shape(x)) if need[0] else None,
         unbroadcast(gy, _shape(y)) if need[1] else None,
@@ -299,17 +412,30 @@ def _minimum_vjp(g, out, ins, need):
     return _maximum_vjp(g, out, ins, need, _pick="min")
 
 
-add_p = _elementwise("add", _torch_promote(np.add), _add_vjp)
-sub_p = _elementwise("sub", _no_bool_sub(_torch_promote(np.subtract)), _sub_vjp)
-mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp)
-div_p = _elementwise("div", _torch_promote(_true_divide), _div_vjp)
-pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, uses_out=True)
-maximum_p = _elementwise("maximum", _torch_promote(np.maximum), _maximum_vjp)
-minimum_p = _elementwise("minimum", _torch_promote(np.minimum), _minimum_vjp)
+add_p = _elementwise("add", _torch_promote(np.add), _add_vjp, arity=2, dtype_rule=_promote_dtype,
+                     saves=_SAVES_NONE, tensor_methods=("__add__", "__radd__", "__iadd__", "add", "add_"))
+sub_p = _elementwise("sub", _no_bool_sub(_torch_promote(np.subtract)), _sub_vjp, arity=2,
+                     dtype_rule=_sub_dtype, saves=_SAVES_NONE,
+                     tensor_methods=("__sub__", "__rsub__", "__isub__", "sub", "sub_"))
+mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp, arity=2, dtype_rule=_promote_dtype,
+                     saves=_saves_other, tensor_methods=("__mul__", "__rmul__", "__imul__", "mul", "mul_"))
+div_p = _elementwise("div", _torch_promote(_true_divide), _div_vjp, arity=2, dtype_rule=_div_dtype,
+                     saves=_saves_div, grad_name="Div",
+                     tensor_methods=("__truediv__", "__rtruediv__", "__itruediv__", "div", "div_"))
+pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, arity=2, dtype_rule=_promote_dtype,
+                     uses_out=True, literal_ok=False, may_raise=_pow_may_raise,
+                     tensor_methods=("__pow__", "__rpow__", "__ipow__", "pow", "pow_"))
+maximum_p = _elementwise("maximum", _torch_promote(np.maximum), _maximum_vjp, arity=2,
+                         dtype_rule=_promote_dtype, tensor_methods=("maximum",))
+minimum_p = _elementwise("minimum", _torch_promote(np.minimum), _minimum_vjp, arity=2,
+                         dtype_rule=_promote_dtype, tensor_methods=("minimum",))
 
-neg_p = _elementwise("neg", np.negative, lambda g, out, ins, need: (neg(g),))
-exp_p = _elementwise("exp", _int_to_float(np.exp), lambda g, out, ins, need: (mul(g, out),), uses_out=True)
-log_p = _elementwise("log", _int_to_float(np.log), lambda g, out, ins, need: (div(g, ins[0]),))
+neg_p = _elementwise("neg", np.negative, lambda g, out, ins, need: (neg(g),), arity=1,
+                     dtype_rule=_same_dtype, saves=_SAVES_NONE, tensor_methods=("__neg__", "neg"))
+exp_p = _elementwise("exp", _int_to_float(np.exp), lambda g, out, ins, need: (mul(g, out),), arity=1,
+                     dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("exp",))
+log_p = _elementwise("log", _int_to_float(np.log), lambda g, out, ins, need: (div(g, ins[0]),), arity=1,
+                     dtype_rule=_float_dtype, tensor_methods=("log",))
 def _tanh_backward_impl(g, y):
     # g * (1 - y*y) with array operands only: a Python-scalar operand costs numpy 2 about
     # twice an array-array ufunc call on small arrays
@@ -325,9 +451,11 @@ def _tanh_backward_vjp(c, out, ins, need):
 
 
 # d tanh = g * (1 - y^2), one primitive so eager backward pays one dispatch, not three
-tanh_backward_p = _elementwise("tanh_backward", _tanh_backward_impl, _tanh_backward_vjp)
+tanh_backward_p = _elementwise("tanh_backward", _tanh_backward_impl, _tanh_backward_vjp, arity=2,
+                               dtype_rule=_promote_dtype)
 tanh_p = _elementwise(
-    "tanh", _int_to_float(np.tanh), lambda g, out, ins, need: (tanh_backward(g, out),), uses_out=True
+    "tanh", _int_to_float(np.tanh), lambda g, out, ins, need: (tanh_backward(g, out),), arity=1,
+    dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("tanh",),
 )
 
 
@@ -349,17 +477,24 @@ def _sigmoid_backward_vjp(c, out, ins, need):
     )
 
 
-sigmoid_backward_p = _elementwise("sigmoid_backward", _sigmoid_backward_impl, _sigmoid_backward_vjp)
+sigmoid_backward_p = _elementwise("sigmoid_backward", _sigmoid_backward_impl, _sigmoid_backward_vjp,
+                                  arity=2, dtype_rule=_promote_dtype)
 sigmoid_p = _elementwise(
     "sigmoid",
     _int_to_float(_sigmoid_impl),
     lambda g, out, ins, need: (sigmoid_backward(g, out),),
+    arity=1,
+    dtype_rule=_float_dtype,
     uses_out=True,
+    saves=_SAVES_OUT,
+    tensor_methods=("sigmoid",),
 )
 sqrt_p = _elementwise(
-    "sqrt", _int_to_float(np.sqrt), lambda g, out, ins, need: (div(g, mul(out, 2)),), uses_out=True
+    "sqrt", _int_to_float(np.sqrt), lambda g, out, ins, need: (div(g, mul(out, 2)),), arity=1,
+    dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("sqrt",),
 )
-abs_p = _elementwise("abs", np.abs, lambda g, out, ins, need: (mul(g, sign(ins[0])),))
+abs_p = _elementwise("abs", np.abs, lambda g, out, ins, need: (mul(g, sign(ins[0])),), arity=1,
+                     dtype_rule=_same_dtype, tensor_methods=("__abs__", "abs"))
 
 
 def _sign_impl(x):
@@ -369,7 +504,7 @@ def _sign_impl(x):
     return s
 
 
-sign_p = _elementwise("sign", _sign_impl, nondiff=True)
+sign_p = _elementwise("sign", _sign_impl, nondiff=True, arity=1, dtype_rule=_same_dtype, tensor_methods=("sign",))
 
 
 def _erf_impl(x):
@@ -385,28 +520,43 @@ erf_p = _elementwise(
     lambda g, out, ins, need: (
         mul(g, mul(exp(neg(mul(ins[0], ins[0]))), _TWO_OVER_SQRT_PI)),
     ),
+    arity=1,
+    dtype_rule=_float_dtype,
+    tensor_methods=("erf",),
 )
 
 # comparisons and logic: bool results, no gradient
-lt_p = _elementwise("lt", np.less, nondiff=True)
-le_p = _elementwise("le", np.less_equal, nondiff=True)
-gt_p = _elementwise("gt", np.greater, nondiff=True)
-ge_p = _elementwise("ge", np.greater_equal, nondiff=True)
-eq_p = _elementwise("eq", np.equal, nondiff=True)
-ne_p = _elementwise("ne", np.not_equal, nondiff=True)
-and_p = _elementwise("and", np.logical_and, nondiff=True)
-or_p = _elementwise("or", np.logical_or, nondiff=True)
-not_p = _elementwise("not", np.logical_not, nondiff=True)
+
+
+def _predicate(name, ufunc, ops, arity=2, fn_name=None):
+    return _elementwise(name, ufunc, nondiff=True, arity=arity, dtype_rule=_bool_dtype,
+                        tensor_methods=ops, fn_name=fn_name)
+
+
+lt_p = _predicate("lt", np.less, ("__lt__", "lt"))
+le_p = _predicate("le", np.less_equal, ("__le__", "le"))
+gt_p = _predicate("gt", np.greater, ("__gt__", "gt"))
+ge_p = _predicate("ge", np.greater_equal, ("__ge__", "ge"))
+eq_p = _predicate("eq", np.equal, ("__eq__", "eq"))
+ne_p = _predicate("ne", np.not_equal, ("__ne__", "ne"))
+and_p = _predicate("and", np.logical_and, ("__and__", "logical_and"), fn_name="logical_and")
+or_p = _predicate("or", np.logical_or, ("__or__", "logical_or"), fn_name="logical_or")
+not_p = _predicate("not", np.logical_not, ("__invert__", "logical_not"), arity=1, fn_name="logical_not")
 
 
 def _where_vjp(g, out, ins, need):
     c, x, y = ins
-    zero = mul(g, 0)
+    # exact zeros on the side not taken (never g * 0: NaN where g is inf or NaN)
     return (
         None,
-        unbroadcast(where(c, g, zero), _shape(x)) if need[1] else None,
-        unbroadcast(where(c, zero, g), _shape(y)) if need[2] else None,
+        unbroadcast(where(c, g, 0), _shape(x)) if need[1] else None,
+        unbroadcast(where(c, 0, g), _shape(y)) if need[2] else None,
     )
+
+
+def _where_dtype(c, x, y):
+    # the branches promote as torch's binary ops (see _where_impl)
+    return _promote_dtype(x, y)
 
 
 def _where_impl(c, x, y):
@@ -430,7 +580,8 @@ def _where_rule(c, x, y):
     return ShapedArray(shape, dtype)
 
 
-where_p = register(Primitive("where", _where_impl, _where_rule, _where_vjp))
+where_p = register(Primitive("where", _where_impl, _where_rule, _where_vjp, kind="elementwise", arity=3,
+                             dtype_rule=_where_dtype, saves=lambda need: ((0,), False)))
 
 
 def _convert_impl(x, dtype):
@@ -443,6 +594,11 @@ convert_p = register(
         _convert_impl,
         lambda x, dtype: ShapedArray(_shape(x), dtype),
         lambda g, out, ins, need, dtype: (convert(g, dtype=_dtype(ins[0])),),
+        kind="elementwise",
+        arity=1,
+        dtype_rule=lambda x, dtype: np.dtype(dtype),
+        grad_name="ToCopy",
+        saves=_SAVES_NONE,
     )
 )
 
@@ -456,7 +612,8 @@ def _full_impl(shape, value, dtype):
 
 
 full_p = register(
-    Primitive("full", _full_impl, lambda shape, value, dtype: ShapedArray(shape, dtype))
+    Primitive("full", _full_impl, lambda shape, value, dtype: ShapedArray(shape, dtype), kind="creation",
+              arity=0, dtype_rule=lambda shape, value, dtype: np.dtype(dtype))
 )
 
 
@@ -467,6 +624,14 @@ def zeros(shape, dtype):
 # ----------------------------------------------------------------------------------------
 # Reductions
 # ----------------------------------------------------------------------------------------
+
+
+_I64 = np.dtype(np.int64)
+
+
+def _empty_reduction(avals, params):
+    """max/min/argmax/argmin of an empty array raise."""
+    return avals[0].size == 0
 
 
 def _reduced_shape(shape, axes, keepdims):
@@ -546,7 +711,9 @@ def _extremum_vjp(arg):
 
 reduce_sum_p = register(
     Primitive(
-        "reduce_sum", _reduce_sum_impl, _reduce_rule("reduce_sum", _sum_dtype), _reduce_sum_vjp
+        "reduce_sum", _reduce_sum_impl, _reduce_rule("reduce_sum", _sum_dtype), _reduce_sum_vjp,
+        kind="reduction", arity=1, grad_name="Sum", saves=_SAVES_NONE,
+        dtype_rule=lambda x, axes, keepdims: _sum_dtype(x.dtype),
     )
 )
 reduce_max_p = register(
@@ -556,6 +723,11 @@ reduce_max_p = register(
         _reduce_rule("reduce_max", lambda dt: dt),
         _extremum_vjp(lambda x, **kw: argmax(x, **kw)),
         uses_out=True,
+        kind="reduction",
+        arity=1,
+        grad_name="Max",
+        dtype_rule=lambda x, axes, keepdims, pick_first=False: x.dtype,
+        may_raise=_empty_reduction,
     )
 )
 reduce_min_p = register(
@@ -565,6 +737,11 @@ reduce_min_p = register(
         _reduce_rule("reduce_min", lambda dt: dt),
         _extremum_vjp(lambda x, **kw: argmin(x, **kw)),
         uses_out=True,
+        kind="reduction",
+        arity=1,
+        grad_name="Min",
+        dtype_rule=lambda x, axes, keepdims, pick_first=False: x.dtype,
+        may_raise=_empty_reduction,
     )
 )
 
@@ -589,8 +766,10 @@ def _argmin_impl(x, axis, keepdims):
     return np.argmin(x, axis=axis, keepdims=keepdims).astype(np.int64)
 
 
-argmax_p = register(Primitive("argmax", _argmax_impl, _arg_rule("argmax")))
-argmin_p = register(Primitive("argmin", _argmin_impl, _arg_rule("argmin")))
+argmax_p = register(Primitive("argmax", _argmax_impl, _arg_rule("argmax"), kind="reduction", arity=1,
+                              dtype_rule=lambda x, axis, keepdims: _I64, may_raise=_empty_reduction))
+argmin_p = register(Primitive("argmin", _argmin_impl, _arg_rule("argmin"), kind="reduction", arity=1,
+                              dtype_rule=lambda x, axis, keepdims: _I64, may_raise=_empty_reduction))
 
 # ----------------------------------------------------------------------------------------
 # Shapes
@@ -612,6 +791,12 @@ reshape_p = register(
         lambda x, shape: x.reshape(shape) if x.__class__ is _nd else np.reshape(x, shape),
         _reshape_rule,
         lambda g, out, ins, need, shape: (reshape(g, shape=ins[0].shape),),
+        kind="structural",
+        arity=1,
+        grad_name="View",
+        dtype_rule=lambda x, shape: x.dtype,
+        saves=_SAVES_NONE,
+        view_put=lambda base, v, shape: reshape(v, shape=base.shape),
     )
 )
 
@@ -630,7 +815,9 @@ def _transpose_vjp(g, out, ins, need, perm):
 
 
 transpose_p = register(
-    Primitive("transpose", lambda x, perm: np.transpose(x, perm), _transpose_rule, _transpose_vjp)
+    Primitive("transpose", lambda x, perm: np.transpose(x, perm), _transpose_rule, _transpose_vjp,
+              kind="structural", arity=1, grad_name="Permute", dtype_rule=lambda x, perm: x.dtype,
+              saves=_SAVES_NONE, view_put=lambda base, v, perm: _transpose_vjp(v, None, None, None, perm)[0])
 )
 
 
@@ -659,6 +846,11 @@ broadcast_to_p = register(
         _broadcast_to_impl,
         _broadcast_to_rule,
         lambda g, out, ins, need, shape: (unbroadcast(g, _shape(ins[0])),),
+        kind="structural",
+        arity=1,
+        grad_name="Expand",
+        dtype_rule=lambda x, shape: x.dtype,
+        saves=_SAVES_NONE,
     )
 )
 
@@ -710,6 +902,11 @@ concatenate_p = register(
         _concat_impl,
         _concat_rule,
         _concat_vjp,
+        kind="structural",
+        arity=None,
+        grad_name="Cat",
+        dtype_rule=lambda *xs, axis: _torch_result_type([x.dtype for x in xs]),
+        saves=_SAVES_NONE,
     )
 )
 
@@ -764,7 +961,9 @@ def _matmul_impl(a, b):
     return np.matmul(a, b)
 
 
-matmul_p = register(Primitive("matmul", _matmul_impl, _matmul_rule, _matmul_vjp))
+matmul_p = register(Primitive("matmul", _matmul_impl, _matmul_rule, _matmul_vjp, kind="linalg", arity=2,
+                              grad_name="Mm", dtype_rule=lambda a, b: np.result_type(a.dtype, b.dtype),
+                              saves=_saves_other, tensor_methods=("__matmul__", "__rmatmul__", "matmul")))
 
 # ----------------------------------------------------------------------------------------
 # Indexing.  ``spec`` is a hashable tuple: ints, None, Ellipsis, ("s", start, stop, step)
@@ -821,13 +1020,73 @@ def _index_add_vjp(g, out, ins, need, spec):
     return (g if need[0] else None, gu) + (None,) * len(arrays)
 
 
-getitem_p = register(Primitive("getitem", _getitem_impl, _getitem_rule, _getitem_vjp))
+getitem_p = register(Primitive("getitem", _getitem_impl, _getitem_rule, _getitem_vjp, kind="indexing",
+                               arity=None, grad_name="Index", dtype_rule=lambda x, *arrays, spec: x.dtype,
+                               may_raise=lambda avals, params: len(avals) > 1, saves=_SAVES_NONE,
+                               view_put=lambda base, v, *arrays, spec: index_set(base, v, *arrays, spec=spec)))
 index_add_p = register(
     Primitive(
         "index_add",
         _index_add_impl,
         lambda base, g, *arrays, spec: ShapedArray(base.shape, base.dtype),
         _index_add_vjp,
+        kind="indexing",
+        arity=None,
+        grad_name="IndexAdd",
+        dtype_rule=lambda base, g, *arrays, spec: base.dtype,
+        may_raise=lambda avals, params: len(avals) > 2,
+        saves=_SAVES_NONE,
+    )
+)
+
+
+
+def _index_set_impl(base, value, *arrays, spec):
+    # ``base[idx] = value`` as a pure function (jax's ``.at[idx].set``): the eager and traced
+    # form of ``t[idx] = value`` and of in-place writes through a view
+    out = np.array(base, copy=True)
+    out[build_index(spec, arrays)] = value
+    return out
+
+
+def _index_set_vjp(g, out, ins, need, spec):
+    base, value, *arrays = ins
+    gb = gv = None
+    if need[0]:  # the overwritten positions get an exact zero
+        gb = index_set(g, 0, *arrays, spec=spec)
+    if need[1]:
+        gv = unbroadcast(getitem(g, *arrays, spec=spec), _shape(value))
+        if gv.dtype != value.dtype:
+            gv = convert(gv, dtype=value.dtype)
+    return (gb, gv) + (None,) * len(arrays)
+
+
+def _index_set_rule(base, value, *arrays, spec):
+    sub = _getitem_rule(base, *arrays, spec=spec)
+    vshape = value.shape if isinstance(value, ShapedArray) else ()
+    try:
+        if np.broadcast_shapes(vshape, sub.shape) != sub.shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"index_set: shape mismatch: value tensor of shape {list(vshape)} cannot be broadcast "
+            f"to indexing result of shape {list(sub.shape)}"
+        ) from None
+    return ShapedArray(base.shape, base.dtype)
+
+
+index_set_p = register(
+    Primitive(
+        "index_set",
+        _index_set_impl,
+        _index_set_rule,
+        _index_set_vjp,
+        kind="indexing",
+        arity=None,
+        grad_name="CopySlices",
+        dtype_rule=lambda base, value, *arrays, spec: base.dtype,
+        may_raise=lambda avals, params: len(avals) > 2,
+        saves=_SAVES_NONE,
     )
 )
 
@@ -846,6 +1105,10 @@ dynamic_zeros_p = register(
         "dynamic_zeros",
         _dynamic_zeros_impl,
         lambda n, shape, dtype: ShapedArray((None,) + tuple(shape), dtype),
+        kind="indexing",
+        arity=1,
+        dtype_rule=lambda n, shape, dtype: np.dtype(dtype),
+        may_raise=True,
     )
 )
 
@@ -863,12 +1126,17 @@ dynamic_index_p = register(
             dynamic_update(
                 # a buffer of static length gets a cotangent of the same static type
                 zeros(tuple(ins[0].shape), ins[0].dtype) if ins[0].shape[0] is not None
-                else dynamic_zeros(_dyn_len(ins[0]), shape=tuple(ins[0].shape[1:]), dtype=ins[0].dtype),
+                else dynamic_zeros(dynamic_len(ins[0]), shape=tuple(ins[0].shape[1:]), dtype=ins[0].dtype),
                 ins[1],
                 g,
             ),
             None,
         ),
+        kind="indexing",
+        arity=2,
+        dtype_rule=lambda buf, i: buf.dtype,
+        may_raise=True,
+        saves=lambda need: ((1,), False),
     )
 )
 
@@ -890,7 +1158,7 @@ def _dynamic_update_impl(buf, i, x):
 def _dynamic_update_vjp(g, out, ins, need):
     buf, i, x = ins
     return (
-        dynamic_update(g, i, mul(dynamic_index(g, i), 0)) if need[0] else None,
+        dynamic_update(g, i, zeros(tuple(x.shape), g.dtype)) if need[0] else None,
         None,
         dynamic_index(g, i) if need[2] else None,
     )
@@ -902,6 +1170,11 @@ dynamic_update_p = register(
         _dynamic_update_impl,
         lambda buf, i, x: ShapedArray(buf.shape, buf.dtype),
         _dynamic_update_vjp,
+        kind="indexing",
+        arity=3,
+        dtype_rule=lambda buf, i, x: buf.dtype,
+        may_raise=True,
+        saves=lambda need: ((1,), False),
     )
 )
 
@@ -910,67 +1183,33 @@ dynamic_len_p = register(
         "dynamic_len",
         lambda buf: np.asarray(len(buf), np.int64),
         lambda buf: ShapedArray((), np.int64),
+        kind="indexing",
+        arity=1,
+        dtype_rule=lambda buf: _I64,
     )
 )
 
 
-for _p in (neg_p, exp_p, log_p, tanh_p, sigmoid_p, sqrt_p, abs_p, sign_p, erf_p, not_p):
-    _p.arity = 1
-for _p in (add_p, sub_p, mul_p, div_p, pow_p, maximum_p, minimum_p, lt_p, le_p, gt_p, ge_p,
-           eq_p, ne_p, and_p, or_p, tanh_backward_p, sigmoid_backward_p):
-    _p.arity = 2
-
 # ----------------------------------------------------------------------------------------
-# The functions the rules and composites call
+# Graph constants: an array captured from a traced function's closure
 # ----------------------------------------------------------------------------------------
 
-add = _call(add_p)
-sub = _call(sub_p)
-mul = _call(mul_p)
-div = _call(div_p)
-pow = _call(pow_p)  # noqa: A001 - mirrors the primitive's name
-maximum = _call(maximum_p)
-minimum = _call(minimum_p)
-neg = _call(neg_p)
-exp = _call(exp_p)
-log = _call(log_p)
-tanh = _call(tanh_p)
-tanh_backward = _call(tanh_backward_p)
-sigmoid = _call(sigmoid_p)
-sigmoid_backward = _call(sigmoid_backward_p)
-sqrt = _call(sqrt_p)
-abs = _call(abs_p)  # noqa: A001
-sign = _call(sign_p)
-erf = _call(erf_p)
-lt = _call(lt_p)
-le = _call(le_p)
-gt = _call(gt_p)
-ge = _call(ge_p)
-eq = _call(eq_p)
-ne = _call(ne_p)
-logical_and = _call(and_p)
-logical_or = _call(or_p)
-logical_not = _call(not_p)
-where = _call(where_p)
-convert = _call(convert_p)
-full = _call(full_p)
-reduce_sum = _call(reduce_sum_p)
-reduce_max = _call(reduce_max_p)
-reduce_min = _call(reduce_min_p)
-argmax = _call(argmax_p)
-argmin = _call(argmin_p)
-reshape = _call(reshape_p)
-transpose = _call(transpose_p)
-broadcast_to = _call(broadcast_to_p)
-concatenate = _call(concatenate_p)
-matmul = _call(matmul_p)
-getitem = _call(getitem_p)
-index_add = _call(index_add_p)
-dynamic_zeros = _call(dynamic_zeros_p)
-dynamic_index = _call(dynamic_index_p)
-dynamic_update = _call(dynamic_update_p)
-_dyn_len = _call(dynamic_len_p)
 
-for _name, _f in list(globals().items()):
-    if isinstance(getattr(_f, "primitive", None), Primitive):
-        FUNCTIONS[_name] = _f.primitive
+def _const_impl(value):
+    return value
+
+
+const_p = register(
+    Primitive("const", _const_impl, lambda value: ShapedArray(value.shape, value.dtype), kind="creation",
+              arity=0, dtype_rule=lambda value: value.dtype)
+)
+
+
+# ----------------------------------------------------------------------------------------
+# The functions the rules and composites call: one per primitive, named by its fn_name
+# (``add``, ``mul``, ``reduce_sum``, ``logical_and``, ...), made from the registry.
+# ----------------------------------------------------------------------------------------
+
+define_functions()
+
+

@@ -140,6 +140,13 @@ class Primitive:
                       0-d array (``pow``): constant folding keeps such operands as arrays
       type_check   -- for higher-order (control) primitives: ``(in_avals, out_avals, params)
                       -> None or an error message``; the verifier calls it
+      saves        -- ``(need) -> (input indices, reads output)``: the saved values the VJP
+                      reads (torch's SavedVariables); None: every input.  An in-place write
+                      to one of them before backward raises; to any other input it does not
+      view_put     -- for primitives whose eager result can be a view of operand 0 (numpy
+                      basic slicing, reshape, transpose): ``(base, view, *operands[1:],
+                      **params) -> new base`` in dualgraph ops, how a write through the view
+                      updates the base (eagerly its history; traced, its value too)
       uses_out     -- the VJP reads the output
       multiple_results, higher_order, eager_rule (higher-order: runs the Python control flow)
       lowering     -- filled in by the compiler layer: a scalar expression for elementwise
@@ -161,6 +168,8 @@ class Primitive:
         "may_raise",
         "literal_ok",
         "type_check",
+        "saves",
+        "view_put",
         "uses_out",
         "multiple_results",
         "higher_order",
@@ -185,6 +194,8 @@ class Primitive:
         may_raise=False,
         literal_ok=True,
         type_check=None,
+        saves=None,
+        view_put=None,
         uses_out=False,
         multiple_results=False,
         higher_order=False,
@@ -206,6 +217,8 @@ class Primitive:
         self.may_raise = may_raise
         self.literal_ok = literal_ok
         self.type_check = type_check
+        self.saves = saves
+        self.view_put = view_put
         self.uses_out = uses_out
         self.multiple_results = multiple_results
         self.higher_order = higher_order

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..eager.tensor import TRACE, Tensor, apply
+from ..eager.tensor import TRACE, Tensor
+from ..ops.registry import bind
 from ..ops import primitives as P
 from ..ops.registry import Primitive, ShapedArray, register
 from .autodiff import eval_with_vjp
@@ -95,12 +96,60 @@ def _cond_vjp(cts, outs, ins, need, true_branch, false_branch):
     return tuple(grads)
 
 
+def _sig(avals):
+    return "(" + ", ".join(a.str_short() for a in avals) + ")"
+
+
+def _graph_avals(xs):
+    return [x.aval for x in xs]
+
+
+def _cond_type_check(ins, outs, params):
+    """The verifier's check of a ``cond`` equation: a bool[] predicate, both branches
+    taking the operands and returning the results."""
+    pred = ins[0]
+    if pred.shape != () or pred.dtype != np.bool_:
+        return f"predicate is {pred.str_short()}, not bool[]"
+    for b in ("true_branch", "false_branch"):
+        g = params[b]
+        if _graph_avals(g.inputs) != ins[1:]:
+            return f"cond.{b} takes {_sig(_graph_avals(g.inputs))} but is given {_sig(ins[1:])}"
+        if _graph_avals(g.outputs) != outs:
+            return f"cond.{b} returns {_sig(_graph_avals(g.outputs))} but the cond binds {_sig(outs)}"
+    return None
+
+
+def _while_type_check(ins, outs, params):
+    """The verifier's check of a ``while`` equation: carry, then the constants of the
+    predicate and of the body; a bool[] predicate; a body that keeps the carry's types."""
+    nc, nb = params["cond_nconsts"], params["body_nconsts"]
+    ncarry = len(ins) - nc - nb
+    if min(nc, nb, ncarry) < 0:
+        return f"while has {len(ins)} operands, cond_nconsts={nc} and body_nconsts={nb}"
+    carry, cc, bc = ins[:ncarry], ins[ncarry:ncarry + nc], ins[ncarry + nc:]
+    cg, bg = params["cond_graph"], params["body_graph"]
+    if _graph_avals(cg.inputs) != carry + cc:
+        return f"while.cond_graph takes {_sig(_graph_avals(cg.inputs))}, given {_sig(carry + cc)}"
+    if len(cg.outputs) != 1 or cg.outputs[0].aval != ShapedArray((), np.bool_):
+        return f"while.cond_graph must return one bool[], got {_sig(_graph_avals(cg.outputs))}"
+    if _graph_avals(bg.inputs) != carry + bc:
+        return f"while.body_graph takes {_sig(_graph_avals(bg.inputs))}, given {_sig(carry + bc)}"
+    if _graph_avals(bg.outputs) != carry:
+        return f"while.body_graph returns {_sig(_graph_avals(bg.outputs))} but the carry is {_sig(carry)}"
+    if outs != carry:
+        return f"while binds {_sig(outs)} but the carry is {_sig(carry)}"
+    return None
+
+
 cond_p = register(
     Primitive(
         "cond",
         None,
         _cond_rule,
         _cond_vjp,
+        kind="control",
+        arity=None,
+        type_check=_cond_type_check,
         uses_out=True,
         multiple_results=True,
         higher_order=True,
@@ -178,7 +227,7 @@ def cond(pred, true_fn, false_fn, *operands):
         "true_branch": _with_inputs(g_t, t_inputs),
         "false_branch": _with_inputs(g_f, f_inputs),
     }
-    outs = apply(cond_p, (pred, *leaves, *caps), params)
+    outs = bind(cond_p, pred, *leaves, *caps, **params)
     return tree_unflatten(g_t.out_tree, list(outs))
 
 
@@ -281,6 +330,9 @@ while_p = register(
         None,
         _while_rule,
         _while_vjp,
+        kind="control",
+        arity=None,
+        type_check=_while_type_check,
         uses_out=True,
         multiple_results=True,
         higher_order=True,
@@ -342,7 +394,7 @@ def while_loop(cond_fn, body_fn, init_val):
         "cond_nconsts": len(caps_c),
         "body_nconsts": len(caps_b),
     }
-    outs = apply(while_p, (*leaves, *caps_c, *caps_b), params)
+    outs = bind(while_p, *leaves, *caps_c, *caps_b, **params)
     return tree_unflatten(tree, list(outs))
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..eager.tensor import TRACE, Tensor
-from ..ops.registry import Primitive, ShapedArray, register, user_source
+from ..ops.primitives import const_p
+from ..ops.registry import ShapedArray, user_source
 from .ir import Eqn, Graph, Lit, Var, rule_avals
 from .tree import tree_flatten, tree_unflatten
 
@@ -88,14 +89,6 @@ class Tracer:
         raise _concrete_error(".numpy() / np.asarray()", self)
 
 
-def _const_impl(value):
-    return value
-
-
-# A graph constant: an array captured from the traced function's closure.
-const_p = register(
-    Primitive("const", _const_impl, lambda value: ShapedArray(value.shape, value.dtype))
-)
 
 
 class Builder:

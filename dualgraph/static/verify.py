@@ -87,42 +87,11 @@ def _check_types(eqn, where):
 
 
 def _check_subgraphs(eqn, where):
-    name = eqn.prim.name
-    p = eqn.params
-    ins = _avals(eqn.inputs)
-    if name == "cond":
-        pred = ins[0]
-        if pred.shape != () or pred.dtype != np.bool_:
-            raise VerifyError(f"{where}: `{_fmt(eqn)}`: predicate is {pred.str_short()}, not bool[]")
-        for b in ("true_branch", "false_branch"):
-            g = p[b]
-            if _avals(g.inputs) != ins[1:]:
-                raise VerifyError(
-                    f"{where}: cond.{b} takes {_sig(_avals(g.inputs))} but is given {_sig(ins[1:])}"
-                )
-            if _avals(g.outputs) != _avals(eqn.outs):
-                raise VerifyError(
-                    f"{where}: cond.{b} returns {_sig(_avals(g.outputs))} but the cond binds "
-                    f"{_sig(_avals(eqn.outs))}"
-                )
-    elif name == "while":
-        nc, nb = p["cond_nconsts"], p["body_nconsts"]
-        ncarry = len(ins) - nc - nb
-        if min(nc, nb, ncarry) < 0:
-            raise VerifyError(
-                f"{where}: while has {len(ins)} operands, cond_nconsts={nc} and body_nconsts={nb}"
-            )
-        carry, cc, bc = ins[:ncarry], ins[ncarry:ncarry + nc], ins[ncarry + nc:]
-        cg, bg = p["cond_graph"], p["body_graph"]
-        if _avals(cg.inputs) != carry + cc:
-            raise VerifyError(f"{where}: while.cond_graph takes {_sig(_avals(cg.inputs))}, given {_sig(carry + cc)}")
-        if len(cg.outputs) != 1 or cg.outputs[0].aval != ShapedArray((), np.bool_):
-            raise VerifyError(f"{where}: while.cond_graph must return one bool[], got {_sig(_avals(cg.outputs))}")
-        if _avals(bg.inputs) != carry + bc:
-            raise VerifyError(f"{where}: while.body_graph takes {_sig(_avals(bg.inputs))}, given {_sig(carry + bc)}")
-        if _avals(bg.outputs) != carry:
-            raise VerifyError(
-                f"{where}: while.body_graph returns {_sig(_avals(bg.outputs))} but the carry is {_sig(carry)}"
-            )
-        if _avals(eqn.outs) != carry:
-            raise VerifyError(f"{where}: while binds {_sig(_avals(eqn.outs))} but the carry is {_sig(carry)}")
+    """A higher-order primitive checks its sub-graphs against its operands and results
+    (its registry entry's ``type_check``)."""
+    check = eqn.prim.type_check
+    if check is None:
+        return
+    msg = check(_avals(eqn.inputs), _avals(eqn.outs), eqn.params)
+    if msg is not None:
+        raise VerifyError(f"{where}: `{_fmt(eqn)}`: {msg}")

@@ -9,7 +9,7 @@ until an equation that is not folded reads it; only then is it materialised:
 * as a ``Lit`` when it is 0-d and the reader's other array operands have its exact dtype
   (a Python scalar then converts back to the same value of the same dtype, and the
   reader's shape rule is checked to give the same output types), unless the reader is in
-  ``NO_LITERALS``;
+  ``literal_ok``;
 * otherwise as a ``full`` equation (every element the same) or a ``const`` equation,
   keeping the dtype and the source line of the equation it replaces.
 
@@ -32,15 +32,15 @@ import numpy as np
 from ...ops.primitives import full_p
 from ...ops.registry import ShapedArray
 from ..ir import Graph, Lit, Var, rule_avals
-from ..tracer import const_p
+from ...ops.primitives import const_p
 from .rewrite import SubGraphs, rebuild, results, run_into
 
 MAX_FOLD_SIZE = 1 << 16
 
-# primitives whose implementation takes another path for a Python-number operand than for
-# a 0-d array of the same value and dtype: a known operand is not made a literal for them
-# (``x ** 3`` multiplies, ``x ** array(3.0)`` calls np.power: they round differently)
-NO_LITERALS = frozenset({"pow"})
+# A primitive whose implementation takes another path for a Python-number operand than for
+# a 0-d array of the same value and dtype declares ``literal_ok=False`` in the registry: a
+# known operand is not made a literal for it (``x ** 3`` multiplies, ``x ** array(3.0)``
+# calls np.power: they round differently).
 
 
 class _Known:
@@ -91,7 +91,7 @@ class _Fold:
     # -- materialisation -------------------------------------------------------------
     def operands(self, em, eqn, ins, params):
         """Atoms for ``ins`` read by ``eqn``, which is not folded."""
-        if not eqn.prim.higher_order and eqn.prim.name not in NO_LITERALS:
+        if not eqn.prim.higher_order and eqn.prim.literal_ok:
             lits = [_as_lit(x, ins) if isinstance(x, _Known) else x for x in ins]
             if all(x is not None for x in lits) and _same_types(eqn, lits, params):
                 return lits

@@ -28,25 +28,10 @@ from __future__ import annotations
 from ..ir import Graph, Var
 from .rewrite import Emitter, SubGraphs, rebuild, results, run_into
 
-# primitives whose implementation can raise on some operand values (not just types):
-# run-time indices out of range, negative buffer lengths
-MAY_RAISE = frozenset({"dynamic_index", "dynamic_update", "dynamic_zeros"})
-
-
 def may_raise(eqn) -> bool:
-    """Can running ``eqn`` raise for some values of its (well-typed) operands?"""
-    name = eqn.prim.name
-    if name in MAY_RAISE:
-        return True
-    if name == "getitem":  # index arrays (ints and slices are checked when traced)
-        return len(eqn.inputs) > 1
-    if name == "index_add":
-        return len(eqn.inputs) > 2
-    if name == "pow":  # integers to negative integer powers
-        return all(x.aval.dtype.kind in "iub" for x in eqn.inputs)
-    if name in ("reduce_max", "reduce_min", "argmax", "argmin"):  # of nothing
-        return eqn.inputs[0].aval.size == 0
-    return False
+    """Can running ``eqn`` raise for some values of its (well-typed) operands?  The
+    registry entry says (``Primitive.may_raise``)."""
+    return eqn.prim.raises_for([x.aval for x in eqn.inputs], eqn.params)
 
 
 def licm(graph: Graph) -> Graph:
