@@ -235,6 +235,11 @@ def _dim_samples(gen=_arr, dims=(None, 0, 1, -1, (0, 2))):
     return fn
 
 
+def _values(r):
+    """max/min with an int dim return (values, indices), as torch."""
+    return r.values if isinstance(r, tuple) else r
+
+
 def _np_axis(dim):
     return tuple(dim) if isinstance(dim, list) else dim
 
@@ -718,9 +723,9 @@ OPS: list[OpInfo] = [
     OpInfo("dg.sum", "composite", dg.sum, _sum_ref, _dim_samples(), _ARITH_DTYPES),
     OpInfo("dg.mean", "composite", dg.mean, _mean_ref, _dim_samples()),
     OpInfo("Tensor.var", "composite", lambda x, **kw: x.var(**kw), _var_ref, _var_samples),
-    OpInfo("dg.max", "composite", dg.max, lambda x, dim, keepdim: np.max(x, axis=_np_axis(dim), keepdims=keepdim),
+    OpInfo("dg.max", "composite", lambda x, **kw: _values(dg.max(x, **kw)), lambda x, dim, keepdim: np.max(x, axis=_np_axis(dim), keepdims=keepdim),
            _dim_samples(_distinct), _ARITH_DTYPES),
-    OpInfo("dg.min", "composite", dg.min, lambda x, dim, keepdim: np.min(x, axis=_np_axis(dim), keepdims=keepdim),
+    OpInfo("dg.min", "composite", lambda x, **kw: _values(dg.min(x, **kw)), lambda x, dim, keepdim: np.min(x, axis=_np_axis(dim), keepdims=keepdim),
            _dim_samples(_distinct), _ARITH_DTYPES),
     OpInfo("dg.argmax", "composite", dg.argmax, _dg_arg_ref(np.argmax), _dg_arg_samples, _ARITH_DTYPES,
            differentiable=False),

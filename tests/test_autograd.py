@@ -424,11 +424,11 @@ def test_max_min_reductions_at_ties_follow_torch():
     assert _grad(lambda x: x.min(), [1.0, 3.0, 1.0, 1.0]) == pytest.approx([1 / 3, 0, 1 / 3, 1 / 3])
     # torch's max(dim)/min(dim): the gradient goes to the index argmax/argmin returns
     x = dg.tensor([[1.0, 5.0, 5.0], [4.0, 2.0, 0.0]], requires_grad=True)
-    x.max(dim=1).sum().backward()
+    x.max(dim=1).values.sum().backward()
     assert x.grad.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
     assert x.argmax(dim=1).tolist() == [1, 0]
     x.grad = None
-    x.min(dim=0, keepdim=True).sum().backward()
+    x.min(dim=0, keepdim=True).values.sum().backward()
     assert x.grad.tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
     # several dims at once (amax-like): even split again
     y = dg.tensor([[2.0, 2.0], [1.0, 0.0]], requires_grad=True)

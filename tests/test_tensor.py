@@ -355,15 +355,22 @@ def test_grad_zero_and_assignment_checks():
 # ---- methods ----------------------------------------------------------------------------
 
 
-def test_reduction_methods_with_dim_return_values_only():
+def test_reduction_methods_with_dim():
     a = np.array([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]], np.float32)
     t = dg.tensor(a)
     assert t.sum().item() == 21 and t.mean().item() == 3.5
     for name in ("sum", "mean", "max", "min"):
         r = getattr(t, name)(dim=1)
+        if name in ("max", "min"):  # (values, indices), as torch
+            values, indices = r
+            assert values is r.values and indices is r.indices
+            assert indices.tolist() == getattr(np, "arg" + name)(a, axis=1).tolist()
+            assert indices.dtype == np.int64
+            r = r.values
         assert isinstance(r, dg.Tensor)
         np.testing.assert_allclose(r.numpy(), getattr(np, name)(a, axis=1))
-        assert getattr(t, name)(dim=0, keepdim=True).shape == (1, 3)
+        k = getattr(t, name)(dim=0, keepdim=True)
+        assert (k.values if name in ("max", "min") else k).shape == (1, 3)
     assert t.argmax(dim=1).tolist() == [1, 2] and t.argmin().item() == 0
     assert t.max().item() == 6.0 and dg.max(t).item() == 6.0
     np.testing.assert_allclose(t.var(dim=1).numpy(), np.var(a, axis=1, ddof=1))

@@ -287,7 +287,10 @@ def test_reductions(name, dim, keepdim, dtype):
     def fd(x):
         if dim is None and not keepdim:
             return getattr(x, name)()
-        return getattr(x, name)(dim=dim, keepdim=keepdim)
+        r = getattr(x, name)(dim=dim, keepdim=keepdim)
+        if name in ("max", "min") and isinstance(dim, int):
+            return r.values  # (values, indices), as torch
+        return r
 
     def ft(x):
         if name in ("max", "min"):
@@ -313,7 +316,8 @@ def test_reductions_functions_and_special(name):
     if name in ("sum", "mean"):
         check(lambda x: fd(x, 1), lambda x: ft(x, 1), a, what=name)
     else:
-        check(lambda x: fd(x, 1), lambda x: ft(x, 1).values, a, what=name)
+        check(lambda x: fd(x, 1).values, lambda x: ft(x, 1).values, a, what=name)
+        np.testing.assert_array_equal(fd(dg.tensor(a), 1).indices.numpy(), ft(torch.tensor(a), 1).indices.numpy())
     b = np.array([[1.0, -np.inf, 3.0], [np.inf, 2.0, 2.0]], F32)
     check(fd, ft, b, what=name)
 
@@ -322,9 +326,9 @@ def test_max_ties_gradient():
     a = np.array([[3.0, 1.0, 3.0], [2.0, 2.0, 2.0]], F32)
     check(lambda x: x.max(), lambda x: x.max(), a)
     check(lambda x: x.min(), lambda x: x.min(), a)
-    check(lambda x: x.max(dim=1), lambda x: x.max(dim=1).values, a)
-    check(lambda x: x.max(dim=0), lambda x: x.max(dim=0).values, a)
-    check(lambda x: x.min(dim=1, keepdim=True), lambda x: x.min(dim=1, keepdim=True).values, a)
+    check(lambda x: x.max(dim=1).values, lambda x: x.max(dim=1).values, a)
+    check(lambda x: x.max(dim=0).values, lambda x: x.max(dim=0).values, a)
+    check(lambda x: x.min(dim=1, keepdim=True).values, lambda x: x.min(dim=1, keepdim=True).values, a)
 
 
 @pytest.mark.parametrize("dtype", [F32, F64, np.int64, np.bool_], ids=lambda d: np.dtype(d).name)
@@ -334,7 +338,7 @@ def test_reductions_dtypes(dtype):
     check(lambda x: x.sum(0), lambda x: x.sum(0), a)
     if dtype != np.bool_:
         check(lambda x: x.max(), lambda x: x.max(), a)
-        check(lambda x: x.min(dim=1), lambda x: x.min(dim=1).values, a)
+        check(lambda x: x.min(dim=1).values, lambda x: x.min(dim=1).values, a)
     if np.dtype(dtype).kind != "f":
         check_raises(lambda x: x.mean(), lambda x: x.mean(), a)
 
@@ -662,7 +666,7 @@ CHAIN_OPS = {
     "sq": (lambda x, y: x ** 2, lambda x, y: x ** 2),
     "softmax": (lambda x, y: x.softmax(-1), lambda x, y: x.softmax(-1)),
     "sumk": (lambda x, y: x.sum(-1, keepdim=True) * y, lambda x, y: x.sum(-1, keepdim=True) * y),
-    "maxk": (lambda x, y: x.max(-1, keepdim=True) + y, lambda x, y: x.max(-1, keepdim=True).values + y),
+    "maxk": (lambda x, y: x.max(-1, keepdim=True).values + y, lambda x, y: x.max(-1, keepdim=True).values + y),
 }
 
 
@@ -720,7 +724,7 @@ HIGHER = [
     ("pow tensor exponent", lambda x: (x * x + 0.5) ** x),
     ("relu", lambda x: x.relu() * x),
     ("clamp", lambda x: x.clamp(-1.0, 1.0) * x),
-    ("max dim", lambda x: x.reshape(2, 2).max(1) * x[:2] if isinstance(x, dg.Tensor)
+    ("max dim", lambda x: x.reshape(2, 2).max(1).values * x[:2] if isinstance(x, dg.Tensor)
      else x.reshape(2, 2).max(1).values * x[:2]),
     ("where", lambda x: dg.where(x > 0, x * x, x.exp()) if isinstance(x, dg.Tensor)
      else torch.where(x > 0, x * x, x.exp())),
@@ -917,8 +921,11 @@ def test_refused_like_torch():
 def test_max_dim_with_nan():
     a = np.array([[1.0, np.nan, 3.0], [np.nan, 2.0, np.nan], [1.0, 1.0, 0.0]], F32)
     for d in (0, 1):
-        check(lambda x, d=d: x.max(d), lambda x, d=d: x.max(d).values, a, what=f"max({d})")
-        check(lambda x, d=d: x.min(d), lambda x, d=d: x.min(d).values, a, what=f"min({d})")
+        check(lambda x, d=d: x.max(d).values, lambda x, d=d: x.max(d).values, a, what=f"max({d})")
+        check(lambda x, d=d: x.min(d).values, lambda x, d=d: x.min(d).values, a, what=f"min({d})")
+        for name in ("max", "min"):
+            np.testing.assert_array_equal(getattr(dg.tensor(a), name)(d).indices.numpy(),
+                                          getattr(torch.tensor(a), name)(d).indices.numpy())
     check(lambda x: x.max(), lambda x: x.max(), a)
     check(lambda x: x.softmax(1), lambda x: x.softmax(1), a)
 

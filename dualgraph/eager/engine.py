@@ -83,14 +83,16 @@ class Meta:
     history: [(version, grad_fn, out_index), ...]: the grad_fn the tensor had for versions
              below ``version``; in-place writes append, nodes recorded before a write keep
              their edge to the history they saw
-    retains: ``retain_grad()`` was called"""
+    retains: ``retain_grad()`` was called
+    acc:     a leaf's AccumulateGrad node, once asked for"""
 
-    __slots__ = ("view", "history", "retains")
+    __slots__ = ("view", "history", "retains", "acc")
 
     def __init__(self):
         self.view = None
         self.history = None
         self.retains = False
+        self.acc = None  # the AccumulateGrad node of a leaf
 
 
 # how many in-place writes this process has made: backward checks saved versions only
@@ -166,14 +168,14 @@ class AccumulateGrad:
         return f"<AccumulateGrad object at {id(self):#x}>"
 
 
-_ACCUMULATORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def accumulate_grad_of(leaf):
-    acc = _ACCUMULATORS.get(leaf)
-    if acc is None:
-        acc = _ACCUMULATORS[leaf] = AccumulateGrad(leaf)
-    return acc
+    """The leaf's one AccumulateGrad node (kept in its Meta)."""
+    m = leaf._meta
+    if m is None:
+        m = leaf._meta = Meta()
+    if m.acc is None:
+        m.acc = AccumulateGrad(leaf)
+    return m.acc
 
 
 # creation numbers of nodes: ``next(NODE_SEQ)``

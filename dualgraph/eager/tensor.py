@@ -458,7 +458,10 @@ def _write(t, prim, operands, params, name, where=0):
         new = new._cast(t._value.dtype)
     _bump(t)
     _rebase(t, new, keep_value=not traced)
-    _put_back(t, ctx)
+    m = t._meta
+    if m.view is not None:  # this write is the view's own: it is not stale
+        m.view = m.view[:4] + (t._version[0],)
+        _put_back(t, ctx)
     return t
 
 

@@ -30,6 +30,10 @@ def _prepare(x, outer):
     return x.detach().requires_grad_(True)
 
 
+def _zeros_like(x):
+    return P.zeros(tuple(x.shape), x.dtype)
+
+
 def _reaches_other_leaves(out, own):
     """Whether ``out``'s tape reaches a grad-requiring leaf other than ``own``."""
     own_ids = {id(x) for x in own}
@@ -78,11 +82,17 @@ def value_and_grad(fn, argnums=0):
                 "dg.grad: the function must return a scalar Tensor, got "
                 + (f"shape {out.shape}" if isinstance(out, Tensor) else type(out).__name__)
             )
+        if out.dtype.kind not in "fc":
+            raise TypeError(
+                "dg.grad requires real- or complex-valued outputs (output dtype that is a sub-dtype "
+                f"of np.inexact), but got {out.dtype.name} (as jax.grad)"
+            )
+        # a gradient that is zero is an exact zero (never x * 0: NaN where x is inf or NaN)
         if not out.requires_grad:
-            gs = tuple(args[i].detach() * 0 for i in nums)
+            gs = tuple(_zeros_like(args[i]) for i in nums)
         else:
             gs = _autograd_grad(out, [args[i] for i in nums], create_graph=outer, allow_unused=True)
-            gs = tuple(g if g is not None else args[i].detach() * 0 for g, i in zip(gs, nums))
+            gs = tuple(g if g is not None else _zeros_like(args[i]) for g, i in zip(gs, nums))
         value = out if outer else out.detach()
         return value, (gs[0] if single else gs)
 

@@ -68,19 +68,42 @@ def var(x, dim=None, keepdim=False, unbiased=True):
     return P.div(P.reduce_sum(P.mul(d, d), axes=axes, keepdims=bool(keepdim)), n - 1 if unbiased else n)
 
 
+class MaxMin(tuple):
+    """``(values, indices)``, as torch's ``torch.return_types.max``: a tuple with names."""
+
+    __slots__ = ()
+
+    def __new__(cls, values, indices):
+        return tuple.__new__(cls, (values, indices))
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+    def __repr__(self):
+        return f"return_types(values={self[0]!r}, indices={self[1]!r})"
+
+
 def max(x, dim=None, keepdim=False):  # noqa: A001
-    """Values only.  As torch: ``max()`` spreads the gradient over ties, ``max(dim)`` sends
-    it to the index ``argmax(dim)`` returns."""
-    return _extremum(P.reduce_max, x, dim, keepdim)
+    """As torch: ``max()`` is the largest value (the gradient spread over ties);
+    ``max(dim)`` is the named tuple ``(values, indices)`` (the gradient to the index)."""
+    return _extremum(P.reduce_max, argmax, x, dim, keepdim)
 
 
 def min(x, dim=None, keepdim=False):  # noqa: A001
-    return _extremum(P.reduce_min, x, dim, keepdim)
+    return _extremum(P.reduce_min, argmin, x, dim, keepdim)
 
 
-def _extremum(reduce, x, dim, keepdim):
-    if isinstance(dim, (int, np.integer)) and x.ndim:
-        return reduce(x, axes=_axes(x, dim), keepdims=bool(keepdim), pick_first=True)
+def _extremum(reduce, arg, x, dim, keepdim):
+    if isinstance(dim, (int, np.integer)):
+        if x.ndim == 0:
+            return MaxMin(reduce(x, axes=(), keepdims=False), P.zeros((), np.int64))
+        values = reduce(x, axes=_axes(x, dim), keepdims=bool(keepdim), pick_first=True)
+        return MaxMin(values, arg(x, dim, keepdim))
     return reduce(x, axes=_axes(x, dim), keepdims=bool(keepdim))
 
 

@@ -189,7 +189,18 @@ def _promote_dtype(x, y):
         return _F32
     if ya and x.__class__ is float and y.dtype.kind in "iub":
         return _F32
+    if not xa and not ya:
+        return _scalars_dtype(x, y)
     return np.result_type(_weak(x), _weak(y))
+
+
+def _scalars_dtype(*xs):
+    """Python scalars alone: torch's default dtypes (float32, int64, bool)."""
+    if any(x.__class__ is float for x in xs):
+        return _F32
+    if any(x.__class__ is int for x in xs):
+        return np.dtype(np.int64)
+    return _BOOL
 
 
 def _same_dtype(x, **params):
@@ -571,6 +582,8 @@ def _where_impl(c, x, y):
             x = x.astype(np.float32)
     elif y.__class__ is _nd and x.__class__ is float and y.dtype.kind in "iub":
         y = y.astype(np.float32)
+    elif x.__class__ is not _nd and y.__class__ is not _nd:  # two Python scalars: float32/int64
+        return np.where(c, x, y).astype(_scalars_dtype(x, y))
     return np.where(c, x, y)
 
 
