@@ -312,7 +312,7 @@ def _fast_factory(prim):
     return None
 
 
-registry.set_handler(apply)
+registry.install_default_handler(apply)
 
 
 def _is_float(v):

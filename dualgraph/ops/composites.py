@@ -319,8 +319,8 @@ def cross_entropy(logits, target, reduction="mean"):
     if np.issubdtype(target.dtype, np.floating):
         raise ValueError("cross_entropy: target must hold integer class indices")
     n = logits.shape[0]
-    t = getattr(target, "_value", target)
-    if isinstance(t, np.ndarray) and t.size and (t.min() < 0 or t.max() >= logits.shape[1]):
+    t = _concrete(target)
+    if t is not None and t.size and (t.min() < 0 or t.max() >= logits.shape[1]):
         bad = t[(t < 0) | (t >= logits.shape[1])][0]
         raise IndexError(
             f"cross_entropy: Target {bad} is out of bounds (classes 0..{logits.shape[1] - 1}; "
@@ -330,6 +330,14 @@ def cross_entropy(logits, target, reduction="mean"):
     idx = np.arange(n, dtype=np.int64)
     picked = P.getitem(logp, idx, target, spec=(("a", 0), ("a", 1)))
     return _reduce(P.neg(picked), reduction, "cross_entropy")
+
+
+def _concrete(x):
+    """The values of ``x`` where it has some (an eager tensor), None under a trace."""
+    try:
+        return np.asarray(x.detach() if hasattr(x, "detach") else x)
+    except Exception:  # noqa: BLE001 - a traced value has no concrete value
+        return None
 
 
 def where(cond, x, y):

@@ -185,8 +185,8 @@ class Primitive:
         shape_rule=None,
         vjp=None,
         *,
-        kind=None,
-        arity=None,
+        kind,
+        arity,
         dtype_rule=None,
         fn_name=None,
         grad_name=None,
@@ -202,7 +202,7 @@ class Primitive:
         eager_rule=None,
         lowering=None,
     ):
-        if kind is not None and kind not in KINDS:
+        if kind not in KINDS:
             raise ValueError(f"primitive {name!r}: kind {kind!r} is not one of {KINDS}")
         self.name = name
         self.impl = impl
@@ -253,15 +253,11 @@ def bind(prim: Primitive, *args, **params):
 
 
 def set_handler(fn):
-    # transitional: the eager layer installs its handler as every thread's default
+    """Install ``fn(prim, args, params)`` as this thread's handler; returns the previous
+    one, which ``fn`` may call to delegate (a check mode, a profiler, a spy)."""
+    return context.set_handler(fn)
+
+
+def install_default_handler(fn):
+    """The eager layer's ``apply`` becomes every thread's default handler (once, at import)."""
     context.install_default_handler(fn)
-
-
-class _DispatchShim:
-    """Transitional: ``_dispatch[0]`` is this thread's active handler."""
-
-    def __getitem__(self, i):
-        return _ctx_get().handler
-
-
-_dispatch = _DispatchShim()

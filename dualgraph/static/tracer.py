@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..eager.tensor import TRACE, Tensor
+from ..ops import context as _context
 from ..ops.primitives import const_p
 from ..ops.registry import ShapedArray, user_source
 from .ir import Eqn, Graph, Lit, Var, rule_avals
@@ -203,8 +204,7 @@ def trace_function(fn, args, parent=None, requires_grad=False):
         if requires_grad and np.issubdtype(aval.dtype, np.floating):
             t._requires_grad = True
         new_leaves.append(t)
-    prev = TRACE[0]
-    TRACE[0] = builder
+    token = _context.enter(trace=builder)  # this thread's trace
     try:
         out = fn(*tree_unflatten(in_tree, new_leaves))
         out_leaves, out_tree = tree_flatten(out)
@@ -216,7 +216,7 @@ def trace_function(fn, args, parent=None, requires_grad=False):
                 )
         graph = builder.finish(out_leaves, in_tree, out_tree)
     finally:
-        TRACE[0] = prev
+        _context.exit(token)
         builder.finished = True
     return graph, [t for t, _ in builder.captures]
 
