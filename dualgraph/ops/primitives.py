@@ -211,6 +211,14 @@ def _weak_dtype(x):
     return x.dtype if isinstance(x, ShapedArray) else np.result_type(x)
 
 
+def _neg_dtype(x):
+    dt = _weak_dtype(x)
+    if dt == _BOOL:
+        raise TypeError("The numpy boolean negative, the `-` operator, is not supported, use the "
+                        "`~` operator or the logical_not function instead.")
+    return dt
+
+
 def _float_dtype(x, **params):
     """Float-valued unary ops: int and bool compute in float32 (torch)."""
     dt = _weak_dtype(x)
@@ -363,7 +371,17 @@ def _div_vjp(g, out, ins, need):
     )
 
 
+def _pow_dtype(x, y):
+    if (x.dtype if isinstance(x, ShapedArray) else np.result_type(x)) == _BOOL and (
+            y.__class__ in (int, bool) or getattr(y, "dtype", None) in (_BOOL, _I64)):
+        x = ShapedArray(x.shape, np.int64) if isinstance(x, ShapedArray) else 1
+    return _promote_dtype(x, y)
+
+
 def _pow_impl(x, y):
+    if getattr(x, "dtype", x.__class__) in (_BOOL, bool) and (
+            y.__class__ in (int, bool) or getattr(y, "dtype", None) in (_BOOL, _I64)):
+        x = np.asarray(x, np.int64)  # bool ** int is int64 (torch)
     # numpy's float32 `x ** 3` is pathologically slow: small integer powers multiply.
     if y.__class__ is int or y.__class__ is float:
         if y == 2:
@@ -433,7 +451,7 @@ mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp, arity=2, dtyp
 div_p = _elementwise("div", _torch_promote(_true_divide), _div_vjp, arity=2, dtype_rule=_div_dtype,
                      saves=_saves_div, grad_name="Div",
                      tensor_methods=("__truediv__", "__rtruediv__", "__itruediv__", "div", "div_"))
-pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, arity=2, dtype_rule=_promote_dtype,
+pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, arity=2, dtype_rule=_pow_dtype,
                      uses_out=True, literal_ok=False, may_raise=_pow_may_raise,
                      tensor_methods=("__pow__", "__rpow__", "__ipow__", "pow", "pow_"))
 maximum_p = _elementwise("maximum", _torch_promote(np.maximum), _maximum_vjp, arity=2,
@@ -442,7 +460,7 @@ minimum_p = _elementwise("minimum", _torch_promote(np.minimum), _minimum_vjp, ar
                          dtype_rule=_promote_dtype, tensor_methods=("minimum",))
 
 neg_p = _elementwise("neg", np.negative, lambda g, out, ins, need: (neg(g),), arity=1,
-                     dtype_rule=_same_dtype, saves=_SAVES_NONE, tensor_methods=("__neg__", "neg"))
+                     dtype_rule=_neg_dtype, saves=_SAVES_NONE, tensor_methods=("__neg__", "neg"))
 exp_p = _elementwise("exp", _int_to_float(np.exp), lambda g, out, ins, need: (mul(g, out),), arity=1,
                      dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("exp",))
 log_p = _elementwise("log", _int_to_float(np.log), lambda g, out, ins, need: (div(g, ins[0]),), arity=1,
@@ -462,8 +480,8 @@ def _tanh_backward_vjp(c, out, ins, need):
 
 
 # d tanh = g * (1 - y^2), one primitive so eager backward pays one dispatch, not three
-tanh_backward_p = _elementwise("tanh_backward", _tanh_backward_impl, _tanh_backward_vjp, arity=2,
-                               dtype_rule=_promote_dtype)
+tanh_backward_p = _elementwise("tanh_backward", _no_bool_sub(_torch_promote(_tanh_backward_impl)), _tanh_backward_vjp, arity=2,
+                               dtype_rule=_sub_dtype)
 tanh_p = _elementwise(
     "tanh", _int_to_float(np.tanh), lambda g, out, ins, need: (tanh_backward(g, out),), arity=1,
     dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("tanh",),
@@ -488,8 +506,8 @@ def _sigmoid_backward_vjp(c, out, ins, need):
     )
 
 
-sigmoid_backward_p = _elementwise("sigmoid_backward", _sigmoid_backward_impl, _sigmoid_backward_vjp,
-                                  arity=2, dtype_rule=_promote_dtype)
+sigmoid_backward_p = _elementwise("sigmoid_backward", _no_bool_sub(_torch_promote(_sigmoid_backward_impl)), _sigmoid_backward_vjp,
+                                  arity=2, dtype_rule=_sub_dtype)
 sigmoid_p = _elementwise(
     "sigmoid",
     _int_to_float(_sigmoid_impl),
@@ -509,6 +527,8 @@ abs_p = _elementwise("abs", np.abs, lambda g, out, ins, need: (mul(g, sign(ins[0
 
 
 def _sign_impl(x):
+    if getattr(x, "dtype", None) == np.bool_:
+        return np.array(x, copy=True)  # torch: sign of a bool tensor is itself
     s = np.sign(x)
     if s.dtype.kind == "f":
         s = np.where(s != s, s.dtype.type(0), s)  # torch: sign(nan) = 0
