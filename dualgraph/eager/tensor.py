@@ -667,6 +667,8 @@ class Tensor:
 
     @property
     def requires_grad(self):
+        if self._meta is not None:
+            _fresh(self)  # a view of a base written since
         return self._requires_grad
 
     @requires_grad.setter
@@ -675,11 +677,15 @@ class Tensor:
 
     @property
     def grad_fn(self):
+        if self._meta is not None:
+            _fresh(self)
         fn = self._grad_fn
         return fn if fn is None else public_node(fn)
 
     @property
     def is_leaf(self):
+        if self._meta is not None:
+            _fresh(self)
         return self._grad_fn is None
 
     @property
