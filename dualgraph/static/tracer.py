@@ -229,7 +229,7 @@ def trace(fn, *example_args):
     >>> g = dg.trace(lambda x: (x * 2).sum(), dg.ones(3))
     >>> print(g)
     { lambda a:f32[3] .
-      let b:f32[3] = mul a 2.0
+      let b:f32[3] = mul a 2
           c:f32[] = reduce_sum[axes=(0,) keepdims=False] b
       in (c) }
     """

@@ -16,6 +16,7 @@ floats ``inf * 0`` and ``nan * 0`` are nan.  For float ``x``, ``x + 0`` is kept 
 ``x - 0.0`` are the exact identities and are rewritten (unlike XLA, which also rewrites
 ``x + 0.0``).
 
+    >>> from dualgraph.static.passes import dce, simplify
     >>> g = dg.trace(lambda x: (x * 1 - 0).sum(), dg.ones(3))
     >>> print(dce(simplify(g)))
     { lambda a:f32[3] .
