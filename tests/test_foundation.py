@@ -377,7 +377,7 @@ def test_views_see_writes_and_versions_move_together():
     assert v.tolist() == [1.0, 1.0]
     v *= 5
     assert x.tolist() == [1.0, 5.0, 5.0, 1.0]
-    assert x._version is v._version and x._version[0] == 2
+    assert x._meta.version is v._meta.version and x._meta.version[0] == 2
 
 
 def test_a_sibling_view_written_through_another_view_is_re_derived():

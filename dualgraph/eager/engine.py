@@ -39,9 +39,11 @@ class Node:
     # cotangent; out: the output payload(s) if the VJP reads them; edges: what the freed
     # inputs pointed to; pre_hooks: {output index: [hook, ...]} (tensor hooks, retain_grad)
     # seq: creation number, orders backward (see run_backward)
-    # vinfo: None, or (versions of the inputs when recorded or None, the saved output's
-    # version counter or None): what backward checks against in-place writes
-    __slots__ = ("prim", "params", "inputs", "need", "out", "edges", "pre_hooks", "seq", "vinfo",
+    # vers: the versions of the inputs when recorded, set only if one had a version
+    # counter (else all were 0); outc: the saved output's version counter, set when the
+    # output first gets one (see tensor._counter).  What backward checks; both are left
+    # unset on the hot path and read with getattr
+    __slots__ = ("prim", "params", "inputs", "need", "out", "edges", "pre_hooks", "seq", "vers", "outc",
                  "__weakref__")
 
     _multi = False  # the primitive has multiple results (set per class by node_class)
@@ -86,9 +88,10 @@ class Meta:
     retains: ``retain_grad()`` was called
     acc:     a leaf's AccumulateGrad node, once asked for"""
 
-    __slots__ = ("view", "history", "retains", "acc")
+    __slots__ = ("version", "view", "history", "retains", "acc")
 
     def __init__(self):
+        self.version = None  # the version counter [n], shared with views and detached aliases
         self.view = None
         self.history = None
         self.retains = False
@@ -123,10 +126,8 @@ class _LeafAt:
 
 
 def _recorded_version(node, i):
-    vi = node.vinfo
-    if vi is None or vi[0] is None:
-        return 0
-    return vi[0][i]
+    vers = getattr(node, "vers", None)  # set only when an input had a counter
+    return 0 if vers is None else vers[i]
 
 
 def public_node(node):
@@ -415,7 +416,8 @@ def _check_saved(node):
         t = ins[i]
         if t.__class__ is not _TENSOR[0]:
             continue
-        c = t._version
+        m = t._meta
+        c = None if m is None else m.version
         if c is None:
             continue
         was = _recorded_version(node, i)
@@ -423,12 +425,14 @@ def _check_saved(node):
             raise RuntimeError(_MODIFIED_MSG.format(
                 desc=f"{t.dtype.name} {list(t.shape)}", which=f"input {i}",
                 op=type(public_node(node)).__name__, now=c[0], was=was))
-    vi = node.vinfo
-    if reads_out and vi is not None and vi[1] is not None and vi[1][0] != 0:
+    outc = getattr(node, "outc", None)  # set only when the saved output got a counter
+    if reads_out and outc is not None and outc[0] != 0:
         out = node.out
+        if out.__class__ is tuple:
+            out = out[0]
         raise RuntimeError(_MODIFIED_MSG.format(
             desc=f"{out.dtype.name} {list(out.shape)}", which="output 0",
-            op=type(public_node(node)).__name__, now=vi[1][0], was=0))
+            op=type(public_node(node)).__name__, now=outc[0], was=0))
 
 
 def _run_prehooks(node, ct):

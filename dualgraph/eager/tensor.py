@@ -92,46 +92,16 @@ def _op_error(prim, vals, params, e):
 # ----------------------------------------------------------------------------------------
 
 
-def _wrap(value, node=None, index=0):
-    """A Tensor holding ``value``; with ``node`` it is that node's output ``index``."""
-    t = _new(Tensor)
-    t._value = value
-    t._grad = None
-    t._hooks = None
-    t._out_index = index
-    t._version = None
-    t._meta = None
-    if node is None:
-        t._grad_fn = None
-        t._requires_grad = False
-    else:
-        t._grad_fn = node
-        t._requires_grad = True
-    return t
-
-
-def _node(prim, params, inputs, need, out, vers):
-    """A tape node for ``prim`` applied to ``inputs``: a plain ``Node`` (see engine.Node);
-    multi-output nodes get their class at once.  ``vers``: the inputs' versions (None when
-    none has a counter yet), checked by backward; a saved output gets a counter of its own."""
-    node = (node_class(prim) if prim.multiple_results else Node)()
-    node.prim = prim
-    node.params = params
-    node.inputs = inputs
-    node.need = need
-    node.out = out
-    node.pre_hooks = None
-    node.seq = _next_seq()
-    node.vinfo = None if vers is None and out is None else (vers, None if out is None else [0])
-    return node
-
-
 def _versions(inputs):
     for a in inputs:
-        if a.__class__ is Tensor and a._version is not None:
-            return tuple(a._version[0] if a.__class__ is Tensor and a._version is not None else 0
-                         for a in inputs)
+        if a.__class__ is Tensor and a._meta is not None and a._meta.version is not None:
+            return tuple(_version_of(a) for a in inputs)
     return None
+
+
+def _version_of(a):
+    m = a._meta if a.__class__ is Tensor else None
+    return 0 if m is None or m.version is None else m.version[0]
 
 
 def _scalar(a):
@@ -190,8 +160,6 @@ def apply(prim, args, params):
         need = tuple([a.__class__ is Tensor and a._requires_grad for a in args])
         node = _node(prim, params, args, need, out if prim.uses_out else None, _versions(args))
     t = _wrap(out, node)
-    if node is not None and node.vinfo is not None and node.vinfo[1] is not None:
-        t._version = node.vinfo[1]  # the saved output's counter
     if prim.view_put is not None and args[0].__class__ is Tensor:
         _mark_view(t, prim, args, params, vals[0], trace)
     return t
@@ -213,95 +181,168 @@ _NEED_FT = (False, True)
 _next_seq = NODE_SEQ.__next__
 
 
+# The fast callables are generated from this source, with the two construction snippets
+# below pasted in: the same lines ``_wrap`` and ``_node`` are made of.  A helper call per
+# tensor and per node would add ~40% to the per-op cost of eager code.
+_FAST_SRC = """
+def unary(x):
+    ctx = get()
+    if x.__class__ is not Tensor or not ctx.plain:
+        return ctx.handler(prim, (x,), _NP)
+    m = x._meta
+    if m is not None:
+        _fresh(x)
+    v = x._value
+    if promote:
+        dt = v.dtype
+        if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
+            v = v.astype(np.float32)
+    out = uimpl(v)
+    if out.__class__ is not _ndarray:
+        out = np.asarray(out)
+    if x._requires_grad and ctx.grad_enabled and differentiable:
+        vers = None if m is None or m.version is None else (m.version[0],)
+        inputs = (x,)
+        need = _NEED1
+        saved = out if uses_out else None
+{NODE}
+{TENSOR_NODE}
+        return t
+{TENSOR}
+    return t
+
+
+def binary(x, y):
+    ctx = get()
+    if not ctx.plain:
+        return ctx.handler(prim, (x, y), _NP)
+    if x.__class__ is Tensor:
+        xm = x._meta
+        if xm is not None:
+            _fresh(x)
+        xv = x._value
+        xr = x._requires_grad
+    else:
+        if x.__class__ is not _ndarray and isinstance(x, np.generic):
+            x = x.item()
+        xv = x
+        xr = False
+        xm = None
+    if y.__class__ is Tensor:
+        ym = y._meta
+        if ym is not None:
+            _fresh(y)
+        yv = y._value
+        yr = y._requires_grad
+    else:
+        if y.__class__ is not _ndarray and isinstance(y, np.generic):
+            y = y.item()
+        yv = y
+        yr = False
+        ym = None
+    try:
+        if xv.__class__ is _ndarray and yv.__class__ is _ndarray and xv.dtype is yv.dtype:
+            out = raw(xv, yv)
+        else:
+            out = impl(xv, yv)  # mixed dtypes or a scalar: torch's promotion
+    except (ValueError, TypeError) as e:
+        raise _op_error(prim, (xv, yv), _NP, e) from None
+    if out.__class__ is not _ndarray:
+        out = np.asarray(out)
+    if (xr or yr) and ctx.grad_enabled and differentiable:
+        need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
+        if xm is None and ym is None:
+            vers = None
+        else:
+            vers = _versions((x, y))
+        inputs = (x, y)
+        saved = out if uses_out else None
+{NODE}
+{TENSOR_NODE}
+        return t
+{TENSOR}
+    return t
+"""
+
+# a tape node of ``prim`` (see engine.Node: one plain class on the hot path)
+_NODE_LINES = """\
+node = Node()
+node.prim = prim
+node.params = params
+node.inputs = inputs
+node.need = need
+node.out = saved
+node.pre_hooks = None
+node.seq = _next_seq()
+if vers is not None:
+    node.vers = vers
+"""
+
+# a tensor holding ``out``, the output of ``node`` (or of nothing: node = None)
+_TENSOR_LINES = """\
+t = _new(Tensor)
+t._value = out
+t.shape = out.shape
+t._grad = None
+t._hooks = None
+t._out_index = 0
+t._meta = None
+t._grad_fn = node
+t._requires_grad = node is not None
+"""
+
+
+def _indent(lines, n, **subst):
+    text = lines
+    for k, v in subst.items():
+        text = text.replace(k, v)
+    return "".join(" " * n + ln + "\n" for ln in text.splitlines())
+
+
+def _make_constructors():
+    """``_wrap`` and ``_node``, made from the same lines as the fast callables."""
+    src = (
+        "def _wrap(value, node=None, index=0):\n"
+        "    out = value\n" + _indent(_TENSOR_LINES, 4) + "    t._out_index = index\n    return t\n\n"
+        "def _node(prim, params, inputs, need, saved, vers):\n"
+        + _indent(_NODE_LINES, 4, **{"node = Node()": "node = (node_class(prim) if prim.multiple_results else Node)()"})
+        + "    return node\n"
+    )
+    env = {"Tensor": Tensor, "Node": Node, "node_class": node_class, "_new": _new, "_next_seq": _next_seq}
+    exec(compile(src, "<dualgraph constructors>", "exec"), env)  # noqa: S102
+    return env["_wrap"], env["_node"]
+
+
 def _fast_op(prim):
     """A one-frame ``apply`` for a parameter-free unary or binary elementwise primitive:
     the hot path of eager code.  It runs its own eager body only when this thread's
     handler is the default one and no trace is active (``ctx.plain``); otherwise the op
     goes to the active handler like any other."""
     impl = prim.impl
-    raw = getattr(impl, "raw", impl)  # the ufunc behind a dtype-promoting wrapper
-    uses_out = prim.uses_out
-    differentiable = prim.vjp is not None
+    env = {
+        "prim": prim,
+        "impl": impl,
+        "raw": getattr(impl, "raw", impl),  # the ufunc behind a dtype-promoting wrapper
+        "uses_out": prim.uses_out,
+        "differentiable": prim.vjp is not None,
+        # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked in
+        # the body, so a float input calls the ufunc itself, not the checking wrapper
+        "promote": getattr(impl, "int_to_float", False),
+        "get": _get,
+    }
+    env["uimpl"] = env["raw"] if env["promote"] else impl
+    env.update({k: globals()[k] for k in (
+        "Tensor", "Node", "_NP", "_fresh", "_F32", "_F64", "_ndarray", "np", "_NEED1", "_NEED_TT",
+        "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions")})
     node_class(prim)
-    # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked here, so
-    # a float input calls the ufunc itself rather than the checking wrapper
-    promote = getattr(impl, "int_to_float", False)
-    uimpl = raw if promote else impl
-    get = _get
-
-    def unary(x):
-        ctx = get()
-        if x.__class__ is not Tensor or not ctx.plain:
-            return ctx.handler(prim, (x,), _NP)
-        if x._meta is not None:
-            _fresh(x)
-        v = x._value
-        if promote:
-            dt = v.dtype
-            if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
-                v = v.astype(np.float32)
-        out = uimpl(v)
-        if out.__class__ is not _ndarray:
-            out = np.asarray(out)
-        if x._requires_grad and ctx.grad_enabled and differentiable:
-            c = x._version
-            node = _node(prim, _NP, (x,), _NEED1, out if uses_out else None,
-                         None if c is None else (c[0],))
-            t = _wrap(out, node)
-            if uses_out:
-                t._version = node.vinfo[1]
-            return t
-        return _wrap(out)
-
-    def binary(x, y):
-        ctx = get()
-        if not ctx.plain:
-            return ctx.handler(prim, (x, y), _NP)
-        if x.__class__ is Tensor:
-            if x._meta is not None:
-                _fresh(x)
-            xv = x._value
-            xr = x._requires_grad
-        else:
-            if x.__class__ is not _ndarray and isinstance(x, np.generic):
-                x = x.item()
-            xv = x
-            xr = False
-        if y.__class__ is Tensor:
-            if y._meta is not None:
-                _fresh(y)
-            yv = y._value
-            yr = y._requires_grad
-        else:
-            if y.__class__ is not _ndarray and isinstance(y, np.generic):
-                y = y.item()
-            yv = y
-            yr = False
-        try:
-            if xv.__class__ is _ndarray and yv.__class__ is _ndarray and xv.dtype is yv.dtype:
-                out = raw(xv, yv)
-            else:
-                out = impl(xv, yv)  # mixed dtypes or a scalar: torch's promotion
-        except (ValueError, TypeError) as e:
-            raise _op_error(prim, (xv, yv), _NP, e) from None
-        if out.__class__ is not _ndarray:
-            out = np.asarray(out)
-        if (xr or yr) and ctx.grad_enabled and differentiable:
-            need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
-            cx = x._version if xr else None
-            cy = y._version if yr else None
-            vers = None
-            if cx is not None or cy is not None or (x.__class__ is Tensor and x._version is not None) \
-                    or (y.__class__ is Tensor and y._version is not None):
-                vers = _versions((x, y))
-            node = _node(prim, _NP, (x, y), need, out if uses_out else None, vers)
-            t = _wrap(out, node)
-            if uses_out:
-                t._version = node.vinfo[1]
-            return t
-        return _wrap(out)
-
-    return unary if prim.arity == 1 else binary
+    src = _FAST_SRC.replace("{NODE}", _indent(_NODE_LINES, 8, **{"node.params = params": "node.params = _NP"}))
+    src = src.replace("{TENSOR_NODE}", _indent(_TENSOR_LINES, 8, **{"node is not None": "True"}))
+    src = src.replace("{TENSOR}", _indent(_TENSOR_LINES, 4, **{
+        "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False"}))
+    name = "unary" if prim.arity == 1 else "binary"
+    code = compile(src, f"<dualgraph fast op {prim.name}>", "exec")
+    exec(code, env)  # noqa: S102 - generated from the templates above
+    return env[name]
 
 
 def _fast_factory(prim):
@@ -329,10 +370,20 @@ def _unwrap(x):
 
 
 def _counter(t):
-    """``t``'s version counter (shared with its views), made on first need."""
-    c = t._version
+    """``t``'s version counter (shared with its views and detached aliases), made on first
+    need: before any write, view or alias of ``t`` exists.  If ``t`` is the output its
+    grad_fn saved, the node gets the counter too (backward checks it was not written)."""
+    m = t._meta
+    if m is None:
+        m = t._meta = Meta()
+    c = m.version
     if c is None:
-        c = t._version = [0]
+        c = m.version = [0]
+        fn = t._grad_fn
+        if fn is not None and fn.out is not None:
+            out = fn.out
+            if out is t._value or (out.__class__ is tuple and any(o is t._value for o in out)):
+                fn.outc = c
     return c
 
 
@@ -348,8 +399,8 @@ def _mark_view(t, prim, args, params, base_value, trace):
         return  # advanced indexing copies
     base = args[0]
     c = _counter(base)
-    t._version = c
     m = t._meta = Meta()
+    m.version = c
     m.view = (base, prim, args[1:], params, c[0])
 
 
@@ -363,7 +414,7 @@ def _fresh(t):
     base, prim, rest, params, seen = view
     if base._meta is not None:
         _fresh(base)
-    c = t._version
+    c = m.version
     if c[0] == seen:
         return
     ctx = _get()
@@ -390,6 +441,11 @@ def _rebase(t, new, keep_value=False):
     # nodes recorded below the current version keep the old edge (the write bumped it)
     m.history.append((_counter(t)[0], t._grad_fn, t._out_index))
     if not keep_value:
+        if tuple(new.shape) != tuple(t.shape):
+            raise RuntimeError(
+                f"output with shape {list(t.shape)} doesn't match the broadcast shape {list(new.shape)}"
+                f"\n  at {registry.user_source() or '<unknown>'}"
+            )
         t._value = new._value
     t._grad_fn = new._grad_fn
     t._out_index = new._out_index
@@ -460,7 +516,7 @@ def _write(t, prim, operands, params, name, where=0):
     _rebase(t, new, keep_value=not traced)
     m = t._meta
     if m.view is not None:  # this write is the view's own: it is not stale
-        m.view = m.view[:4] + (t._version[0],)
+        m.view = m.view[:4] + (m.version[0],)
         _put_back(t, ctx)
     return t
 
@@ -482,7 +538,7 @@ def _put_back(t, ctx):
         old = _shadow(base, copy=False)
         new = prim.view_put(old, t, *rest, **params)
         _rebase(base, new, keep_value=not traced)
-    m.view = (base, prim, rest, params, t._version[0])
+    m.view = (base, prim, rest, params, m.version[0])
     if base._meta is not None and base._meta.view is not None:
         _put_back(base, ctx)
 
@@ -609,21 +665,21 @@ def _nonfinite(v):
 class Tensor:
     """An n-dimensional array that records the operations applied to it (as torch.Tensor)."""
 
-    # _version: None, or the version counter [n] shared with views (bumped by in-place writes);
-    # _meta: None, or an engine.Meta (views, history of in-place writes, retain_grad)
-    __slots__ = ("_value", "_requires_grad", "_grad_fn", "_grad", "_hooks", "_out_index", "_version",
-                 "_meta", "__weakref__")
+    # _meta: None, or an engine.Meta (the version counter shared with views, view of
+    # what, history of in-place writes, retain_grad, AccumulateGrad)
+    __slots__ = ("_value", "shape", "_requires_grad", "_grad_fn", "_grad", "_hooks", "_out_index", "_meta",
+                 "__weakref__")
 
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, data, dtype=None, requires_grad=False):
-        self._value = _to_array(data, dtype)
+        self._value = v = _to_array(data, dtype)
+        self.shape = v.shape
         self._grad_fn = None
         self._grad = None
         self._hooks = None
         self._out_index = 0
         self._requires_grad = False
-        self._version = None
         self._meta = None
         if requires_grad:
             self.requires_grad_(True)
@@ -635,9 +691,8 @@ class Tensor:
         return t
 
     # ---- attributes -----------------------------------------------------------------
-    @property
-    def shape(self):
-        return self._value.shape
+    # ``shape`` is a slot, kept equal to ``_value.shape`` wherever ``_value`` is set (it is
+    # read on every VJP rule's hot path; a property costs ~3x a slot read)
 
     @property
     def dtype(self):
@@ -706,7 +761,8 @@ class Tensor:
 
     @data.setter
     def data(self, other):
-        self._value = other._value if isinstance(other, Tensor) else _to_array(other, None)
+        self._value = v = other._value if isinstance(other, Tensor) else _to_array(other, None)
+        self.shape = v.shape
 
     @property
     def T(self):  # noqa: N802
@@ -737,7 +793,8 @@ class Tensor:
         # shares the memory and, as torch, the version counter
         t = _wrap(self._value)
         if self._value.__class__ is _ndarray:
-            t._version = _counter(self)
+            t._meta = Meta()
+            t._meta.version = _counter(self)
         return t
 
     def detach_(self):
@@ -1042,6 +1099,10 @@ def _inplace_method(prim, name):
     return m
 
 
+_wrap, _node = _make_constructors()
+_wrap.__doc__ = "A Tensor holding ``value``; with ``node``, that node's output ``index``."
+_node.__doc__ = ("A tape node of ``prim`` on ``inputs`` (a plain ``Node``; multi-output nodes get their "
+                 "class at once); ``vers``: the inputs' versions, checked by backward.")
 _install_methods()
 _engine_tensor[0] = Tensor
 _engine_wrap[0] = _wrap
