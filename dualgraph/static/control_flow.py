@@ -15,9 +15,9 @@ from ..eager.tensor import TRACE, Tensor, apply
 from ..ops import primitives as P
 from ..ops.registry import Primitive, ShapedArray, register
 from .autodiff import eval_with_vjp
-from .interpreter import eval_graph
+from .interpreter import eval_graph, fresh_outputs
 from .ir import Graph, Var
-from .tracer import trace_function, user_source
+from .tracer import Tracer, trace_function, user_source
 from .tree import tree_flatten, tree_unflatten
 
 
@@ -201,8 +201,13 @@ def _split(ins, cond_nconsts, body_nconsts):
 
 def _while_eager(*ins, cond_graph, body_graph, cond_nconsts, body_nconsts):
     carry, cc, bc = _split(ins, cond_nconsts, body_nconsts)
+    # a tape buffer the body made is read by nothing but the next iteration: donated to
+    # it, so the next write into it is done in place (see interpreter.py)
+    donate = ()
+    fresh = fresh_outputs(body_graph)
     while bool(eval_graph(cond_graph, carry + cc)[0]):
-        carry = eval_graph(body_graph, carry + bc)
+        carry = eval_graph(body_graph, carry + bc, donate)
+        donate = fresh
     return tuple(carry)
 
 
@@ -212,8 +217,9 @@ _TAPE_CAPACITY = 16
 def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_nconsts):
     """Reverse mode through a while loop with a data-dependent trip count.
 
-    1. Replay the loop, counting iterations and pushing every carry onto a growable
-       tape buffer (one per carry).
+    1. The forward loop also counts its iterations and pushes every carry onto a growable
+       tape buffer (one per carry): the traced forward ``while`` is replaced by this taped
+       one (same outputs, plus the count and the tapes), so the loop runs once.
     2. Run the reverse loop: pop carry k, apply the body's VJP to the carry cotangent,
        and accumulate the cotangents of the body's captured constants.
     """
@@ -229,20 +235,8 @@ def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_
                 "differentiate the eager (untraced) loop instead"
             )
 
-    # -- 1. forward replay with tape
-    bufs0 = [P.dynamic_zeros(_TAPE_CAPACITY, shape=tuple(x.shape), dtype=x.dtype) for x in carry0]
-
-    def fwd_cond(state):
-        n, carry, bufs = state
-        return eval_graph(cond_graph, list(carry) + cc)[0]
-
-    def fwd_body(state):
-        n, carry, bufs = state
-        bufs = tuple(P.dynamic_update(b, n, c) for b, c in zip(bufs, carry))
-        return n + 1, tuple(eval_graph(body_graph, list(carry) + bc)), bufs
-
-    zero = Tensor(np.asarray(0, np.int64))
-    n_iter, _, tape = while_loop(fwd_cond, fwd_body, (zero, tuple(carry0), tuple(bufs0)))
+    # -- 1. the forward loop, taping every carry
+    n_iter, tape = _forward_tape(outs, carry0, cc, bc, cond_graph, body_graph)
 
     # -- 2. reverse loop
     diff_carry = [i for i in range(nc) if _is_float_t(carry0[i])]
@@ -273,6 +267,65 @@ def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_
     for jj, g in zip(diff_bc, ct_bc):
         grads[nc + cond_nconsts + jj] = g
     return tuple(grads)
+
+
+def _taped_loop(carry0, cc, bc, cond_graph, body_graph):
+    """``while`` over ``(count, carry, tapes)``: the loop of ``cond_graph``/``body_graph``
+    that also counts its iterations and writes carry k into row k of each tape."""
+    bufs0 = [P.dynamic_zeros(_TAPE_CAPACITY, shape=tuple(x.shape), dtype=x.dtype) for x in carry0]
+
+    def fwd_cond(state):
+        n, carry, bufs = state
+        return eval_graph(cond_graph, list(carry) + cc)[0]
+
+    def fwd_body(state):
+        n, carry, bufs = state
+        bufs = tuple(P.dynamic_update(b, n, c) for b, c in zip(bufs, carry))
+        return n + 1, tuple(eval_graph(body_graph, list(carry) + bc)), bufs
+
+    zero = Tensor(np.asarray(0, np.int64))
+    return while_loop(fwd_cond, fwd_body, (zero, tuple(carry0), tuple(bufs0)))
+
+
+def _forward_tape(outs, carry0, cc, bc, cond_graph, body_graph):
+    """The trip count and the carry tapes of the traced forward loop whose outputs are
+    ``outs``: ``(n_iter, tapes)``.
+
+    The taped loop is emitted, then moved to where the forward ``while`` equation stands
+    and bound to its outputs in its place (its operands are all defined there), so the
+    graph runs the forward loop once.  A second backward of the same loop reuses the
+    tapes.  Where that is impossible (the forward loop is in an enclosing trace, or the
+    taped loop reads a value made after the forward loop) the loop is replayed instead."""
+    builder = TRACE[0]
+    first = outs[0]._value if outs and isinstance(outs[0], Tensor) else None
+    if builder is None or first.__class__ is not Tracer or first.builder is not builder:
+        n_iter, _, tape = _taped_loop(carry0, cc, bc, cond_graph, body_graph)
+        return n_iter, tape
+    hit = builder.tapes.get(first.var)
+    if hit is not None:
+        return hit
+    eqns = builder.eqns
+    idx = next((k for k in range(len(eqns) - 1, -1, -1)
+                if eqns[k].prim is while_p and eqns[k].outs[0] is first.var), None)
+    start = len(eqns)
+    n_iter, carry, tape = _taped_loop(carry0, cc, bc, cond_graph, body_graph)
+    new = eqns[start:]
+    if idx is None or not new or new[-1].prim is not while_p:
+        return n_iter, tape
+    later = {v for e in eqns[idx:start] for v in e.outs}
+    if any(x in later for e in new for x in e.inputs if x.__class__ is Var):
+        return n_iter, tape
+    forward = eqns[idx]
+    taped = new[-1]
+    nc = len(carry0)
+    # the taped loop's carry outputs are the forward loop's outputs
+    for t, v in zip(carry, forward.outs):
+        t._value.var = v
+    taped.outs[1:1 + nc] = forward.outs
+    del eqns[start:]
+    eqns[idx:idx + 1] = new
+    builder.tapes[first.var] = (n_iter, tape)
+    return n_iter, tape
 
 
 while_p = register(

@@ -109,6 +109,9 @@ class Builder:
         self._captured = {}  # id(outer Tensor) -> inner Var
         self._consts = {}  # id(array) -> (array, Var)
         self.finished = False
+        # forward while outputs[0] -> (trip count, carry tapes) of its taped version
+        # (control_flow._forward_tape)
+        self.tapes = {}
 
     def new_input(self, aval):
         v = Var(aval)
