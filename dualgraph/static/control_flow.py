@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..eager.tensor import TRACE, Tensor, apply
+from ..eager.tensor import TRACE, Tensor
 from ..ops import primitives as P
-from ..ops.registry import Primitive, ShapedArray, register
+from ..ops.registry import Primitive, ShapedArray, bind, register
 from .autodiff import eval_with_vjp
 from .interpreter import eval_graph, fresh_outputs
 from .ir import Graph, Var
@@ -109,17 +109,29 @@ cond_p = register(
 )
 
 
-def _scalar_pred(pred, name):
-    p = _to_tensor(pred)
-    if p.numel() != 1:
-        raise ControlFlowError(
-            f"{name}: the predicate must be a scalar, got shape {tuple(p.shape)} at {user_source()}"
-        )
-    if p.shape != ():
-        p = P.reshape(p, shape=())
-    if p.dtype != np.bool_:
-        p = P.ne(p, 0)
-    return p
+def _describe(x):
+    if isinstance(x, (Tensor, np.ndarray, np.generic)):
+        return f"a {ShapedArray(x.shape, x.dtype).str_short()} " + (
+            "tensor" if isinstance(x, Tensor) else "array")
+    return f"a {type(x).__name__} ({x!r})"
+
+
+def _check_pred(pred, name):
+    """``pred`` as a Python bool when its value is known, else as a traced bool[] Tensor.
+
+    A predicate is a scalar bool (as JAX's ``while_loop``; ``cond`` is stricter than JAX,
+    which also takes ints): a Python/numpy bool or a bool tensor of shape ()."""
+    if isinstance(pred, (bool, np.bool_)):
+        return bool(pred)
+    if isinstance(pred, (Tensor, np.ndarray)) and tuple(pred.shape) == () and pred.dtype == np.bool_:
+        if isinstance(pred, Tensor) and pred._value.__class__ is not np.ndarray:
+            return pred  # traced
+        return bool(pred)
+    raise ControlFlowError(
+        f"{name}: the predicate must be a scalar bool (a bool tensor of shape (), or a Python "
+        f"bool), got {_describe(pred)} at {user_source()}; compare or reduce it first, e.g. "
+        "`x.sum() > 0`"
+    )
 
 
 def _outputs_as_tensors(fn):
@@ -131,18 +143,28 @@ def _outputs_as_tensors(fn):
     return wrapped
 
 
-def cond(pred, true_fn, false_fn, *operands):
+_NO_OPERAND = object()
+
+
+def cond(pred, true_fn, false_fn, *operands, operand=_NO_OPERAND):
     """``true_fn(*operands) if pred else false_fn(*operands)``, as ``jax.lax.cond``.
 
-    Eagerly this is exactly that Python ``if``; traced, it is one ``cond`` equation with
-    both branches as sub-graphs (they must return the same structure, shapes and dtypes).
+    ``pred`` is a scalar bool.  Eagerly this is exactly that Python ``if``; traced, it
+    is one ``cond`` equation with both branches as sub-graphs (they must return the same
+    structure, shapes and dtypes).  Under a trace a predicate whose value is known (a
+    Python bool) still has both branches traced and checked, as in JAX; then only the
+    taken one is kept.  ``operand=x`` is JAX's older spelling of one operand.
     """
+    if operand is not _NO_OPERAND:
+        if operands:
+            raise TypeError("cond: pass the operands positionally or as operand=, not both")
+        operands = (operand,)
     builder = TRACE[0]
-    if builder is None or not _is_traced(pred):
-        taken = true_fn if bool(pred) else false_fn
+    pred = _check_pred(pred, "cond")
+    if builder is None:
+        taken = true_fn if pred else false_fn
         # numbers become Tensors as under a trace, so both modes return the same types
         return _outputs_as_tensors(taken)(*operands)
-    pred = _scalar_pred(pred, "cond")
     leaves, tree = tree_flatten(operands)
     leaves = [_to_tensor(x) for x in leaves]
     ops = tree_unflatten(tree, leaves)
@@ -159,9 +181,12 @@ def cond(pred, true_fn, false_fn, *operands):
             f"cond: branch outputs must agree in shape and dtype: true_fn returned {_avals_str(at)}, "
             f"false_fn returned {_avals_str(af)} at {user_source()}"
         )
+    if isinstance(pred, bool):
+        # known predicate: the taken branch's graph, inlined into this trace
+        g, caps = (g_t, caps_t) if pred else (g_f, caps_f)
+        return tree_unflatten(g.out_tree, eval_graph(g, leaves + caps))
     n = len(leaves)
     ins_t, ins_f = g_t.inputs, g_f.inputs
-    # both branches take: operands, true_fn's captures, false_fn's captures
     # both branches take the operands, then every value either branch captured (once)
     caps = []
     for c in caps_t + caps_f:
@@ -178,7 +203,7 @@ def cond(pred, true_fn, false_fn, *operands):
         "true_branch": _with_inputs(g_t, t_inputs),
         "false_branch": _with_inputs(g_f, f_inputs),
     }
-    outs = apply(cond_p, (pred, *leaves, *caps), params)
+    outs = bind(cond_p, pred, *leaves, *caps, **params)
     return tree_unflatten(g_t.out_tree, list(outs))
 
 
@@ -368,7 +393,7 @@ def while_loop(cond_fn, body_fn, init_val):
     if builder is None:
         # numbers in the carry become Tensors, as under a trace (and as in JAX)
         val = tree_unflatten(tree, [_to_tensor(x) for x in leaves])
-        while bool(_scalar_pred(cond_fn(val), "while_loop")):
+        while _check_pred(cond_fn(val), "while_loop"):
             val = body_fn(val)
         return val
     leaves = [_to_tensor(x) for x in leaves]
@@ -376,7 +401,8 @@ def while_loop(cond_fn, body_fn, init_val):
     avals = [ShapedArray(x.shape, x.dtype) for x in leaves]
 
     def cond_wrapped(val):
-        return _scalar_pred(cond_fn(val), "while_loop")
+        p = _check_pred(cond_fn(val), "while_loop")
+        return _to_tensor(p) if isinstance(p, bool) else p
 
     def body_wrapped(val):
         out = body_fn(val)
@@ -395,15 +421,31 @@ def while_loop(cond_fn, body_fn, init_val):
         "cond_nconsts": len(caps_c),
         "body_nconsts": len(caps_b),
     }
-    outs = apply(while_p, (*leaves, *caps_c, *caps_b), params)
+    outs = bind(while_p, *leaves, *caps_c, *caps_b, **params)
     return tree_unflatten(tree, list(outs))
+
+
+def _check_bound(x, name):
+    if isinstance(x, (bool, np.bool_)):
+        pass  # an int to Python, not a loop bound
+    elif isinstance(x, (int, np.integer)):
+        return
+    elif isinstance(x, (Tensor, np.ndarray)) and tuple(x.shape) == () and np.issubdtype(x.dtype, np.integer):
+        return
+    raise ControlFlowError(
+        f"fori_loop: the {name} bound must be a scalar int (a Python int or an integer tensor "
+        f"of shape ()), got {_describe(x)} at {user_source()}"
+    )
 
 
 def fori_loop(lower, upper, body_fn, init_val):
     """``for i in range(lower, upper): val = body_fn(i, val)``, as ``jax.lax.fori_loop``.
 
     ``i`` is an int64 scalar Tensor; under a trace the loop is one ``while`` equation.
+    ``lower`` and ``upper`` are scalar ints: Python ints or integer tensors of shape ().
     """
+    _check_bound(lower, "lower")
+    _check_bound(upper, "upper")
     if TRACE[0] is None and not _is_traced(lower) and not _is_traced(upper):
         leaves, tree = tree_flatten(init_val)
         val = tree_unflatten(tree, [_to_tensor(x) for x in leaves])

@@ -265,7 +265,9 @@ def _name(i):
 def _atom(x, namer):
     if isinstance(x, Var):
         return namer(x)
-    return _pp_value(x.value)
+    if isinstance(x, Lit):
+        return _pp_value(x.value)
+    return f"<raw {type(x).__name__} {_pp_value(x)}>"  # malformed: the verifier says so
 
 
 def _pp_value(v):
