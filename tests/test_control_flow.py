@@ -145,8 +145,8 @@ def test_cond_pytree_operands_and_results_and_no_operands():
 
     def f(x):
         a = dg.cond(x.sum() > 0, lambda: x * 2, lambda: x + 1)  # captures only
-        b, c = dg.cond(x.sum(), lambda u: (u, u.sum()), lambda u: (u * 0, u.max()), a)  # float pred
-        d = dg.cond((x.sum() > 0).reshape(1), lambda u: {"k": u}, lambda u: {"k": -u}, x)["k"]
+        b, c = dg.cond(x.sum() != 0, lambda u: (u, u.sum()), lambda u: (u * 0, u.max()), a)
+        d = dg.cond(x.sum() > 0, lambda u: {"k": u}, lambda u: {"k": -u}, x)["k"]
         e = dg.cond(True, lambda u: u * 3, lambda u: u, x)  # static predicate: no cond
         return (a + b + c + d + e).sum()
 

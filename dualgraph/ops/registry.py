@@ -32,7 +32,7 @@ def user_source(skip=1):
     f = sys._getframe(skip)
     while f is not None:
         fn = f.f_code.co_filename
-        if not fn.startswith(_PKG) and not fn.startswith("<frozen"):
+        if not fn.startswith(_PKG) and not fn.startswith("<frozen") and not fn.startswith("<dualgraph"):
             return f"{fn}:{f.f_lineno}"
         f = f.f_back
     return None

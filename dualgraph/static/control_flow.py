@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..eager.tensor import TRACE, Tensor
-from ..ops.registry import bind
 from ..ops import primitives as P
-from ..ops.registry import Primitive, ShapedArray, register
+from ..ops.registry import Primitive, ShapedArray, bind, register
 from .autodiff import eval_with_vjp
-from .interpreter import eval_graph
+from .interpreter import eval_graph, fresh_outputs
 from .ir import Graph, Var
-from .tracer import trace_function, user_source
+from .tracer import Tracer, trace_function, user_source
 from .tree import tree_flatten, tree_unflatten
 
 
@@ -158,17 +157,29 @@ cond_p = register(
 )
 
 
-def _scalar_pred(pred, name):
-    p = _to_tensor(pred)
-    if p.numel() != 1:
-        raise ControlFlowError(
-            f"{name}: the predicate must be a scalar, got shape {tuple(p.shape)} at {user_source()}"
-        )
-    if p.shape != ():
-        p = P.reshape(p, shape=())
-    if p.dtype != np.bool_:
-        p = P.ne(p, 0)
-    return p
+def _describe(x):
+    if isinstance(x, (Tensor, np.ndarray, np.generic)):
+        return f"a {ShapedArray(x.shape, x.dtype).str_short()} " + (
+            "tensor" if isinstance(x, Tensor) else "array")
+    return f"a {type(x).__name__} ({x!r})"
+
+
+def _check_pred(pred, name):
+    """``pred`` as a Python bool when its value is known, else as a traced bool[] Tensor.
+
+    A predicate is a scalar bool (as JAX's ``while_loop``; ``cond`` is stricter than JAX,
+    which also takes ints): a Python/numpy bool or a bool tensor of shape ()."""
+    if isinstance(pred, (bool, np.bool_)):
+        return bool(pred)
+    if isinstance(pred, (Tensor, np.ndarray)) and tuple(pred.shape) == () and pred.dtype == np.bool_:
+        if isinstance(pred, Tensor) and pred._value.__class__ is not np.ndarray:
+            return pred  # traced
+        return bool(pred)
+    raise ControlFlowError(
+        f"{name}: the predicate must be a scalar bool (a bool tensor of shape (), or a Python "
+        f"bool), got {_describe(pred)} at {user_source()}; compare or reduce it first, e.g. "
+        "`x.sum() > 0`"
+    )
 
 
 def _outputs_as_tensors(fn):
@@ -180,18 +191,28 @@ def _outputs_as_tensors(fn):
     return wrapped
 
 
-def cond(pred, true_fn, false_fn, *operands):
+_NO_OPERAND = object()
+
+
+def cond(pred, true_fn, false_fn, *operands, operand=_NO_OPERAND):
     """``true_fn(*operands) if pred else false_fn(*operands)``, as ``jax.lax.cond``.
 
-    Eagerly this is exactly that Python ``if``; traced, it is one ``cond`` equation with
-    both branches as sub-graphs (they must return the same structure, shapes and dtypes).
+    ``pred`` is a scalar bool.  Eagerly this is exactly that Python ``if``; traced, it
+    is one ``cond`` equation with both branches as sub-graphs (they must return the same
+    structure, shapes and dtypes).  Under a trace a predicate whose value is known (a
+    Python bool) still has both branches traced and checked, as in JAX; then only the
+    taken one is kept.  ``operand=x`` is JAX's older spelling of one operand.
     """
+    if operand is not _NO_OPERAND:
+        if operands:
+            raise TypeError("cond: pass the operands positionally or as operand=, not both")
+        operands = (operand,)
     builder = TRACE[0]
-    if builder is None or not _is_traced(pred):
-        taken = true_fn if bool(pred) else false_fn
+    pred = _check_pred(pred, "cond")
+    if builder is None:
+        taken = true_fn if pred else false_fn
         # numbers become Tensors as under a trace, so both modes return the same types
         return _outputs_as_tensors(taken)(*operands)
-    pred = _scalar_pred(pred, "cond")
     leaves, tree = tree_flatten(operands)
     leaves = [_to_tensor(x) for x in leaves]
     ops = tree_unflatten(tree, leaves)
@@ -208,9 +229,12 @@ def cond(pred, true_fn, false_fn, *operands):
             f"cond: branch outputs must agree in shape and dtype: true_fn returned {_avals_str(at)}, "
             f"false_fn returned {_avals_str(af)} at {user_source()}"
         )
+    if isinstance(pred, bool):
+        # known predicate: the taken branch's graph, inlined into this trace
+        g, caps = (g_t, caps_t) if pred else (g_f, caps_f)
+        return tree_unflatten(g.out_tree, eval_graph(g, leaves + caps))
     n = len(leaves)
     ins_t, ins_f = g_t.inputs, g_f.inputs
-    # both branches take: operands, true_fn's captures, false_fn's captures
     # both branches take the operands, then every value either branch captured (once)
     caps = []
     for c in caps_t + caps_f:
@@ -250,8 +274,13 @@ def _split(ins, cond_nconsts, body_nconsts):
 
 def _while_eager(*ins, cond_graph, body_graph, cond_nconsts, body_nconsts):
     carry, cc, bc = _split(ins, cond_nconsts, body_nconsts)
+    # a tape buffer the body made is read by nothing but the next iteration: donated to
+    # it, so the next write into it is done in place (see interpreter.py)
+    donate = ()
+    fresh = fresh_outputs(body_graph)
     while bool(eval_graph(cond_graph, carry + cc)[0]):
-        carry = eval_graph(body_graph, carry + bc)
+        carry = eval_graph(body_graph, carry + bc, donate)
+        donate = fresh
     return tuple(carry)
 
 
@@ -261,8 +290,9 @@ _TAPE_CAPACITY = 16
 def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_nconsts):
     """Reverse mode through a while loop with a data-dependent trip count.
 
-    1. Replay the loop, counting iterations and pushing every carry onto a growable
-       tape buffer (one per carry).
+    1. The forward loop also counts its iterations and pushes every carry onto a growable
+       tape buffer (one per carry): the traced forward ``while`` is replaced by this taped
+       one (same outputs, plus the count and the tapes), so the loop runs once.
     2. Run the reverse loop: pop carry k, apply the body's VJP to the carry cotangent,
        and accumulate the cotangents of the body's captured constants.
     """
@@ -278,20 +308,8 @@ def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_
                 "differentiate the eager (untraced) loop instead"
             )
 
-    # -- 1. forward replay with tape
-    bufs0 = [P.dynamic_zeros(_TAPE_CAPACITY, shape=tuple(x.shape), dtype=x.dtype) for x in carry0]
-
-    def fwd_cond(state):
-        n, carry, bufs = state
-        return eval_graph(cond_graph, list(carry) + cc)[0]
-
-    def fwd_body(state):
-        n, carry, bufs = state
-        bufs = tuple(P.dynamic_update(b, n, c) for b, c in zip(bufs, carry))
-        return n + 1, tuple(eval_graph(body_graph, list(carry) + bc)), bufs
-
-    zero = Tensor(np.asarray(0, np.int64))
-    n_iter, _, tape = while_loop(fwd_cond, fwd_body, (zero, tuple(carry0), tuple(bufs0)))
+    # -- 1. the forward loop, taping every carry
+    n_iter, tape = _forward_tape(outs, carry0, cc, bc, cond_graph, body_graph)
 
     # -- 2. reverse loop
     diff_carry = [i for i in range(nc) if _is_float_t(carry0[i])]
@@ -322,6 +340,65 @@ def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_
     for jj, g in zip(diff_bc, ct_bc):
         grads[nc + cond_nconsts + jj] = g
     return tuple(grads)
+
+
+def _taped_loop(carry0, cc, bc, cond_graph, body_graph):
+    """``while`` over ``(count, carry, tapes)``: the loop of ``cond_graph``/``body_graph``
+    that also counts its iterations and writes carry k into row k of each tape."""
+    bufs0 = [P.dynamic_zeros(_TAPE_CAPACITY, shape=tuple(x.shape), dtype=x.dtype) for x in carry0]
+
+    def fwd_cond(state):
+        n, carry, bufs = state
+        return eval_graph(cond_graph, list(carry) + cc)[0]
+
+    def fwd_body(state):
+        n, carry, bufs = state
+        bufs = tuple(P.dynamic_update(b, n, c) for b, c in zip(bufs, carry))
+        return n + 1, tuple(eval_graph(body_graph, list(carry) + bc)), bufs
+
+    zero = Tensor(np.asarray(0, np.int64))
+    return while_loop(fwd_cond, fwd_body, (zero, tuple(carry0), tuple(bufs0)))
+
+
+def _forward_tape(outs, carry0, cc, bc, cond_graph, body_graph):
+    """The trip count and the carry tapes of the traced forward loop whose outputs are
+    ``outs``: ``(n_iter, tapes)``.
+
+    The taped loop is emitted, then moved to where the forward ``while`` equation stands
+    and bound to its outputs in its place (its operands are all defined there), so the
+    graph runs the forward loop once.  A second backward of the same loop reuses the
+    tapes.  Where that is impossible (the forward loop is in an enclosing trace, or the
+    taped loop reads a value made after the forward loop) the loop is replayed instead."""
+    builder = TRACE[0]
+    first = outs[0]._value if outs and isinstance(outs[0], Tensor) else None
+    if builder is None or first.__class__ is not Tracer or first.builder is not builder:
+        n_iter, _, tape = _taped_loop(carry0, cc, bc, cond_graph, body_graph)
+        return n_iter, tape
+    hit = builder.tapes.get(first.var)
+    if hit is not None:
+        return hit
+    eqns = builder.eqns
+    idx = next((k for k in range(len(eqns) - 1, -1, -1)
+                if eqns[k].prim is while_p and eqns[k].outs[0] is first.var), None)
+    start = len(eqns)
+    n_iter, carry, tape = _taped_loop(carry0, cc, bc, cond_graph, body_graph)
+    new = eqns[start:]
+    if idx is None or not new or new[-1].prim is not while_p:
+        return n_iter, tape
+    later = {v for e in eqns[idx:start] for v in e.outs}
+    if any(x in later for e in new for x in e.inputs if x.__class__ is Var):
+        return n_iter, tape
+    forward = eqns[idx]
+    taped = new[-1]
+    nc = len(carry0)
+    # the taped loop's carry outputs are the forward loop's outputs
+    for t, v in zip(carry, forward.outs):
+        t._value.var = v
+    taped.outs[1:1 + nc] = forward.outs
+    del eqns[start:]
+    eqns[idx:idx + 1] = new
+    builder.tapes[first.var] = (n_iter, tape)
+    return n_iter, tape
 
 
 while_p = register(
@@ -367,7 +444,7 @@ def while_loop(cond_fn, body_fn, init_val):
     if builder is None:
         # numbers in the carry become Tensors, as under a trace (and as in JAX)
         val = tree_unflatten(tree, [_to_tensor(x) for x in leaves])
-        while bool(_scalar_pred(cond_fn(val), "while_loop")):
+        while _check_pred(cond_fn(val), "while_loop"):
             val = body_fn(val)
         return val
     leaves = [_to_tensor(x) for x in leaves]
@@ -375,7 +452,8 @@ def while_loop(cond_fn, body_fn, init_val):
     avals = [ShapedArray(x.shape, x.dtype) for x in leaves]
 
     def cond_wrapped(val):
-        return _scalar_pred(cond_fn(val), "while_loop")
+        p = _check_pred(cond_fn(val), "while_loop")
+        return _to_tensor(p) if isinstance(p, bool) else p
 
     def body_wrapped(val):
         out = body_fn(val)
@@ -398,11 +476,27 @@ def while_loop(cond_fn, body_fn, init_val):
     return tree_unflatten(tree, list(outs))
 
 
+def _check_bound(x, name):
+    if isinstance(x, (bool, np.bool_)):
+        pass  # an int to Python, not a loop bound
+    elif isinstance(x, (int, np.integer)):
+        return
+    elif isinstance(x, (Tensor, np.ndarray)) and tuple(x.shape) == () and np.issubdtype(x.dtype, np.integer):
+        return
+    raise ControlFlowError(
+        f"fori_loop: the {name} bound must be a scalar int (a Python int or an integer tensor "
+        f"of shape ()), got {_describe(x)} at {user_source()}"
+    )
+
+
 def fori_loop(lower, upper, body_fn, init_val):
     """``for i in range(lower, upper): val = body_fn(i, val)``, as ``jax.lax.fori_loop``.
 
     ``i`` is an int64 scalar Tensor; under a trace the loop is one ``while`` equation.
+    ``lower`` and ``upper`` are scalar ints: Python ints or integer tensors of shape ().
     """
+    _check_bound(lower, "lower")
+    _check_bound(upper, "upper")
     if TRACE[0] is None and not _is_traced(lower) and not _is_traced(upper):
         leaves, tree = tree_flatten(init_val)
         val = tree_unflatten(tree, [_to_tensor(x) for x in leaves])

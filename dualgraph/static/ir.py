@@ -90,11 +90,23 @@ class Eqn:
         return pp_eqn(self, _Namer()).strip()
 
 
+# ``graph(*args)``: set by static/interpreter.py at import (see ``Graph.__call__``)
+_GRAPH_CALL = [None]
+
+
+def set_graph_call(fn):
+    """Install ``fn(graph, args)`` as what ``graph(*args)`` runs (the interpreter does)."""
+    _GRAPH_CALL[0] = fn
+
+
 class Graph:
     """A closed, typed program: ``inputs`` -> ``eqns`` -> ``outputs``.
 
     ``in_tree``/``out_tree`` (optional) rebuild the caller's argument and result
-    structure; ``graph(*tensors)`` runs the reference interpreter."""
+    structure; ``graph(*tensors)`` runs the reference interpreter.
+
+    A graph is not changed once built (passes return new graphs): what consumers derive
+    from it, such as the last use of each variable, is computed once and cached on it."""
 
     def __init__(self, inputs, eqns, outputs, in_tree=None, out_tree=None):
         self.inputs = list(inputs)
@@ -128,9 +140,12 @@ class Graph:
         return str(self)
 
     def __call__(self, *args):
-        from .interpreter import call_graph
-
-        return call_graph(self, args)
+        # the reference interpreter sits above this module (it imports ir.py); it installs
+        # its entry point here when imported, so imports go one way
+        call = _GRAPH_CALL[0]
+        if call is None:
+            raise RuntimeError("dualgraph.static.interpreter is not imported: cannot run a Graph")
+        return call(self, args)
 
     def source_lines(self):
         """Equations with the user source line that produced them (for debugging)."""
@@ -144,28 +159,81 @@ def rule_avals(prim, inputs, params):
     return list(out) if prim.multiple_results else [out]
 
 
+class Plan:
+    """What every walk of a graph needs beyond its equations, computed once per graph.
+
+    ``free[k]``: the variables whose last read is equation ``k`` (or that equation's
+    outputs nobody reads): a loop drops them from its environment right after ``k``, so
+    an interpreted chain holds only live values (as eager code does).
+    ``dead_inputs``: inputs nothing reads.  ``uses``: how many times each variable is read
+    (an operand occurrence or a graph output counts once each).  ``producer``: the
+    equation binding each variable (graph inputs have none)."""
+
+    __slots__ = ("free", "dead_inputs", "uses", "producer")
+
+    def __init__(self, graph):
+        last = {}
+        uses = {}
+        producer = {}
+        for k, eqn in enumerate(graph.eqns):
+            for x in eqn.inputs:
+                if x.__class__ is Var:
+                    last[x] = k
+                    uses[x] = uses.get(x, 0) + 1
+            for v in eqn.outs:
+                producer[v] = eqn
+        end = len(graph.eqns)
+        for x in graph.outputs:
+            if x.__class__ is Var:
+                last[x] = end
+                uses[x] = uses.get(x, 0) + 1
+        free = [[] for _ in graph.eqns]
+        for v, k in last.items():
+            if k < end:
+                free[k].append(v)
+        for k, eqn in enumerate(graph.eqns):
+            for v in eqn.outs:
+                if v not in last:
+                    free[k].append(v)  # bound but never read
+        self.free = [tuple(f) for f in free]
+        self.dead_inputs = tuple(v for v in graph.inputs if v not in last)
+        self.uses = uses
+        self.producer = producer
+
+
+def plan(graph) -> Plan:
+    """The graph's ``Plan`` (cached on the graph: graphs are not changed once built)."""
+    p = graph.__dict__.get("_plan")
+    if p is None or p[0] != (len(graph.inputs), len(graph.eqns), len(graph.outputs)):
+        p = graph._plan = ((len(graph.inputs), len(graph.eqns), len(graph.outputs)), Plan(graph))
+    return p[1]
+
+
 def run(graph, args, eval_eqn, read_lit=lambda lit: lit.value):
     """The one read/write loop: bind inputs, evaluate each equation, return outputs.
 
     ``eval_eqn(eqn, in_values) -> out value or tuple of values`` decides what evaluating
-    means (numpy through bind, re-tracing, emitting source, ...)."""
-    env = {}
+    means (numpy through bind, re-tracing, emitting source, ...).  Each value is dropped
+    from the environment after its last read, so the loop holds only live values."""
     if len(args) != len(graph.inputs):
         raise TypeError(f"graph takes {len(graph.inputs)} inputs, got {len(args)}")
-    for v, a in zip(graph.inputs, args):
-        env[v] = a
-
-    def read(x):
-        return env[x] if x.__class__ is Var else read_lit(x)
-
-    for eqn in graph.eqns:
-        out = eval_eqn(eqn, [read(x) for x in eqn.inputs])
+    p = plan(graph)
+    env = dict(zip(graph.inputs, args))
+    for v in p.dead_inputs:
+        del env[v]
+    for eqn, dead in zip(graph.eqns, p.free):
+        ins = [env[x] if x.__class__ is Var else read_lit(x) for x in eqn.inputs]
+        out = eval_eqn(eqn, ins)
+        ins = None  # the operands may be dead: do not keep them alive through the next eqn
         if eqn.prim.multiple_results:
             for v, o in zip(eqn.outs, out):
                 env[v] = o
         else:
             env[eqn.outs[0]] = out
-    return [read(x) for x in graph.outputs]
+        out = None
+        for v in dead:
+            del env[v]
+    return [env[x] if x.__class__ is Var else read_lit(x) for x in graph.outputs]
 
 
 # ----------------------------------------------------------------------------------------
@@ -197,7 +265,9 @@ def _name(i):
 def _atom(x, namer):
     if isinstance(x, Var):
         return namer(x)
-    return _pp_value(x.value)
+    if isinstance(x, Lit):
+        return _pp_value(x.value)
+    return f"<raw {type(x).__name__} {_pp_value(x)}>"  # malformed: the verifier says so
 
 
 def _pp_value(v):

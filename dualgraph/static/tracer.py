@@ -12,6 +12,9 @@ bound to the outer value by the equation that carries it.
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
 from ..eager.tensor import TRACE, Tensor
@@ -25,10 +28,40 @@ class TracerError(TypeError):
     """A concrete value was asked of a traced tensor, or a tracer escaped its trace."""
 
 
-def _concrete_error(what, tracer):
-    where = user_source(3) or "<unknown>"
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # dualgraph/
+_NUMPY_DIR = os.path.dirname(np.__file__) + os.sep
+
+
+def _user_line():
+    """The user's line: the innermost frame outside dualgraph and numpy (numpy calls
+    ``__array__`` on our behalf)."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not (fn.startswith(_PKG) or fn.startswith(_NUMPY_DIR) or fn.startswith("<frozen")
+                or fn.startswith("<dualgraph")):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return "<unknown>"
+
+
+def escaped_error(tracer):
+    """The error for a traced tensor used after the trace that made it ended."""
+    b = tracer.builder
+    made = f"made at {tracer.source}" if tracer.source else "an input of the traced function"
     return TracerError(
-        f"{what} needs the value of a traced tensor {tracer.var.aval.str_short()} at {where}, "
+        f"a traced tensor {tracer.var.aval.str_short()} ({made}, while tracing {b.name}) escaped "
+        f"that trace and is used at {_user_line()} after the trace ended: it was kept in a "
+        "global, a closure, a list or an attribute. It stands for a value of a graph, not a "
+        "number: return it from the traced function (and use the graph's result) instead"
+    )
+
+
+def _concrete_error(what, tracer):
+    if tracer.builder.finished:
+        return escaped_error(tracer)
+    return TracerError(
+        f"{what} needs the value of a traced tensor {tracer.var.aval.str_short()} at {_user_line()}, "
         "but values are not known while tracing. Use dg.cond(pred, true_fn, false_fn, *operands) "
         "instead of `if`, dg.while_loop(cond_fn, body_fn, init) or dg.fori_loop(lower, upper, "
         "body_fn, init) instead of `while`/`for`, or pass the value as a non-tensor (static) "
@@ -37,13 +70,17 @@ def _concrete_error(what, tracer):
 
 
 class Tracer:
-    """The symbolic payload of a traced Tensor: a graph variable and its builder."""
+    """The symbolic payload of a traced Tensor: a graph variable and its builder.
 
-    __slots__ = ("var", "builder")
+    ``source``: the user's line that made it (None for a graph input), for the error of
+    a tracer used after its trace ended."""
 
-    def __init__(self, var, builder):
+    __slots__ = ("var", "builder", "source")
+
+    def __init__(self, var, builder, source=None):
         self.var = var
         self.builder = builder
+        self.source = source
 
     @property
     def aval(self):
@@ -66,7 +103,8 @@ class Tracer:
         return self.var.aval.size
 
     def __repr__(self):
-        return f"Traced<{self.var.aval.str_short()}>"
+        ended = ", trace ended" if self.builder.finished else ""
+        return f"Traced<{self.var.aval.str_short()}{ended}>"
 
     def __bool__(self):
         raise _concrete_error("bool() (an `if`, `while`, `and`/`or`/`not` on a tensor)", self)
@@ -89,20 +127,36 @@ class Tracer:
     def __array__(self, dtype=None, copy=None):
         raise _concrete_error(".numpy() / np.asarray()", self)
 
+    def __getitem__(self, idx):
+        # reached by a numpy implementation given a tracer: eager code after the trace
+        raise _concrete_error("indexing a traced value with numpy", self)
+
+    def __getattr__(self, name):
+        # an array method or attribute asked of a tracer by a numpy implementation (eager
+        # code running on a tracer that escaped its trace); special names stay missing,
+        # as numpy probes them
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise _concrete_error(f"the array attribute `.{name}`", self)
+
 
 
 
 class Builder:
     """Collects the equations of one graph while a function runs on tracers."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, name="a function"):
         self.parent = parent
+        self.name = name
         self.inputs = []
         self.eqns = []
         self.captures = []  # (outer Tensor, inner Var)
         self._captured = {}  # id(outer Tensor) -> inner Var
         self._consts = {}  # id(array) -> (array, Var)
         self.finished = False
+        # forward while outputs[0] -> (trip count, carry tapes) of its taped version
+        # (control_flow._forward_tape)
+        self.tapes = {}
 
     def new_input(self, aval):
         v = Var(aval)
@@ -131,10 +185,7 @@ class Builder:
     def _capture(self, t):
         b = t._value.builder
         if b.finished:
-            raise TracerError(
-                "a traced tensor escaped the trace that made it (stored in a global, or "
-                f"returned through a side channel): {t._value!r}"
-            )
+            raise escaped_error(t._value)
         p = self.parent
         while p is not None and p is not b:
             p = p.parent
@@ -166,10 +217,11 @@ class Builder:
     def process(self, prim, args, params):
         ins = [self.atom(a) for a in args]
         outs = [Var(a) for a in rule_avals(prim, ins, params)]
-        self.eqns.append(Eqn(prim, ins, params, outs, user_source(2)))
+        src = user_source(2)
+        self.eqns.append(Eqn(prim, ins, params, outs, src))
         if prim.multiple_results:
-            return tuple(Tracer(v, self) for v in outs)
-        return Tracer(outs[0], self)
+            return tuple(Tracer(v, self, src) for v in outs)
+        return Tracer(outs[0], self, src)
 
     def finish(self, outputs, in_tree=None, out_tree=None):
         outs = [self.atom(o) for o in outputs]
@@ -193,7 +245,8 @@ def trace_function(fn, args, parent=None, requires_grad=False):
     Returns ``(graph, captures)``: ``captures`` are the outer Tensors the graph's extra
     trailing inputs stand for (empty at the top level)."""
     leaves, in_tree = tree_flatten(tuple(args))
-    builder = Builder(parent)
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    builder = Builder(parent, f"`{name}`")
     new_leaves = []
     for leaf in leaves:
         aval = _as_aval(leaf)

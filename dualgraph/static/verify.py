@@ -20,6 +20,10 @@ def _fmt(eqn):
     return pp_eqn(eqn, _Namer()).strip().splitlines()[0]
 
 
+def _src(eqn):
+    return f" (traced from {eqn.source})" if eqn.source else ""
+
+
 def _avals(xs):
     return [x.aval for x in xs]
 
@@ -44,7 +48,7 @@ def _verify(graph, where):
         bound.add(v)
     for eqn in graph.eqns:
         for x in eqn.inputs:
-            _check_read(x, bound, lambda: f"{where}: `{_fmt(eqn)}`")  # noqa: B023 - called at once
+            _check_read(x, bound, lambda: f"{where}: `{_fmt(eqn)}`{_src(eqn)}")  # noqa: B023 - called at once
         for v in eqn.outs:
             if not isinstance(v, Var):
                 raise VerifyError(f"{where}: {eqn.prim.name} binds {v!r}, which is not a Var")
@@ -68,7 +72,27 @@ def _check_read(x, bound, reader):
         if x not in bound:
             raise VerifyError(f"{reader()} reads {x!r}, which is not bound before it")
     elif not isinstance(x, Lit):
-        raise VerifyError(f"{reader()} reads {x!r}, which is neither Var nor Lit")
+        raise VerifyError(
+            f"{reader()} reads a raw {type(x).__name__} operand ({_short(x)}), which is neither a "
+            "Var nor a Lit: an operand is a Var, or a Lit holding a Python or numpy scalar"
+        )
+    elif not isinstance(x.value, LIT_TYPES):
+        raise VerifyError(
+            f"{reader()} reads a Lit whose value is of type {type(x.value).__name__} ({_short(x.value)}): a "
+            "Lit holds a Python or numpy scalar; an array is a graph constant (a `const` "
+            "equation) or an input"
+        )
+
+
+# what a Lit may hold: a scalar, never an array (not even a 0-d one)
+LIT_TYPES = (bool, int, float, complex, np.generic)
+
+
+def _short(x):
+    if isinstance(x, np.ndarray):
+        return f"array {ShapedArray(x.shape, x.dtype).str_short()}"
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_types(eqn, where):
