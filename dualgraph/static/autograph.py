@@ -482,6 +482,6 @@ _RUNTIME = types.SimpleNamespace(
     cv=cv,
     **{name: getattr(R, name) for name in (
         "if_stmt if_exp and_ or_ not_ not_any while_stmt for_stmt range_ ld mut "
-        "undefined_return iadd isub imul itruediv ifloordiv imod ipow imatmul iand ior ixor "
+        "undefined_return ret iadd isub imul itruediv ifloordiv imod ipow imatmul iand ior ixor "
         "ilshift irshift").split()},
 )

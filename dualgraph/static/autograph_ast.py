@@ -96,9 +96,23 @@ def _located(nodes, loc):
             if "lineno" in n._attributes and getattr(n, "lineno", None) in (None, 0):
                 n.lineno = loc.lineno
                 n.col_offset = loc.col_offset
-                n.end_lineno = getattr(loc, "end_lineno", loc.lineno)
-                n.end_col_offset = getattr(loc, "end_col_offset", loc.col_offset)
+                # a one-line span: the interpreter reports a call's line from its end
+                n.end_lineno = loc.lineno
+                n.end_col_offset = loc.col_offset
     return nodes
+
+
+def _fill(node, loc):
+    """``node`` (made from the user's expression ``loc``) with ``loc``'s start for every
+    generated part without a location."""
+    if getattr(loc, "lineno", None) is None:
+        return node  # generated too: located with its statement
+    ast.copy_location(node, loc)
+    for n in ast.walk(node):
+        if "lineno" in n._attributes and getattr(n, "lineno", None) in (None, 0):
+            n.lineno, n.col_offset = loc.lineno, loc.col_offset
+            n.end_lineno, n.end_col_offset = loc.lineno, loc.col_offset
+    return node
 
 
 def _not_flags(flags):
@@ -479,12 +493,12 @@ class _Expr(ast.NodeTransformer):
         first, *rest = node.values
         fn = "and_" if isinstance(node.op, ast.And) else "or_"
         lams = [ast.Lambda(args=_args([]), body=v) for v in rest]
-        return ast.copy_location(_call(_rt(fn), [first] + lams), node)
+        return _fill(_call(_rt(fn), [first] + lams), node)
 
     def visit_UnaryOp(self, node):
         self.generic_visit(node)
         if isinstance(node.op, ast.Not):
-            return ast.copy_location(_call(_rt("not_"), [node.operand]), node)
+            return _fill(_call(_rt("not_"), [node.operand]), node)
         return node
 
     def visit_IfExp(self, node):
@@ -492,7 +506,7 @@ class _Expr(ast.NodeTransformer):
         if any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)):
             return node
         lam = [ast.Lambda(args=_args([]), body=b) for b in (node.body, node.orelse)]
-        return ast.copy_location(_call(_rt("if_exp"), [node.test] + lam), node)
+        return _fill(_call(_rt("if_exp"), [node.test] + lam), node)
 
     def visit_Lambda(self, node):
         node.body = self.visit(node.body)
@@ -505,11 +519,11 @@ class _Expr(ast.NodeTransformer):
             node.args = [_load("__class__"), _load(self.conv.self_name)]
             return node
         if isinstance(f, ast.Attribute) and f.attr in MUTATORS:
-            f.value = ast.copy_location(
-                _call(_rt("mut"), [f.value, _const(_src(f.value)), _const(f.attr)]), f.value)
+            f.value = _fill(_call(_rt("mut"), [f.value, _const(_src(f.value)), _const(f.attr)]),
+                            f.value)
             return node
         if self.conv.needs_wrap(f):
-            node.func = ast.copy_location(_call(_rt("cv"), [f]), f)
+            node.func = _fill(_call(_rt("cv"), [f]), f)
         return node
 
 
@@ -534,6 +548,7 @@ class FunctionConverter:
         self.glob = set()
         self.nonloc = set()
         self.live = None
+        self.has_control_flow = False
 
     # -- calls that need no wrapper --------------------------------------------------
     def needs_wrap(self, f):
@@ -578,6 +593,8 @@ class FunctionConverter:
         self.local_chain = self.local_chain | params | set(stored_names(fn.body))
         self.live = Liveness()
         self.live.block(fn.body, set())
+        self.has_control_flow = any(isinstance(n, (ast.If, ast.While, ast.For))
+                                    for n in _in_scope(fn.body))
         fn.body = self.block(fn.body)
         return fn
 
@@ -628,7 +645,11 @@ class FunctionConverter:
         if isinstance(s, ast.AugAssign) and isinstance(s.target, ast.Name) and type(s.op) in _AUG:
             value = self.expr(s.value)
             call = _call(_rt(_AUG[type(s.op)]), [_load(s.target.id), value])
-            return [ast.copy_location(ast.Assign(targets=[_store(s.target.id)], value=call), s)]
+            return [_fill(ast.Assign(targets=[_store(s.target.id)], value=call), s)]
+        if isinstance(s, ast.Return) and s.value is not None and self.has_control_flow:
+            # a variable with no value (defined in one branch...) is reported, not returned
+            s.value = _fill(_call(_rt("ret"), [self.expr(s.value)]), s.value)
+            return [s]
         if isinstance(s, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = s.targets if isinstance(s, ast.Assign) else [s.target]
             for t in targets:
@@ -640,7 +661,7 @@ class FunctionConverter:
 
     def _mutation_target(self, t):
         if isinstance(t, ast.Subscript):
-            t.value = ast.copy_location(
+            t.value = _fill(
                 _call(_rt("mut"), [self.expr(t.value), _const(_src(t.value)), _const("__setitem__")]),
                 t.value)
         elif isinstance(t, (ast.Tuple, ast.List)):
@@ -730,7 +751,7 @@ class FunctionConverter:
         if (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"
                 and not it.keywords and not any(isinstance(a, ast.Starred) for a in it.args)
                 and "range" not in self.local_chain):
-            iter_node = ast.copy_location(
+            iter_node = _fill(
                 _call(_rt("range_"), [_load("range")] + [self.expr(a) for a in it.args]), it)
         else:
             iter_node = self.expr(it)

@@ -145,6 +145,17 @@ def ld(locs, *names):
     return tuple(locs[n] if n in locs else Undefined(n) for n in names)
 
 
+def ret(value):
+    """A function's result, checked for variables that have no value."""
+    if isinstance(value, Undefined):
+        raise value.error()
+    if isinstance(value, (tuple, list, dict)):
+        for leaf in tree_flatten(value)[0]:
+            if isinstance(leaf, Undefined):
+                raise leaf.error()
+    return value
+
+
 def undefined_return():
     return Undefined("_ag_retval", guarded=True)
 
