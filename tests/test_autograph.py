@@ -714,3 +714,128 @@ def test_warnings_point_at_the_original_lines():
         dg.trace(f, t64([1.0]))
     ws = [w for w in caught if str(w.message) == "careful"]
     assert ws and all(w.filename == HERE and w.lineno == line_of(f, "<warn>") for w in ws)
+
+
+# ----------------------------------------------------------------------------------------
+# more forms
+# ----------------------------------------------------------------------------------------
+
+
+def _rec(x, depth):
+    if depth == 0:
+        return x
+    if x.sum() > 0:
+        return _rec(x * 0.5, depth - 1)
+    return _rec(x + 1.0, depth - 1)
+
+
+class _Cell:
+    def __init__(self):
+        self.w = t64([[1.0, 0.5], [0.2, 1.0]])
+
+    def step(self, h):
+        return dg.tanh(h @ self.w)
+
+    def __call__(self, x, n):
+        h = x
+        for _ in range(n):
+            h = self.step(h)
+            if h.sum() < 0:
+                h = -h
+        return h.sum()
+
+
+def nested_loops_with_return(x):
+    for i in range(4):
+        for j in range(i):  # the inner bound is the outer (traced) counter
+            x = x + 0.5
+            if x.sum() > 6.0:
+                return x.sum() * 100.0
+        x = x * 0.5
+    return x.sum()
+
+
+def while_else(x):
+    while x.sum() < 10.0:
+        x = x * 2.0
+        if x.max() > 100.0:
+            break
+    else:
+        x = x + 1000.0
+    return x.sum()
+
+
+def python_test_then_traced(x):
+    k = 0
+    while k < 10:  # a Python test: the first iteration runs in Python, then a graph while
+        x = x * 1.3
+        if x.sum() > 5.0:
+            break
+        k += 1
+    return x.sum() + k
+
+
+def chained_comparison(x):
+    if 0.0 < x.sum() < 5.0:
+        return x * 2.0
+    return -x
+
+
+MORE = [
+    ("recursion on a Python depth", lambda x: _rec(x, 3).sum(), [[1.0, -3.0], [2.0, 2.0]]),
+    ("callable object with methods", lambda x: _Cell()(x, 4), [[[0.3, -0.9]], [[-2.0, 0.1]]]),
+    ("nested loops, return from the inner one", nested_loops_with_return,
+     [[1.0, 1.0], [-5.0, 1.0]]),
+    ("while/else", while_else, [[1.0, 1.0], [60.0, -55.0]]),
+    ("Python test, then traced", python_test_then_traced, [[1.0, 1.0], [0.01, 0.01], [5.0, 1.0]]),
+    ("chained comparison", lambda x: chained_comparison(x).sum(), [[1.0, 2.0], [3.0, 4.0], [-1.0, 0.0]]),
+]
+
+
+@pytest.mark.parametrize("name,fn,inputs", MORE, ids=[m[0] for m in MORE])
+def test_more_forms_equal_eager(name, fn, inputs):
+    for xv in inputs:
+        check(fn, (t64(xv),))
+
+
+def test_loop_index_used_as_python_index_unrolls():
+    layers = [lambda h: h * 2.0, lambda h: h + 1.0, dg.tanh]
+
+    def f(x):
+        for i in range(len(layers)):  # layers[i] needs i as a Python int
+            x = layers[i](x)
+            if x.sum() > 0:
+                x = x * 0.5
+        return x.sum()
+
+    g = check(f, (t64([1.0, -3.0]),))
+    assert "while" not in op_names(g) and op_names(g).count("cond") == 3
+
+
+def test_grad_mode_decorated_function_is_converted():
+    @dg.no_grad()
+    def f(x):
+        if x.sum() > 0:
+            return x
+        return -x
+
+    g = dg.trace(f, t64([1.0]))
+    assert "cond" in op_names(g)
+    assert g(t64([-2.0])).item() == 2.0
+
+
+def test_verbose_flag_prints_the_converted_code(monkeypatch, capsys):
+    monkeypatch.setenv("DUALGRAPH_AUTOGRAPH_VERBOSE", "1")
+
+    def fresh(x):
+        return x * 2.0 if x.sum() > 0 else x
+
+    dg.trace(fresh, t64([1.0]))
+    err = capsys.readouterr().err
+    assert "fresh" in err and "_ag__.if_exp" in err
+
+
+def test_conversion_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("DUALGRAPH_AUTOGRAPH", "0")
+    with pytest.raises(dg.TracerError):
+        dg.trace(one_branch, t64([1.0]))

@@ -297,6 +297,10 @@ def _convert_code(fn):
         if isinstance(new, ast.Lambda):
             return None
     freevars = [v for v in code.co_freevars if v != "__class__"]
+    if not cls and isinstance(new, ast.FunctionDef) and new.name not in freevars:
+        # the def must not make its own name a local of the factory (recursion reads
+        # the global, as the original does)
+        inner = [ast.Global(names=[new.name])] + inner
     factory = ast.FunctionDef(
         name="_ag_factory", args=A._args([A.RT] + freevars),
         body=inner + ([] if isinstance(new, ast.Lambda) else [ast.Return(value=ast.Constant(None))]),
@@ -377,9 +381,9 @@ def _convert_function(fn):
 
 def _is_transform_wrapper(fn):
     # functools.wraps copies the user's __module__: recognise dg.grad's wrappers by file
-    from ..eager import transforms
+    from ..eager import grad_mode, transforms
 
-    return fn.__code__.co_filename == transforms.__file__
+    return fn.__code__.co_filename in (transforms.__file__, grad_mode.__file__)
 
 
 def _convert_wrapper(fn):
@@ -481,7 +485,7 @@ def to_source(fn):
 _RUNTIME = types.SimpleNamespace(
     cv=cv,
     **{name: getattr(R, name) for name in (
-        "if_stmt if_exp and_ or_ not_ not_any while_stmt for_stmt range_ ld mut "
+        "if_stmt if_exp and_ or_ not_ not_any chain while_stmt for_stmt range_ ld mut "
         "undefined_return ret iadd isub imul itruediv ifloordiv imod ipow imatmul iand ior ixor "
         "ilshift irshift").split()},
 )

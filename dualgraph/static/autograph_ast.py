@@ -271,12 +271,13 @@ class Lowering:
             else:
                 self.mode = "flags"
                 self.ret_flag = DO_RETURN
+        always = _always_returns(body)
         new, _ = self.block(body, None)
         if self.mode is not None:
             pre = []
             if self.mode == "flags":
                 pre.append(_assign(DO_RETURN, _const(False)))
-            if not _always_returns(body):
+            if not always:
                 pre.append(_assign(RETVAL, _const(None)))
             elif self.mode == "flags":
                 pre.append(_assign(RETVAL, _call(_rt("undefined_return"))))
@@ -507,6 +508,17 @@ class _Expr(ast.NodeTransformer):
             return node
         lam = [ast.Lambda(args=_args([]), body=b) for b in (node.body, node.orelse)]
         return _fill(_call(_rt("if_exp"), [node.test] + lam), node)
+
+    _CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=",
+            ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        if len(node.ops) < 2 or any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)):
+            return node
+        ops = ast.Tuple(elts=[_const(self._CMP[type(o)]) for o in node.ops], ctx=ast.Load())
+        lams = [ast.Lambda(args=_args([]), body=c) for c in node.comparators]
+        return _fill(_call(_rt("chain"), [node.left, ops] + lams), node)
 
     def visit_Lambda(self, node):
         node.body = self.visit(node.body)

@@ -25,7 +25,7 @@ from ..ops.registry import ShapedArray, user_source
 from .control_flow import ControlFlowError, _scalar_pred, cond_p, while_loop
 from .interpreter import eval_graph
 from .ir import Eqn, Graph, Var
-from .tracer import trace_function
+from .tracer import TracerError, trace_function
 from .tree import tree_flatten, tree_unflatten
 
 
@@ -59,6 +59,17 @@ def display(name):
     if name.startswith("_ag_continue_"):
         return "the `continue` flag"
     return f"'{name}'"
+
+
+_PKG = __file__.rsplit("/", 2)[0] + "/"
+
+
+def _user_frame():
+    """The innermost frame outside dualgraph: the converted user code calling us."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PKG):
+        f = f.f_back
+    return f or sys._getframe(1)
 
 
 def _where(frame):
@@ -521,7 +532,7 @@ def if_stmt(pred, true_fn, false_fn, ins, outs, side=()):
     """``if pred: <true_fn> else: <false_fn>`` on the variables ``ins``; returns ``outs``."""
     if not is_traced(pred):
         return (true_fn if pred else false_fn)(*ins)
-    frame = sys._getframe(1)
+    frame = _user_frame()
     where = _where(frame)
     _no_side_effects(side, "if", where, f"its condition is {describe(pred)}")
     return _cond(pred, lambda: true_fn(*ins), lambda: false_fn(*ins), outs, "if", where, frame)
@@ -531,7 +542,7 @@ def if_exp(pred, true_fn, false_fn):
     """``true_fn() if pred else false_fn()``."""
     if not is_traced(pred):
         return true_fn() if pred else false_fn()
-    frame = sys._getframe(1)
+    frame = _user_frame()
     return _cond(pred, lambda: (true_fn(),), lambda: (false_fn(),), ("<expr>",), "ifexp",
                  _where(frame), frame)[0]
 
@@ -589,7 +600,7 @@ def and_(v, *rest):
     """Python's ``v and rest[0]() and ...``; lazily staged where an operand is traced."""
     for f in rest:
         if is_traced(v):
-            v = _logic("and", v, f, sys._getframe(1))
+            v = _logic("and", v, f, _user_frame())
         elif not v:
             return v
         else:
@@ -601,12 +612,27 @@ def or_(v, *rest):
     """Python's ``v or rest[0]() or ...``; lazily staged where an operand is traced."""
     for f in rest:
         if is_traced(v):
-            v = _logic("or", v, f, sys._getframe(1))
+            v = _logic("or", v, f, _user_frame())
         elif v:
             return v
         else:
             v = f()
     return v
+
+
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+            "==": operator.eq, "!=": operator.ne, "in": lambda a, b: a in b,
+            "not in": lambda a, b: a not in b, "is": operator.is_, "is not": operator.is_not}
+
+
+def chain(a, ops, *operands):
+    """``a op0 b op1 c ...`` (a chained comparison): ``a op0 b and b op1 c ...``, each
+    operand evaluated once and lazily, like Python."""
+    b = operands[0]()
+    r = _COMPARE[ops[0]](a, b)
+    if len(ops) == 1:
+        return r
+    return and_(r, lambda: chain(b, ops[1:], *operands[1:]))
 
 
 def not_(v):
@@ -925,7 +951,7 @@ def _has_tensor(state, names, carried, live, skip_first):
 
 def while_stmt(test, body, init, names, carried=(), live=(), side=()):
     """``while test(*vars): vars = body(*vars)``; a graph ``while`` once the test is traced."""
-    frame = sys._getframe(1)
+    frame = _user_frame()
     state = list(init)
     while True:
         value, traced = _probe(test, state)
@@ -952,7 +978,7 @@ def for_stmt(iterable, body, init, names, carried=(), live=(), extra_test=None, 
     """``for names[0] in iterable: vars = body(*vars)``.  Over ``range(...)`` or a tensor
     (its first axis) the loop is one graph ``while`` as soon as it carries a tensor or a
     bound is traced; over other iterables it is the Python loop."""
-    frame = sys._getframe(1)
+    frame = _user_frame()
     state = list(init)
     if isinstance(iterable, (RangeSpec, Tensor)):
         return tuple(_for_indexed(iterable, body, state, names, carried, live, extra_test, side,
@@ -1051,5 +1077,19 @@ def _for_indexed(iterable, body, state, names, carried, live, extra_test, side, 
         st[0] = item(i)
         return (i + step,), body(*st)
 
-    return _staged_loop("for", where, frame, why, names, state, carried, live, cond_fn, body_fn,
-                        (counter,), trips, True)
+    try:
+        return _staged_loop("for", where, frame, why, names, state, carried, live, cond_fn,
+                            body_fn, (counter,), trips, True)
+    except TracerError:
+        if not static:
+            raise
+    # the body needs the loop index as a Python value (``layers[i]``, ``range(i)``): the
+    # loop stays a Python loop, unrolled into the graph (what Python does)
+    rest = (item(j) for j in range(k, hi, step))
+    for x in rest:
+        return _for_guarded(x, rest, body, state, names, extra_test or _always, frame)
+    return state
+
+
+def _always(*state):
+    return True
