@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
-from dualgraph.static import AutographError, convert, grad_graph, to_source, verify
+from dualgraph.static import AutographError, convert, grad_graph, optimize, to_source, verify
 
 HERE = os.path.abspath(__file__)
 
@@ -47,10 +47,12 @@ def op_names(graph):
 
 
 def check(f, args, argnums=(0,), grads=True, rtol=1e-9, atol=1e-12):
-    """The traced graph of ``f`` and its gradients equal ``f`` run eagerly."""
+    """The traced graph of ``f`` (also optimized) and its gradients equal ``f`` run eagerly."""
     g = verify(dg.trace(f, *args))
     want = f(*args)
     np.testing.assert_allclose(np_(g(*args)), np_(want), rtol=rtol, atol=atol)
+    opt = optimize(g, verify=True)
+    np.testing.assert_allclose(np_(opt(*args)), np_(want), rtol=rtol, atol=atol)
     if not grads:
         return g
     argnums = tuple(argnums)
@@ -839,3 +841,15 @@ def test_conversion_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("DUALGRAPH_AUTOGRAPH", "0")
     with pytest.raises(dg.TracerError):
         dg.trace(one_branch, t64([1.0]))
+
+
+def test_variable_read_later_by_a_closure_is_a_branch_output():
+    def f(x):
+        get = lambda: y  # noqa: E731 - reads y when called, after the if
+        y = x
+        if x.sum() > 0:
+            y = y * 2.0
+        return get().sum()
+
+    for xv in ([1.0, 2.0], [-1.0, -2.0]):
+        check(f, (t64(xv),))

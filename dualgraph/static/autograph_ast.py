@@ -561,6 +561,7 @@ class FunctionConverter:
         self.nonloc = set()
         self.live = None
         self.has_control_flow = False
+        self.closure_reads = set()
 
     # -- calls that need no wrapper --------------------------------------------------
     def needs_wrap(self, f):
@@ -607,6 +608,11 @@ class FunctionConverter:
         self.live.block(fn.body, set())
         self.has_control_flow = any(isinstance(n, (ast.If, ast.While, ast.For))
                                     for n in _in_scope(fn.body))
+        # a nested function or lambda may read a variable whenever it is called: such
+        # variables are live (and loop-carried) everywhere
+        for n in _in_scope(fn.body):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                self.closure_reads |= loaded_names(n)
         fn.body = self.block(fn.body)
         return fn
 
@@ -692,6 +698,7 @@ class FunctionConverter:
         return out, g + n
 
     def _def(self, name, params, body, outs, loc, decls):
+        body = [b for b in body if not isinstance(b, ast.Pass)]
         ret = ast.Return(value=ast.Tuple(elts=[_load(o) for o in outs], ctx=ast.Load()))
         fn = ast.FunctionDef(name=name, args=_args(params), body=decls + body + [ret],
                              decorator_list=[], returns=None, type_comment=None)
@@ -715,7 +722,7 @@ class FunctionConverter:
         test = self.expr(s.test)
         decls, side = self._decls(s.body + s.orelse)
         names = [n for n in stored_names(s.body + s.orelse) if n not in self.decl]
-        live = self.live.live_out.get(id(s), set(names))
+        live = self.live.live_out.get(id(s), set(names)) | self.closure_reads
         outs = [n for n in names if n in live]
         tdef = self._def(f"_ag_if_true_{k}", names, self.block(s.body), outs, s, decls)
         fdef = self._def(f"_ag_if_false_{k}", names, self.block(s.orelse), outs, s, decls)
@@ -725,8 +732,8 @@ class FunctionConverter:
         return [tdef, fdef, self._result(outs, call, s)]
 
     def _loop_kw(self, s, names, side):
-        carried = self.live.carried.get(id(s), set(names))
-        live = self.live.live_out.get(id(s), set(names))
+        carried = self.live.carried.get(id(s), set(names)) | self.closure_reads
+        live = self.live.live_out.get(id(s), set(names)) | self.closure_reads
         kw = [ast.keyword(arg="carried", value=_strs([n for n in names if n in carried])),
               ast.keyword(arg="live", value=_strs([n for n in names if n in live]))]
         if side:
@@ -734,6 +741,11 @@ class FunctionConverter:
         return kw
 
     def while_(self, s):
+        if any(isinstance(n, ast.NamedExpr) for n in ast.walk(s.test)):
+            # `while (v := f()):` binds v for the body: left a Python loop
+            s.test = self.expr(s.test)
+            s.body = self.block(s.body)
+            return [s]
         k = next(self.counter)
         decls, side = self._decls(s.body)
         names = [n for n in stored_names(s.body) if n not in self.decl]

@@ -263,7 +263,7 @@ def mut(obj, src, method):
     )
 
 
-_KIND_WORD = {"if": "`if`", "ifexp": "conditional expression", "and": "`and`", "or": "`or`",
+_KIND_WORD = {"if": "`if`", "not": "`not`", "ifexp": "conditional expression", "and": "`and`", "or": "`or`",
               "while": "`while` loop", "for": "`for` loop"}
 
 
@@ -639,7 +639,7 @@ def not_(v):
     """Python's ``not v``; on a traced tensor the logical not of its truth value."""
     if not is_traced(v):
         return not v
-    return ~_pred(v, "if", user_source() or "<unknown>")
+    return ~_pred(v, "not", user_source() or "<unknown>")
 
 
 def not_any(*flags):
