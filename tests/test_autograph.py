@@ -853,3 +853,29 @@ def test_variable_read_later_by_a_closure_is_a_branch_output():
 
     for xv in ([1.0, 2.0], [-1.0, -2.0]):
         check(f, (t64(xv),))
+
+
+def test_loop_variables_overwritten_in_every_iteration():
+    def f(x):
+        prev = None  # never seen: the loop runs and overwrites it first
+        tag = ""
+        for i in range(3):
+            x = x * 2.0
+            prev = x - 1.0
+            tag = "done"
+        assert tag == "done"
+        return prev.sum()
+
+    check(f, (t64([1.0, 2.0]),))
+
+
+def test_python_object_changing_in_a_graph_loop():
+    def f(x):
+        name = "a"
+        for i in range(3):
+            x = x * 2.0
+            name = name + "b"
+        return x
+
+    with pytest.raises(AutographError, match="'name' changes from a str .* carries tensors and numbers"):
+        dg.trace(f, t64([1.0]))

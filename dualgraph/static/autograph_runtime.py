@@ -803,6 +803,10 @@ def _init_leaves(plan, value):
     return tree_unflatten(tree, out)
 
 
+_PY_FIX = ("a graph loop carries tensors and numbers only: compute {0} outside the loop, or keep "
+           "the loop in Python by iterating over a Python list (e.g. `for i in list(range(n))`)")
+
+
 def _carry_change(name, kind, where, before, after, fix=None):
     fix = fix or (f"keep {display(name)} the same shape and dtype in every iteration: cast "
                   "inside the loop (.float(), .double(), .long()) or initialise it before the "
@@ -826,7 +830,10 @@ def _staged_loop(kind, where, frame, why, names, state, carried, live, cond_fn, 
         needed = name in carried or name in live
         if item_slot and i == 0:
             needed = name in live
-        if not needed or isinstance(v, Undefined):
+        # a variable written before it is read in every iteration, of a loop known to run:
+        # its value before the loop is never seen
+        overwritten = name not in carried and trips is not None and trips >= 1
+        if not needed or isinstance(v, Undefined) or overwritten:
             plan[i] = ("drop",)
         elif _tensor_tree(v) is not None:
             plan[i] = _carry_plan(v, v)
@@ -845,6 +852,7 @@ def _run_loop(kind, where, frame, why, names, state, live, plan, cond_fn, body_f
     carry_ix = [i for i in range(len(names)) if plan[i][0] == "carry"]
     init = (tuple(hidden), tuple(_init_leaves(plan[i], state[i]) for i in carry_ix))
     static_trips = trips is not None and trips >= 1
+    python_after = {}  # dropped variables that end the loop with an iteration-invariant Python value
 
     def full(carry):
         h, trees = carry
@@ -866,7 +874,13 @@ def _run_loop(kind, where, frame, why, names, state, live, plan, cond_fn, body_f
         for i, name in enumerate(names):
             p, o, v0 = plan[i], out[i], state[i]
             if p[0] == "drop":
-                if isinstance(o, Undefined) or _tensor_tree(o) is None and _numbers_tree(o) is None:
+                if isinstance(o, Undefined):
+                    continue
+                if _tensor_tree(o) is None and _numbers_tree(o) is None:
+                    if name in live and static_trips and not _holds_tensor(o):
+                        # a Python value made by the (traced) body does not depend on the
+                        # iteration: it is the value after the last one
+                        python_after[i] = o
                     continue
                 guarded = isinstance(v0, Undefined) and v0.guarded
                 if guarded or (name in live and static_trips):
@@ -889,7 +903,12 @@ def _run_loop(kind, where, frame, why, names, state, live, plan, cond_fn, body_f
                 if nt is not None and _numbers_tree(o) is not None and nt[1] == ot[1]:
                     changes[i] = _carry_plan(o, v0)
                     continue
-                raise _carry_change(name, kind, where, describe(v0), describe(o))
+                fix = None if _tensor_tree(o) is not None or _tensor_tree(v0) is not None else \
+                    _PY_FIX.format(display(name))
+                if v0 is None and _tensor_tree(o) is not None:
+                    fix = (f"give {display(name)} a tensor value of that shape and dtype before "
+                           "the loop instead of None")
+                raise _carry_change(name, kind, where, describe(v0), describe(o), fix=fix)
             _, tree, avals, weak, _init = p
             if isinstance(o, Undefined):
                 raise _carry_change(name, kind, where, "defined", "undefined")
@@ -921,7 +940,8 @@ def _run_loop(kind, where, frame, why, names, state, live, plan, cond_fn, body_f
                         raise _carry_change(name, kind, where, describe(st[i]), describe(o))
                     fixed.append(Tensor(np.full(a.shape, x, a.dtype)))
                 else:
-                    raise _carry_change(name, kind, where, describe(st[i]), describe(o))
+                    raise _carry_change(name, kind, where, describe(st[i]), describe(o),
+                                        fix=_PY_FIX.format(display(name)))
             if retry:
                 changes[i] = ("carry", tree, new_avals, [False] * len(new_avals), v0)
                 continue
@@ -936,8 +956,12 @@ def _run_loop(kind, where, frame, why, names, state, live, plan, cond_fn, body_f
         result[i] = t
     for i, name in enumerate(names):
         if plan[i][0] == "drop":
-            result[i] = Undefined(name, "loop", where)
+            result[i] = python_after.get(i, Undefined(name, "loop", where))
     return result
+
+
+def _holds_tensor(v):
+    return any(isinstance(x, Tensor) for x in tree_flatten(v)[0])
 
 
 def _has_tensor(state, names, carried, live, skip_first):
