@@ -114,6 +114,9 @@ def test_article_forward_float32_and_source():
     np.testing.assert_array_equal(np_(g(x)), np_(forward(x, 7)))
     assert "_ag__.for_stmt" in g.source and "_ag__.if_stmt" in g.source
     assert g.source == to_source(forward)
+    # the source of what dg.grad wraps
+    assert dg.trace(dg.grad(lambda x: forward(x, 2).sum()), x).source == (
+        "lambda x: _ag__.cv(forward)(x, 2).sum()")
     compile(g.source, "<converted>", "exec")  # printable and valid Python
 
 

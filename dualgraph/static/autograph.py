@@ -478,8 +478,14 @@ def to_source(fn):
     """The converted source of ``fn`` (a string), or None when it is not converted."""
     f = convert(fn)
     f = getattr(f, "__func__", f)
-    code = getattr(f, "__code__", None)
-    return _SOURCES.get(code) if code is not None else None
+    for _ in range(8):  # dg.grad(f) and other wrappers: the source of what they wrap
+        code = getattr(f, "__code__", None)
+        if code is not None and code in _SOURCES:
+            return _SOURCES[code]
+        f = getattr(f, "__wrapped__", None)
+        if f is None:
+            return None
+    return None
 
 
 _RUNTIME = types.SimpleNamespace(

@@ -34,6 +34,12 @@ class AutographError(ControlFlowError):
     written; the message names the variable, the user's line and the fix."""
 
 
+def _builder():
+    """The graph being built (None when running eagerly): the one place this module reads
+    the active trace."""
+    return TRACE[0]
+
+
 def is_traced(x):
     """Is ``x`` a tensor whose value is only known when the graph runs?"""
     return isinstance(x, Tensor) and not isinstance(x._value, np.ndarray)
@@ -251,11 +257,12 @@ def mut(obj, src, method):
     if not _existed_before(obj, r.frame):
         return obj  # made inside the region: a local of the traced body
     call = f"{src}[...] = ..." if method == "__setitem__" else f"{src}.{method}(...)"
-    body = "its body is traced once" if r.kind != "if" else "both of its branches are traced"
+    loop = r.kind in ("while", "for")
+    body = "its body is traced once" if loop else "both of its branches are traced"
     raise AutographError(
         f"`{call}` at {user_source() or '<unknown>'} changes the Python {type(obj).__name__} "
         f"'{src}' inside the {_KIND_WORD[r.kind]} at {r.where}, which runs as a graph "
-        f"{'cond' if r.kind == 'if' else 'while'} because {r.why}: {body}, so this side effect "
+        f"{'while' if loop else 'cond'} because {r.why}: {body}, so this side effect "
         "would happen while tracing, not when the graph runs. Fix: keep the values in tensors "
         "that the loop carries (e.g. accumulate with `+` or dg.cat), or keep the loop in "
         f"Python by iterating over a Python list (e.g. `for i in list(range(n))`, the graph "
@@ -272,7 +279,7 @@ def _no_side_effects(side, kind, where, why):
         names = ", ".join(f"'{n}'" for n in side)
         raise AutographError(
             f"the {_KIND_WORD[kind]} at {where} assigns the global/nonlocal variable(s) {names}, "
-            f"but it runs as a graph {'cond' if kind == 'if' else 'while'} because {why}: the "
+            f"but it runs as a graph {'while' if kind in ('while', 'for') else 'cond'} because {why}: the "
             "assignment would happen while tracing, not when the graph runs. Fix: return the "
             "value from the function instead of assigning it to an outer variable."
         )
@@ -306,7 +313,7 @@ def _bool_operand(v, kind, where):
 def _probe(fn, args):
     """``fn(*args)`` -> (Python truth value or None, is it traced?), without leaving its
     equations in the graph being built (they belong to a loop test not staged yet)."""
-    builder = TRACE[0]
+    builder = _builder()
     if builder is None:
         return bool(fn(*args)), False
     box = {}
@@ -477,7 +484,7 @@ def _finish_branch(g, srcs, where):
 def _cond(pred, fn_t, fn_f, names, kind, where, frame):
     """Stage ``fn_t() if pred else fn_f()`` (each returning one value per name) as one
     ``cond`` equation; values equal on both paths stay Python values."""
-    builder = TRACE[0]
+    builder = _builder()
     p = _pred(pred, kind, where)
     why = f"its condition is {describe(pred)}"
     traced = []
@@ -566,7 +573,7 @@ def _logic(kind, v, f, frame):
     Python would run it (a cond), unless it cannot fail (then both sides run: ``&``/``|``)."""
     where = _where(frame)
     p = _pred(_bool_operand(v, kind, where), kind, where)
-    builder = TRACE[0]
+    builder = _builder()
     box = {}
 
     def run():
@@ -660,7 +667,7 @@ def not_any(*flags):
 
 def _aug(inplace, functional):
     def op(x, y):
-        if isinstance(x, Tensor) and TRACE[0] is not None:
+        if isinstance(x, Tensor) and _builder() is not None:
             return functional(x, y)
         if isinstance(x, _CONTAINERS):
             mut(x, "<augmented target>", inplace.__name__)
