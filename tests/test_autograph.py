@@ -786,7 +786,43 @@ def chained_comparison(x):
     return -x
 
 
+def while_continue_and_return(x):
+    k = 0
+    while k < 6:
+        k += 1
+        x = x * 1.2
+        if x.max() < 1.0:
+            continue
+        x = x - 0.5
+        if x.sum() > 3.0:
+            return x.sum()
+    return -x.sum()
+
+
+def python_list_with_tensor_break(x):
+    for w in [1.0, 2.0, 3.0, 4.0]:
+        x = x * w
+        if x.sum() > 10.0:
+            break
+    return x.sum()
+
+
+def rows_with_break(xs):
+    h = xs[0] * 0.0
+    for r in xs:
+        if r.sum() > 3.0:
+            break
+        h = h + r
+    return h.sum()
+
+
 MORE = [
+    ("while with continue and return", while_continue_and_return,
+     [[0.5, 0.4], [2.0, 1.0], [0.1, -3.0]]),
+    ("break on a tensor in a Python-list loop", python_list_with_tensor_break,
+     [[1.0, 0.5], [0.01, 0.01]]),
+    ("for over rows with break", rows_with_break,
+     [np.arange(8.0).reshape(4, 2) / 2, -np.ones((3, 2))]),
     ("recursion on a Python depth", lambda x: _rec(x, 3).sum(), [[1.0, -3.0], [2.0, 2.0]]),
     ("callable object with methods", lambda x: _Cell()(x, 4), [[[0.3, -0.9]], [[-2.0, 0.1]]]),
     ("nested loops, return from the inner one", nested_loops_with_return,
@@ -882,3 +918,100 @@ def test_python_object_changing_in_a_graph_loop():
 
     with pytest.raises(AutographError, match="'name' changes from a str .* carries tensors and numbers"):
         dg.trace(f, t64([1.0]))
+
+
+# ----------------------------------------------------------------------------------------
+# random programs: nested if/for/while/break/continue/return, traced == eager
+# ----------------------------------------------------------------------------------------
+
+
+class _ProgramGen:
+    def __init__(self, rng):
+        self.rng = rng
+        self.loop_var = 0
+
+    def cond(self):
+        c = round(float(self.rng.uniform(-1.5, 1.5)), 2)
+        return str(self.rng.choice([
+            f"x.sum() > {c}", f"a < {c}", "k > 1", f"x.max() > {c} and a < {c + 0.5}",
+            f"not (x.min() > {c})", f"x.sum() < {c} or k == 2", f"{c} < a < {c + 1.0}",
+        ]))
+
+    def simple(self):
+        return str(self.rng.choice([
+            "x = x * 1.1 + 0.1", "x = dg.tanh(x)", "a = a + x.sum() * 0.1", "x = x - a * 0.2",
+            "k += 1", "a = a * 0.5 if a > 0.3 else a + 0.25",
+        ]))
+
+    def block(self, depth, in_loop, indent):
+        out = []
+        for _ in range(int(self.rng.integers(1, 4))):
+            r = self.rng.random()
+            pad = "    " * indent
+            if depth > 0 and r < 0.25:
+                out.append(f"{pad}if {self.cond()}:")
+                out += self.block(depth - 1, in_loop, indent + 1)
+                if self.rng.random() < 0.6:
+                    out.append(f"{pad}else:")
+                    out += self.block(depth - 1, in_loop, indent + 1)
+            elif depth > 0 and r < 0.4:
+                self.loop_var += 1
+                v = f"i{self.loop_var}"
+                out.append(f"{pad}for {v} in range({int(self.rng.integers(0, 4))}):")
+                out += self.block(depth - 1, True, indent + 1)
+            elif depth > 0 and r < 0.5:
+                self.loop_var += 1
+                v = f"j{self.loop_var}"
+                out.append(f"{pad}{v} = 0")
+                out.append(f"{pad}while {v} < 3 and ({self.cond()}):")
+                out.append(f"{pad}    {v} += 1")
+                out += self.block(depth - 1, True, indent + 1)
+            elif in_loop and r < 0.58:
+                out.append(f"{pad}if {self.cond()}:")
+                out.append(f"{pad}    {self.rng.choice(['break', 'continue'])}")
+            elif r < 0.62:
+                out.append(f"{pad}if {self.cond()}:")
+                out.append(f"{pad}    return x.sum() * 2.0 + a")
+            else:
+                out.append(pad + self.simple())
+        return out
+
+    def program(self, name):
+        body = ["    a = x.mean()", "    k = 0"] + self.block(3, False, 1)
+        return [f"def {name}(x):"] + body + ["    return x.sum() + a + k", ""]
+
+
+def _random_programs(tmp_path, seed, count):
+    import importlib.util
+
+    rng = np.random.default_rng(seed)
+    gen = _ProgramGen(rng)
+    names = [f"prog{n}" for n in range(count)]
+    src = "import dualgraph as dg\n\n\n" + "\n".join(
+        "\n".join(gen.program(n)) for n in names)
+    path = tmp_path / "random_programs.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("random_programs", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    inputs = [t64(v) for v in ([0.5, -0.2, 0.9], [-1.0, -0.5, 0.2], [2.0, 1.0, 0.3])]
+    for name in names:
+        f = getattr(mod, name)
+        g = dg.trace(f, inputs[0])
+        gg = dg.trace(dg.grad(f), inputs[0])
+        for x in inputs:
+            want = f(x)
+            np.testing.assert_allclose(np_(g(x)), np_(want), rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name}:\n{inspect.getsource(f)}")
+            np.testing.assert_allclose(np_(gg(x)), np_(dg.grad(f)(x)), rtol=1e-9, atol=1e-12,
+                                       err_msg=f"grad {name}:\n{inspect.getsource(f)}")
+
+
+def test_random_programs_trace_like_eager(tmp_path):
+    _random_programs(tmp_path, 7, 20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+def test_random_programs_trace_like_eager_many(tmp_path, seed):
+    _random_programs(tmp_path, 100 + seed, 40)

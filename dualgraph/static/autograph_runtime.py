@@ -860,6 +860,7 @@ def _run_loop(kind, where, frame, why, names, state, live, plan, cond_fn, body_f
     init = (tuple(hidden), tuple(_init_leaves(plan[i], state[i]) for i in carry_ix))
     static_trips = trips is not None and trips >= 1
     python_after = {}  # dropped variables that end the loop with an iteration-invariant Python value
+    still_undefined = set()  # dropped variables the body leaves undefined
 
     def full(carry):
         h, trees = carry
@@ -882,7 +883,9 @@ def _run_loop(kind, where, frame, why, names, state, live, plan, cond_fn, body_f
             p, o, v0 = plan[i], out[i], state[i]
             if p[0] == "drop":
                 if isinstance(o, Undefined):
+                    still_undefined.add(i)
                     continue
+                still_undefined.discard(i)
                 if _tensor_tree(o) is None and _numbers_tree(o) is None:
                     if name in live and static_trips and not _holds_tensor(o):
                         # a Python value made by the (traced) body does not depend on the
@@ -963,7 +966,10 @@ def _run_loop(kind, where, frame, why, names, state, live, plan, cond_fn, body_f
         result[i] = t
     for i, name in enumerate(names):
         if plan[i][0] == "drop":
-            result[i] = python_after.get(i, Undefined(name, "loop", where))
+            if i in still_undefined and isinstance(state[i], Undefined):
+                result[i] = state[i]  # undefined before and after (e.g. no return happened)
+            else:
+                result[i] = python_after.get(i, Undefined(name, "loop", where))
     return result
 
 
