@@ -131,11 +131,19 @@ def _module_tree(filename, module_globals):
         return None
     text = "".join(lines)
     key = (filename, hash(text))
-    tree = _PARSED.get(key)
-    if tree is None:
-        tree = ast.parse(text, filename)
-        _PARSED[key] = tree
-    return tree
+    index = _PARSED.get(key)
+    if index is None:
+        # functions by (name, line) and lambdas by line: one walk per file
+        index = {}
+        for n in ast.walk(ast.parse(text, filename)):
+            if isinstance(n, ast.FunctionDef):
+                index.setdefault((n.name, n.lineno), []).append(n)
+                if n.decorator_list:
+                    index.setdefault((n.name, n.decorator_list[0].lineno), []).append(n)
+            elif isinstance(n, ast.Lambda):
+                index.setdefault(("<lambda>", n.lineno), []).append(n)
+        _PARSED[key] = index
+    return index
 
 
 def _arg_names(args):
@@ -154,23 +162,16 @@ def _code_arg_names(code):
 def _find_node(fn):
     """The ``FunctionDef``/``Lambda`` node of ``fn`` in its file, or None."""
     code = fn.__code__
-    tree = _module_tree(code.co_filename, fn.__globals__)
-    if tree is None:
+    index = _module_tree(code.co_filename, fn.__globals__)
+    if index is None:
         return None
     want_args = sorted(_code_arg_names(code))
-    if code.co_name == "<lambda>":
-        cands = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)
-                 and n.lineno == code.co_firstlineno and sorted(_arg_names(n.args)) == want_args]
-        if len(cands) > 1:
-            pos = [p for p in code.co_positions() if p[0] is not None and p[2] is not None]
-            cands = [n for n in cands if pos and all(_inside(n, p) for p in pos)]
-        return cands[0] if len(cands) == 1 else None
-    cands = []
-    for n in ast.walk(tree):
-        if isinstance(n, ast.FunctionDef) and n.name == code.co_name:
-            first = n.decorator_list[0].lineno if n.decorator_list else n.lineno
-            if code.co_firstlineno in (first, n.lineno) and sorted(_arg_names(n.args)) == want_args:
-                cands.append(n)
+    cands = [n for n in index.get((code.co_name, code.co_firstlineno), ())
+             if sorted(_arg_names(n.args)) == want_args]
+    cands = list({id(n): n for n in cands}.values())
+    if code.co_name == "<lambda>" and len(cands) > 1:
+        pos = [p for p in code.co_positions() if p[0] is not None and p[2] is not None]
+        cands = [n for n in cands if pos and all(_inside(n, p) for p in pos)]
     return cands[0] if len(cands) == 1 else None
 
 

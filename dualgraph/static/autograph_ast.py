@@ -91,14 +91,18 @@ def _args(names):
 
 def _located(nodes, loc):
     """Give generated nodes (and their children without a location) ``loc``'s lines."""
-    for node in nodes:
-        for n in ast.walk(node):
-            if "lineno" in n._attributes and getattr(n, "lineno", None) in (None, 0):
-                n.lineno = loc.lineno
-                n.col_offset = loc.col_offset
-                # a one-line span: the interpreter reports a call's line from its end
-                n.end_lineno = loc.lineno
-                n.end_col_offset = loc.col_offset
+    todo = list(nodes)
+    while todo:
+        n = todo.pop()
+        if "lineno" in n._attributes:
+            if getattr(n, "lineno", None) not in (None, 0):
+                continue  # the user's node (its generated parts are located already)
+            n.lineno = loc.lineno
+            n.col_offset = loc.col_offset
+            # a one-line span: the interpreter reports a call's line from its end
+            n.end_lineno = loc.lineno
+            n.end_col_offset = loc.col_offset
+        todo.extend(ast.iter_child_nodes(n))
     return nodes
 
 
@@ -142,10 +146,24 @@ def _in_scope(stmts):
         yield from walk_scope(s)
 
 
+_STORED_MEMO: dict = {}  # id(stmt) -> (stmt, names): one conversion at a time (under a lock)
+
+
 def stored_names(stmts):
     """Names bound by ``stmts`` in their own scope (in order of first binding)."""
     out = {}
-    for n in _in_scope(stmts):
+    for s in stmts:
+        hit = _STORED_MEMO.get(id(s))
+        if hit is None or hit[0] is not s:
+            hit = _STORED_MEMO[id(s)] = (s, _stored_names_one(s))
+        for name in hit[1]:
+            out.setdefault(name)
+    return list(out)
+
+
+def _stored_names_one(stmt):
+    out = {}
+    for n in walk_scope(stmt):
         if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
             out.setdefault(n.id)
         elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -801,6 +819,7 @@ def convert_node(node, resolver, self_name=None):
     """Convert a ``FunctionDef`` or ``Lambda`` node (a deep copy; the input is untouched)."""
     node = copy.deepcopy(node)
     conv = FunctionConverter(itertools.count(1), resolver, self_name)
-    new = conv.function(node)
-    ast.fix_missing_locations(new)
-    return new
+    try:
+        return conv.function(node)
+    finally:
+        _STORED_MEMO.clear()
