@@ -269,6 +269,17 @@ def _find_code(code, name, depth=2):
     return None
 
 
+def _renamed(code, name, qualname):
+    """``code`` with its generated nested functions (branches, loop bodies) named like the
+    user's function, so tracebacks read ``in forward``, not ``in _ag_if_true_3``."""
+    consts = tuple(_renamed(c, name, qualname) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    kw = {"co_consts": consts}
+    if code.co_name.startswith("_ag_"):
+        kw.update(co_name=name, co_qualname=qualname)
+    return code.replace(**kw)
+
+
 def _register(code):
     _CONVERTED_CODES.add(code)
     for c in code.co_consts:
@@ -316,6 +327,7 @@ def _convert_code(fn):
     target = _find_code(fac_code, code.co_name, 2 if cls else 1)
     if target is None:
         return None
+    target = _renamed(target, code.co_name, code.co_qualname)
     _register(target)
     _SOURCES[target] = shown
     return target, shown
