@@ -30,6 +30,33 @@ point at the original code.
 
 Environment: ``DUALGRAPH_AUTOGRAPH=0`` turns conversion off; ``DUALGRAPH_AUTOGRAPH_VERBOSE=1``
 prints the converted code of each function when it is converted.
+
+How loops decide (the runtime, ``autograph_runtime.py``):
+
+* ``while``: a Python loop while its test is a Python value; a graph ``while`` from the
+  first iteration whose test is a traced tensor.
+* ``for`` over ``range(...)`` or a tensor: a graph ``while`` as soon as a variable it
+  carries holds a tensor (or a bound is traced), whatever the trip count; iterations
+  before that (pure Python bookkeeping) run in Python.  If the body needs the loop index
+  as a Python int (``layers[i]``), the loop stays a Python loop, unrolled.
+* ``for`` over anything else (lists, ``zip``, ``enumerate``, dicts): a Python loop.
+* carried variables: tensors, Python numbers (promoted to 0-d tensors of the dtype the
+  loop gives them), and tuples/lists/dicts of those; other Python values must not change.
+
+Limitations (each raises a clear error or is traced as Python would run it):
+
+* a Python side effect inside a graph ``cond``/``while`` (``list.append``, ``d[k] = v``,
+  assigning a global) is refused: the body is traced once; ``print`` and other side
+  effects run once, while tracing;
+* ``raise``/``assert`` in a branch whose condition is traced run while tracing (both
+  branches are traced), so they raise whatever the data;
+* in-place ops (``x += y``) on traced tensors are functional: another name bound to the
+  same tensor does not see the update (as under ``dg.grad``);
+* comprehensions, generators, ``async`` functions, ``try`` bodies and class bodies are not
+  converted inside (Python control flow there runs as Python); code of installed
+  packages (site-packages) is not converted;
+* ``break``/``return`` out of a Python loop over a non-range iterable whose flag becomes
+  a traced tensor unroll the remaining iterations as conds.
 """
 from __future__ import annotations
 
