@@ -52,9 +52,9 @@ Limitations (each raises a clear error or is traced as Python would run it):
   branches are traced), so they raise whatever the data;
 * in-place ops (``x += y``) on traced tensors are functional: another name bound to the
   same tensor does not see the update (as under ``dg.grad``);
-* comprehensions, generators, ``async`` functions, ``try`` bodies and class bodies are not
-  converted inside (Python control flow there runs as Python); code of installed
-  packages (site-packages) is not converted;
+* the filters of comprehensions (``[f(x) for x in xs if c]``), generators, ``async``
+  functions and class bodies are not converted (Python control flow there runs as
+  Python); neither is the code of installed packages (site-packages);
 * ``break``/``return`` out of a Python loop over a non-range iterable whose flag becomes
   a traced tensor unroll the remaining iterations as conds.
 """
