@@ -289,5 +289,9 @@ def trace(fn, *example_args):
     if TRACE[0] is not None:
         # inside another trace: inline (a traced function called from traced code)
         raise TracerError("dg.trace cannot be called while tracing; call the function directly")
+    from .autograph import convert, to_source  # autograph imports control_flow, which imports us
+
+    fn = convert(fn)  # Python if/while/for on tensors -> cond/while (autograph)
     graph, _ = trace_function(fn, example_args)
+    graph.source = to_source(fn)
     return graph
