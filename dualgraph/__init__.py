@@ -69,6 +69,7 @@ squeeze = _C.squeeze
 unsqueeze = _C.unsqueeze
 
 from .static import (  # noqa: E402
+    AutographError,
     ControlFlowError,
     Graph,
     GraphExecutionError,

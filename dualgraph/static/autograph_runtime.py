@@ -19,10 +19,11 @@ import threading
 
 import numpy as np
 
-from ..eager.tensor import TRACE, Tensor, apply
+from ..eager.tensor import Tensor
+from ..ops import context as _context
 from ..ops import primitives as P
-from ..ops.registry import ShapedArray, user_source
-from .control_flow import ControlFlowError, _scalar_pred, cond_p, while_loop
+from ..ops.registry import ShapedArray, bind, user_source
+from .control_flow import ControlFlowError, _to_tensor, cond_p, while_loop
 from .interpreter import eval_graph
 from .ir import Eqn, Graph, Var
 from .tracer import TracerError, trace_function
@@ -36,8 +37,8 @@ class AutographError(ControlFlowError):
 
 def _builder():
     """The graph being built (None when running eagerly): the one place this module reads
-    the active trace."""
-    return TRACE[0]
+    the active trace (this thread's)."""
+    return _context.get().trace
 
 
 def is_traced(x):
@@ -290,6 +291,21 @@ def _no_side_effects(side, kind, where, why):
 # ----------------------------------------------------------------------------------------
 
 
+def _scalar_pred(pred, name):
+    """A Python condition's value as a bool[] tensor: any one-element tensor is truthy as
+    Python's ``bool()`` of it (nonzero), so the converted ``if x.sum():`` means the same."""
+    p = _to_tensor(pred)
+    if p.numel() != 1:
+        raise ControlFlowError(
+            f"{name}: the predicate must be a scalar, got shape {tuple(p.shape)} at {user_source()}"
+        )
+    if p.shape != ():
+        p = P.reshape(p, shape=())
+    if p.dtype != np.bool_:
+        p = P.ne(p, 0)
+    return p
+
+
 def _pred(pred, kind, where):
     if isinstance(pred, Tensor) and pred.numel() != 1:
         raise AutographError(
@@ -523,7 +539,7 @@ def _cond(pred, fn_t, fn_f, names, kind, where, frame):
 
         params = {"true_branch": Graph(inputs(g_t, caps_t), g_t.eqns, g_t.outputs),
                   "false_branch": Graph(inputs(g_f, caps_f), g_f.eqns, g_f.outputs)}
-        outs = list(apply(cond_p, (p, *caps), params))
+        outs = list(bind(cond_p, p, *caps, **params))
     it = iter(outs)
     result = []
     for entry in plan:
@@ -554,16 +570,12 @@ def if_exp(pred, true_fn, false_fn):
                  _where(frame), frame)[0]
 
 
-_UNSAFE = frozenset({"getitem", "dynamic_index", "dynamic_update"})
-
-
 def _safe_to_hoist(graph):
-    """Can ``graph`` run whatever the data (no equation that may raise for some values)?"""
+    """Can ``graph`` run whatever the data (no equation that may raise for some values,
+    as each registry entry says)?"""
     for e in graph.eqns:
         prim = e.prim
-        if prim.name in _UNSAFE or getattr(prim, "higher_order", False):
-            return False
-        if getattr(prim, "may_raise", False):
+        if prim.higher_order or prim.raises_for([x.aval for x in e.inputs], e.params):
             return False
     return True
 

@@ -106,7 +106,11 @@ class Graph:
     structure; ``graph(*tensors)`` runs the reference interpreter.
 
     A graph is not changed once built (passes return new graphs): what consumers derive
-    from it, such as the last use of each variable, is computed once and cached on it."""
+    from it, such as the last use of each variable, is computed once and cached on it.
+    ``source``: the converted Python source of the traced function (``dg.trace`` sets it;
+    see autograph), None otherwise."""
+
+    source = None
 
     def __init__(self, inputs, eqns, outputs, in_tree=None, out_tree=None):
         self.inputs = list(inputs)
