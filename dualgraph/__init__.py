@@ -68,6 +68,10 @@ transpose = _C.transpose
 squeeze = _C.squeeze
 unsqueeze = _C.unsqueeze
 
+# issue 10: nn/optim
+from . import optim  # noqa: E402
+from .serialization import load, save  # noqa: E402
+
 from .static import (  # noqa: E402
     ControlFlowError,
     Graph,
