@@ -516,7 +516,8 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     else:
         pos = P.gt(target, 0)
         safe = P.where(pos, target, 1.0)  # keeps log (and its gradient) finite where target <= 0
-        xlogx = P.where(pos, P.mul(target, P.log(safe)), P.where(P.eq(target, 0), 0.0, math.nan))
+        zero_or_nan = P.where(P.eq(target, 0), P.mul(target, 0.0), math.nan)  # (keeps target's dtype)
+        xlogx = P.where(pos, P.mul(target, P.log(safe)), zero_or_nan)
         loss = P.sub(xlogx, P.mul(target, input))
     if reduction == "batchmean":
         total = C.sum(loss)
