@@ -348,4 +348,240 @@ CONV_POOL_OPS = [
            atol=1e-6),
 ]
 
-BREADTH_OPS = CONV_POOL_OPS
+
+
+
+# ========================================================================================
+# 1. elementwise and math
+# ========================================================================================
+
+import dualgraph as dg  # noqa: E402
+import dualgraph.ops.math_ops as M  # noqa: E402
+import dualgraph.ops.more_composites as MC  # noqa: E402
+import dualgraph.ops.shape_ops as S  # noqa: E402
+
+from .op_table import _away_from_zero, _nonzero, binary_samples, unary_samples  # noqa: E402
+
+_ARITH = (F32, F64, I64)
+
+
+def _keep_int(f):
+    """numpy reference of a dtype-preserving rounding op (an int tensor stays int)."""
+    def ref(x, **kw):
+        return np.array(x, copy=True) if x.dtype.kind in "iub" else f(x, **kw)
+    return ref
+
+
+def _off_integers(rng, shape, dtype, domain=(-2.0, 2.0)):
+    """Values at least 0.05 away from integers and half-integers (no rounding kinks)."""
+    a = _arr(rng, shape, dtype, domain)
+    if np.dtype(dtype).kind == "f":
+        frac = np.abs(a * 2 - np.round(a * 2))
+        a = np.where(frac < 0.1, a + 0.13, a).astype(dtype)
+    return np.asarray(a)
+
+
+def _round_samples(dtype, rng, domain):
+    out = unary_samples(_off_integers)(dtype, rng, domain)
+    if np.dtype(dtype).kind == "f":
+        x = np.round(_off_integers(rng, (3, 4), dtype) * 3, 2).astype(dtype) + dtype.type(0.013)
+        out.append(Sample((x,), {"decimals": 1}, desc="decimals=1"))
+    return out
+
+
+def _divmod_pairs(rng, shape_x, shape_y, dtype):
+    """x, y with x/y at least 0.05 from an integer (no jump of fmod/remainder/floor_divide)."""
+    x = _arr(rng, shape_x, dtype, (-4.0, 4.0))
+    y = _away_from_zero(rng, shape_y, dtype, (-2.0, 2.0))
+    if np.dtype(dtype).kind == "f":
+        q = x / y
+        bad = np.abs(q - np.round(q)) < 0.05
+        x = np.where(bad, x + 0.1 * np.abs(y) + 0.05, x).astype(dtype)
+    return x, y
+
+
+def _divmod_samples(dtype, rng, domain):
+    out = []
+    for xs, ys in [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((2, 3), (3,))]:
+        x, y = _divmod_pairs(rng, xs, ys, dtype)
+        out.append(Sample((x, y), desc=f"{xs}x{ys}"))
+    c = 2 if np.dtype(dtype).kind in "iu" else 1.37
+    out.append(Sample((_divmod_pairs(rng, (2, 3), (1,), dtype)[0], c), desc=f"x,{c!r}"))
+    return out
+
+
+def _cumsum_p_samples(dtype, rng, domain):
+    return [Sample((_arr(rng, (3, 4), dtype),), {"axis": a, "reverse": r}, desc=f"axis={a},rev={r}")
+            for a in (0, 1) for r in (False, True)]
+
+
+def _cumsum_p_ref(x, axis, reverse=False):
+    x = x.astype(np.int64) if x.dtype.kind in "iub" else x
+    return np.flip(np.cumsum(np.flip(x, axis), axis), axis) if reverse else np.cumsum(x, axis)
+
+
+def _f(dt_fn):
+    """numpy reference of a float-valued op: integer inputs give float32, as torch."""
+    def ref(*a, **kw):
+        return dt_fn(*a, **kw)
+    return ref
+
+
+def _nan_samples(dtype, rng, domain):
+    x = _arr(rng, (3, 4), dtype)
+    if np.dtype(dtype).kind == "f":
+        x.flat[[0, 5, 7]] = [np.nan, np.inf, -np.inf]
+    return [Sample((x,), gradcheck=False, desc="with nan/inf"), Sample((_arr(rng, (2, 3), dtype),), desc="finite")]
+
+
+def _nan_to_num_samples(dtype, rng, domain):
+    x = _arr(rng, (3, 4), dtype)
+    x.flat[[0, 5, 7]] = [np.nan, np.inf, -np.inf]
+    return [Sample((x,), gradcheck=False, desc="defaults"),
+            Sample((x,), {"nan": 1.5, "posinf": 9.0, "neginf": -9.0}, gradcheck=False, desc="values"),
+            Sample((_arr(rng, (2, 3), dtype),), desc="finite")]
+
+
+def _nan_to_num_ref(x, nan=0.0, posinf=None, neginf=None):
+    return np.nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf)
+
+
+def _clamp_t_samples(dtype, rng, domain):
+    x = _distinct(rng, (3, 4), dtype, (-2, 2))
+    lo = _distinct(rng, (4,), dtype, (-1.9, -0.1)) + dtype.type(0.003)
+    hi = _distinct(rng, (3, 1), dtype, (0.1, 1.9)) + dtype.type(0.007)
+    return [Sample((x, lo, hi), desc="tensor min,max"), Sample((x, lo, None), desc="tensor min"),
+            Sample((x, None, hi), desc="tensor max")]
+
+
+def _clamp_t_ref(x, lo, hi):
+    y = x
+    if lo is not None:
+        y = np.maximum(y, lo)
+    if hi is not None:
+        y = np.minimum(y, hi)
+    return y
+
+
+def _lerp_samples(dtype, rng, domain):
+    a = lambda *s: _arr(rng, s, dtype)  # noqa: E731
+    return [Sample((a(3, 4), a(3, 4), a(3, 4)), desc="tensor weight"), Sample((a(2, 3), a(3), 0.3), desc="scalar w")]
+
+
+def _act_samples(kinks=(0.0,), domain=(-3.0, 3.0), kwargs=({},)):
+    def fn(dtype, rng, dom):
+        out = []
+        for kw in kwargs:
+            for s in [(3, 4), (5,)]:
+                a = _arr(rng, s, dtype, domain)
+                for k in kinks:
+                    a = np.where(np.abs(a - k) < 0.05, a + 0.11, a).astype(dtype)
+                out.append(Sample((a,), dict(kw), desc=f"{s},{kw}"))
+        return out
+    return fn
+
+
+def _softplus_ref(x, beta=1.0, threshold=20.0):
+    bx = x * beta
+    with np.errstate(over="ignore"):
+        return np.where(bx > threshold, x, np.log1p(np.exp(bx)) / beta).astype(x.dtype)
+
+
+def _sigm(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _elu_ref(x, alpha=1.0):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))).astype(x.dtype)
+
+
+def _celu_ref(x, alpha=1.0):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0) / alpha)).astype(x.dtype)
+
+
+def _selu_ref(x):
+    return (MC._SELU_SCALE * _elu_ref(x, MC._SELU_ALPHA)).astype(x.dtype)
+
+
+def _hardtanh_ref(x, min_val=-1.0, max_val=1.0):
+    return np.clip(x, min_val, max_val).astype(x.dtype)
+
+
+def _div_rm_samples(dtype, rng, domain):
+    out = []
+    for rm in ("floor", "trunc", None):
+        x, y = _divmod_pairs(rng, (3, 4), (3, 4), dtype)
+        out.append(Sample((x, y), {"rounding_mode": rm}, desc=f"rm={rm}"))
+    return out
+
+
+def _div_rm_ref(x, y, rounding_mode=None):
+    if rounding_mode == "floor":
+        return np.floor_divide(x, y)
+    q = np.true_divide(x, y)
+    if x.dtype.kind in "iu" and y.dtype.kind in "iu":
+        q = q.astype(np.float32)
+        return np.trunc(q).astype(x.dtype) if rounding_mode == "trunc" else q
+    return np.trunc(q) if rounding_mode == "trunc" else q
+
+
+_U = lambda gen=_arr: unary_samples(gen)  # noqa: E731
+
+ELEMENTWISE_OPS = [
+    OpInfo("sin", "primitive", dg.sin, np.sin, _U(), rtol=1e-6),
+    OpInfo("cos", "primitive", dg.cos, np.cos, _U(), rtol=1e-6),
+    OpInfo("tan", "primitive", lambda x: x.tan(), np.tan, _U(), domain=(-1.2, 1.2), rtol=1e-5),
+    OpInfo("asin", "primitive", dg.asin, np.arcsin, _U(), domain=(-0.9, 0.9), rtol=1e-6),
+    OpInfo("acos", "primitive", lambda x: x.arccos(), np.arccos, _U(), domain=(-0.9, 0.9), rtol=1e-6),
+    OpInfo("atan", "primitive", dg.atan, np.arctan, _U(), rtol=1e-6),
+    OpInfo("sinh", "primitive", dg.sinh, np.sinh, _U(), rtol=1e-6),
+    OpInfo("cosh", "primitive", dg.cosh, np.cosh, _U(), rtol=1e-6),
+    OpInfo("log2", "primitive", dg.log2, np.log2, _U(), domain=(0.2, 3.0), rtol=1e-6),
+    OpInfo("log10", "primitive", lambda x: x.log10(), np.log10, _U(), domain=(0.2, 3.0), rtol=1e-6),
+    OpInfo("log1p", "primitive", dg.log1p, np.log1p, _U(), domain=(-0.5, 2.0), rtol=1e-6),
+    OpInfo("exp2", "primitive", dg.exp2, np.exp2, _U(), rtol=1e-6),
+    OpInfo("expm1", "primitive", lambda x: x.expm1(), np.expm1, _U(), rtol=1e-6),
+    OpInfo("floor", "primitive", dg.floor, _keep_int(np.floor), _U(_off_integers), _ARITH),
+    OpInfo("ceil", "primitive", lambda x: x.ceil(), _keep_int(np.ceil), _U(_off_integers), _ARITH),
+    OpInfo("trunc", "primitive", dg.trunc, _keep_int(np.trunc), _U(_off_integers), _ARITH),
+    OpInfo("round", "primitive", dg.round, _keep_int(lambda x, decimals=0: np.round(x, decimals)), _round_samples,
+           _ARITH),
+    OpInfo("atan2", "primitive", dg.atan2, np.arctan2, binary_samples(_away_from_zero), rtol=1e-6),
+    OpInfo("fmod", "primitive", dg.fmod, np.fmod, _divmod_samples, _ARITH),
+    OpInfo("remainder", "primitive", lambda x, y: x % y, np.remainder, _divmod_samples, _ARITH, atol=1e-5),
+    OpInfo("floor_divide", "primitive", lambda x, y: x // y, np.floor_divide, _divmod_samples, _ARITH),
+    OpInfo("cumsum", "primitive", lambda x, **kw: M.cumsum(x, **kw), _cumsum_p_ref, _cumsum_p_samples, _ARITH),
+    OpInfo("dg.square", "composite", dg.square, np.square, _U(), _ARITH),
+    OpInfo("Tensor.reciprocal", "composite", lambda x: x.reciprocal(), lambda x: (1 / x).astype(x.dtype),
+           _U(_away_from_zero)),
+    OpInfo("dg.rsqrt", "composite", dg.rsqrt, lambda x: 1 / np.sqrt(x), _U(), domain=(0.3, 3.0)),
+    OpInfo("dg.frac", "composite", dg.frac, lambda x: x - np.trunc(x), _U(_off_integers)),
+    OpInfo("dg.isnan", "composite", dg.isnan, np.isnan, _nan_samples, _ARITH, differentiable=False),
+    OpInfo("dg.isinf", "composite", dg.isinf, np.isinf, _nan_samples, _ARITH, differentiable=False),
+    OpInfo("Tensor.isfinite", "composite", lambda x: x.isfinite(), np.isfinite, _nan_samples, _ARITH,
+           differentiable=False),
+    OpInfo("dg.nan_to_num", "composite", dg.nan_to_num, _nan_to_num_ref, _nan_to_num_samples),
+    OpInfo("dg.clamp(tensor bounds)", "composite", dg.clamp, _clamp_t_ref, _clamp_t_samples),
+    OpInfo("dg.lerp", "composite", dg.lerp, lambda a, b, w: a + w * (b - a), _lerp_samples),
+    OpInfo("F.softplus", "composite", MC.softplus, _softplus_ref,
+           _act_samples(kwargs=({}, {"beta": 2.0, "threshold": 3.0})), atol=1e-6),
+    OpInfo("F.softsign", "composite", MC.softsign, lambda x: x / (1 + np.abs(x)), _act_samples()),
+    OpInfo("F.silu", "composite", MC.silu, lambda x: x * _sigm(x), _act_samples(), atol=1e-6),
+    OpInfo("F.mish", "composite", MC.mish, lambda x: x * np.tanh(np.log1p(np.exp(x))), _act_samples(), atol=1e-6),
+    OpInfo("F.elu", "composite", MC.elu, _elu_ref, _act_samples(kwargs=({}, {"alpha": 0.5}))),
+    OpInfo("F.celu", "composite", MC.celu, _celu_ref, _act_samples(kwargs=({}, {"alpha": 2.0}))),
+    OpInfo("F.selu", "composite", MC.selu, _selu_ref, _act_samples()),
+    OpInfo("F.leaky_relu", "composite", MC.leaky_relu, lambda x, negative_slope=0.01: np.where(
+        x > 0, x, x * negative_slope).astype(x.dtype), _act_samples(kwargs=({}, {"negative_slope": 0.2}))),
+    OpInfo("F.relu6", "composite", MC.relu6, lambda x: np.clip(x, 0, 6).astype(x.dtype),
+           _act_samples((0.0, 6.0), (-2.0, 8.0))),
+    OpInfo("F.hardtanh", "composite", MC.hardtanh, _hardtanh_ref,
+           _act_samples((-1.0, 1.0, -0.5, 2.0), kwargs=({}, {"min_val": -0.5, "max_val": 2.0}))),
+    OpInfo("F.hardsigmoid", "composite", MC.hardsigmoid, lambda x: (np.clip(x + 3, 0, 6) / 6).astype(x.dtype),
+           _act_samples((-3.0, 3.0), (-5.0, 5.0))),
+    OpInfo("F.hardswish", "composite", MC.hardswish, lambda x: (x * np.clip(x + 3, 0, 6) / 6).astype(x.dtype),
+           _act_samples((-3.0, 3.0), (-5.0, 5.0))),
+    OpInfo("F.logsigmoid", "composite", MC.logsigmoid, lambda x: -np.log1p(np.exp(-x)), _act_samples(), atol=1e-6),
+    OpInfo("dg.div(rounding_mode)", "composite", dg.div, _div_rm_ref, _div_rm_samples, _ARITH),
+]
+BREADTH_OPS = CONV_POOL_OPS + ELEMENTWISE_OPS

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from . import primitives as P
-from .primitives import _call, _dummy, _int_to_float, _torch_promote, unbroadcast
+from .primitives import _call, _int_to_float, _torch_promote, unbroadcast
 from .registry import Primitive, ShapedArray, register
 
 _LN2 = math.log(2.0)
@@ -22,9 +22,17 @@ _LN10 = math.log(10.0)
 PRIMITIVES = []
 
 
+def _dummy(x):
+    """A one-element stand-in of ``x``'s dtype and rank (ones: integer division by a
+    dummy must not raise)."""
+    if isinstance(x, ShapedArray):
+        return np.ones((1,) * x.ndim, x.dtype)
+    return x
+
+
 def _dtype_rule(impl):
     def rule(*dtypes, **params):
-        args = [np.zeros(1, d) if isinstance(d, np.dtype) else d(0) for d in dtypes]
+        args = [np.ones(1, d) if isinstance(d, np.dtype) else d(1) for d in dtypes]
         with np.errstate(all="ignore"):
             return np.asarray(impl(*args, **params)).dtype
 
