@@ -585,3 +585,271 @@ ELEMENTWISE_OPS = [
     OpInfo("dg.div(rounding_mode)", "composite", dg.div, _div_rm_ref, _div_rm_samples, _ARITH),
 ]
 BREADTH_OPS = CONV_POOL_OPS + ELEMENTWISE_OPS
+
+
+# ========================================================================================
+# 2. reductions, scans, sorting
+# ========================================================================================
+
+
+def _with_zero(rng, shape, dtype, domain=(-2.0, 2.0)):
+    a = _away_from_zero(rng, shape, dtype, domain)
+    a.flat[1] = 0
+    return a
+
+
+def _reduce_prod_samples(dtype, rng, domain):
+    out = _axes_samples_local(dtype, rng, _away_from_zero)
+    out.append(Sample((_with_zero(rng, (3, 4), dtype),), {"axes": (1,), "keepdims": False}, desc="one zero"))
+    z = _away_from_zero(rng, (3, 4), dtype)
+    z.flat[[0, 2]] = 0
+    out.append(Sample((z,), {"axes": (0, 1), "keepdims": True}, desc="two zeros"))
+    return out
+
+
+def _axes_samples_local(dtype, rng, gen=_arr):
+    x3 = gen(rng, (2, 3, 4), dtype)
+    x2 = gen(rng, (3, 4), dtype)
+    return [
+        Sample((x2,), {"axes": (0, 1), "keepdims": False}, desc="all"),
+        Sample((x2,), {"axes": (1,), "keepdims": False}, desc="axis1"),
+        Sample((x3,), {"axes": (0, 2), "keepdims": True}, desc="axes02-keep"),
+        Sample((x3,), {"axes": (), "keepdims": False}, desc="no-axes"),
+    ]
+
+
+def _reduce_prod_ref(x, axes, keepdims):
+    return np.prod(x, axis=axes, keepdims=keepdims, dtype=np.int64 if x.dtype.kind in "iub" else x.dtype)
+
+
+def _gather_p_samples(dtype, rng, domain):
+    x = _arr(rng, (3, 4), dtype)
+    return [
+        Sample((x, rng.integers(0, 3, size=(5, 4))), {"axis": 0}, desc="axis0"),
+        Sample((x, rng.integers(0, 4, size=(3, 2))), {"axis": 1}, desc="axis1"),
+        Sample((_arr(rng, (2, 3, 2), dtype), rng.integers(0, 3, size=(2, 4, 2))), {"axis": 1}, desc="3d"),
+    ]
+
+
+def _scatter_add_p_samples(dtype, rng, domain):
+    return [
+        Sample((_arr(rng, (3, 4), dtype), rng.integers(0, 3, size=(5, 4)), _arr(rng, (5, 4), dtype)), {"axis": 0},
+               desc="dups axis0"),
+        Sample((_arr(rng, (3, 4), dtype), rng.integers(0, 4, size=(3, 6)), _arr(rng, (3, 6), dtype)), {"axis": 1},
+               desc="dups axis1"),
+    ]
+
+
+def _scatter_add_p_ref(base, idx, src, axis):
+    out = base.copy()
+    ix = [np.arange(s).reshape([-1 if d == k else 1 for k in range(idx.ndim)]) for d, s in enumerate(idx.shape)]
+    ix[axis] = idx
+    np.add.at(out, tuple(ix), src)
+    return out
+
+
+def _perm_index(rng, n, shape, axis):
+    """Distinct indices along ``axis`` (scatter without duplicates is well defined)."""
+    k = shape[axis]
+    other = [s for i, s in enumerate(shape) if i != axis]
+    cols = [rng.permutation(n)[:k] for _ in range(int(np.prod(other)))]
+    a = np.stack(cols, axis=-1).reshape((k,) + tuple(other))
+    return np.moveaxis(a, 0, axis).astype(np.int64)
+
+
+def _scatter_p_samples(dtype, rng, domain):
+    return [
+        Sample((_arr(rng, (4, 3), dtype), _perm_index(rng, 4, (2, 3), 0), _arr(rng, (2, 3), dtype)), {"axis": 0},
+               desc="axis0"),
+        Sample((_arr(rng, (3, 5), dtype), _perm_index(rng, 5, (3, 3), 1), _arr(rng, (3, 3), dtype)), {"axis": 1},
+               desc="axis1"),
+    ]
+
+
+def _scatter_p_ref(base, idx, src, axis):
+    out = base.copy()
+    np.put_along_axis(out, idx, src, axis)
+    return out
+
+
+def _argsort_p_samples(dtype, rng, domain):
+    x = _distinct(rng, (3, 4), dtype)
+    ties = np.array([[1, 0, 1, 2, 0, 1]], dtype)
+    return [Sample((x,), {"axis": a, "descending": d}, desc=f"axis={a},desc={d}") for a in (0, 1) for d in (False, True)] + [
+        Sample((ties,), {"axis": 1, "descending": d}, desc=f"ties,desc={d}") for d in (False, True)]
+
+
+def _argsort_ref(x, axis, descending=False):
+    if not descending:
+        return np.argsort(x, axis=axis, kind="stable")
+    return np.argsort(-x, axis=axis, kind="stable")  # distinct or tied: stable on the negation
+
+
+def _sum_dtype_samples(dtype, rng, domain):
+    x = _arr(rng, (2, 3, 4), dtype)
+    return [Sample((x,), {"axis": 1, "keepdims": True}, desc="axis/keepdims"),
+            Sample((x,), {"dim": (0, 2), "dtype": F64}, desc="dtype=f64"),
+            Sample((x,), {"axis": -1}, desc="axis=-1")]
+
+
+def _sum_dtype_ref(x, dim=None, keepdim=False, dtype=None, axis=None, keepdims=None):
+    a = dim if axis is None else axis
+    a = tuple(a) if isinstance(a, (list, tuple)) else a
+    k = keepdim if keepdims is None else keepdims
+    x = x.astype(dtype) if dtype is not None else x
+    return np.sum(x, axis=a, keepdims=k)
+
+
+def _prod_samples(dtype, rng, domain):
+    return [Sample((_away_from_zero(rng, (2, 3, 4), dtype, (-1.5, 1.5)),), {"dim": d, "keepdim": k},
+                   desc=f"dim={d},keep={k}") for d, k in [(None, False), (1, True), (-1, False)]] + [
+        Sample((_with_zero(rng, (2, 3), dtype),), {"dim": 1}, desc="zero")]
+
+
+def _prod_ref(x, dim=None, keepdim=False):
+    return np.prod(x, axis=dim, keepdims=keepdim, dtype=np.int64 if x.dtype.kind in "iub" else x.dtype)
+
+
+def _var_c_samples(dtype, rng, domain):
+    x = _arr(rng, (3, 4), dtype)
+    return [Sample((x,), {"dim": 1, "correction": c}, desc=f"c={c}") for c in (0, 1, 2)] + [
+        Sample((x,), {"unbiased": False}, desc="unbiased=False"), Sample((x,), {"axis": 0, "keepdims": True}, desc="axis")]
+
+
+def _var_c_ref(x, dim=None, correction=None, unbiased=None, axis=None, keepdims=None, keepdim=False):
+    a = dim if axis is None else axis
+    k = keepdim if keepdims is None else keepdims
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    return np.var(x, axis=a, ddof=correction, keepdims=k)
+
+
+def _amax_samples(dtype, rng, domain):
+    x = _distinct(rng, (2, 3, 4), dtype)
+    return [Sample((x,), {"dim": d, "keepdim": k}, desc=f"{d},{k}") for d, k in [((), False), (1, True), ((0, 2), False)]]
+
+
+def _ax(dim):
+    return None if dim == () else (tuple(dim) if isinstance(dim, (tuple, list)) else dim)
+
+
+def _lse_samples(dtype, rng, domain):
+    x = _arr(rng, (3, 4), dtype, (-3, 3))
+    return [Sample((x,), {"dim": 1}, desc="dim1"), Sample((x,), {"dim": (0, 1), "keepdim": True}, desc="all-keep")]
+
+
+def _lse_ref(x, dim, keepdim=False):
+    a = tuple(dim) if isinstance(dim, (tuple, list)) else dim
+    m = np.max(x, axis=a, keepdims=True)
+    r = np.log(np.sum(np.exp(x - m), axis=a, keepdims=True)) + m
+    return r if keepdim else np.squeeze(r, axis=a)
+
+
+def _norm_samples(dtype, rng, domain):
+    x = _distinct(rng, (3, 4), dtype)
+    x = np.where(np.abs(x) < 0.1, x + 0.2, x).astype(dtype)
+    return [Sample((x,), {"p": p, "dim": d}, desc=f"p={p},dim={d}")
+            for p, d in [("fro", None), (2, 1), (1, 0), (math.inf, 1), (-math.inf, None), (3, 1), (0.5, None)]]
+
+
+def _norm_ref(x, p="fro", dim=None):
+    a = np.abs(x)
+    if p in ("fro", 2):
+        return np.sqrt(np.sum(x * x, axis=dim))
+    if p == math.inf:
+        return np.max(a, axis=dim)
+    if p == -math.inf:
+        return np.min(a, axis=dim)
+    return np.sum(a ** p, axis=dim) ** (1 / p)
+
+
+def _cum_samples(dtype, rng, domain):
+    return [Sample((_arr(rng, (3, 4), dtype, (-1.5, 1.5)),), {"dim": d}, desc=f"dim={d}") for d in (0, 1, -1)] + [
+        Sample((_with_zero(rng, (2, 5), dtype, (-1.5, 1.5)),), {"dim": 1}, desc="zero"),
+        Sample((_arr(rng, (9,), dtype, (-1.5, 1.5)),), {"dim": 0}, desc="n=9")]
+
+
+def _cumprod_ref(x, dim):
+    return np.cumprod(x, axis=dim, dtype=np.int64 if x.dtype.kind in "iub" else x.dtype)
+
+
+def _cumsum_ref(x, dim):
+    return np.cumsum(x, axis=dim, dtype=np.int64 if x.dtype.kind in "iub" else x.dtype)
+
+
+def _bool_red_samples(dtype, rng, domain):
+    x = (rng.random((3, 4)) < 0.3).astype(dtype)
+    return [Sample((x,), {"dim": d, "keepdim": k}, desc=f"{d},{k}") for d, k in [(None, False), (1, True), (0, False)]]
+
+
+def _sort_samples(dtype, rng, domain):
+    x = _distinct(rng, (3, 4), dtype)
+    return [Sample((x,), {"dim": d, "descending": s}, desc=f"dim={d},desc={s}") for d in (0, -1) for s in (False, True)]
+
+
+def _sort_vals_ref(x, dim=-1, descending=False):
+    s = np.sort(x, axis=dim)
+    return np.flip(s, axis=dim) if descending else s
+
+
+def _sort_idx_ref(x, dim=-1, descending=False):
+    return np.argsort(-x if descending else x, axis=dim, kind="stable")
+
+
+def _topk_samples(dtype, rng, domain):
+    x = _distinct(rng, (3, 5), dtype)
+    return [Sample((x, 2), {"dim": 1}, desc="k=2"), Sample((x, 1), {"dim": 0, "largest": False}, desc="smallest"),
+            Sample((x, 3), {}, desc="default dim")]
+
+
+def _topk_ref(x, k, dim=-1, largest=True):
+    idx = np.argsort(-x if largest else x, axis=dim, kind="stable")
+    idx = np.take(idx, np.arange(k), axis=dim)
+    return np.take_along_axis(x, idx, dim)
+
+
+def _topk_idx_ref(x, k, dim=-1, largest=True):
+    idx = np.argsort(-x if largest else x, axis=dim, kind="stable")
+    return np.take(idx, np.arange(k), axis=dim)
+
+
+REDUCTION_OPS = [
+    OpInfo("reduce_prod", "primitive", lambda x, **kw: S.reduce_prod(x, **kw), _reduce_prod_ref, _reduce_prod_samples,
+           _ARITH),
+    OpInfo("gather", "primitive", lambda x, i, **kw: S.gather(x, i, **kw),
+           lambda x, i, axis: np.take_along_axis(x, i, axis), _gather_p_samples, _ARITH),
+    OpInfo("scatter_add", "primitive", lambda b, i, s, **kw: S.scatter_add(b, i, s, **kw), _scatter_add_p_ref,
+           _scatter_add_p_samples, _ARITH),
+    OpInfo("scatter", "primitive", lambda b, i, s, **kw: S.scatter(b, i, s, **kw), _scatter_p_ref, _scatter_p_samples,
+           _ARITH),
+    OpInfo("argsort", "primitive", lambda x, **kw: S.argsort(x, **kw), _argsort_ref, _argsort_p_samples, _ARITH,
+           differentiable=False),
+    OpInfo("dg.sum(dtype, axis)", "composite", dg.sum, _sum_dtype_ref, _sum_dtype_samples, _ARITH),
+    OpInfo("dg.prod", "composite", dg.prod, _prod_ref, _prod_samples, _ARITH),
+    OpInfo("Tensor.var(correction)", "composite", lambda x, **kw: x.var(**kw), _var_c_ref, _var_c_samples),
+    OpInfo("dg.std", "composite", dg.std, lambda x, **kw: np.sqrt(_var_c_ref(x, **kw)), _var_c_samples),
+    OpInfo("dg.amax", "composite", dg.amax, lambda x, dim, keepdim: np.max(x, axis=_ax(dim), keepdims=keepdim),
+           _amax_samples, _ARITH),
+    OpInfo("Tensor.amin", "composite", lambda x, **kw: x.amin(**kw),
+           lambda x, dim, keepdim: np.min(x, axis=_ax(dim), keepdims=keepdim), _amax_samples, _ARITH),
+    OpInfo("dg.logsumexp", "composite", dg.logsumexp, _lse_ref, _lse_samples),
+    OpInfo("dg.norm", "composite", dg.norm, _norm_ref, _norm_samples, atol=1e-5, rtol=1e-5),
+    OpInfo("dg.cumsum", "composite", dg.cumsum, _cumsum_ref, _cum_samples, _ARITH),
+    OpInfo("dg.cumprod", "composite", dg.cumprod, _cumprod_ref, _cum_samples, _ARITH),
+    OpInfo("dg.any", "composite", dg.any, lambda x, dim, keepdim: np.any(x, axis=dim, keepdims=keepdim),
+           _bool_red_samples, (F32, I64, BOOL), differentiable=False),
+    OpInfo("Tensor.all", "composite", lambda x, **kw: x.all(**kw),
+           lambda x, dim, keepdim: np.all(x, axis=dim, keepdims=keepdim), _bool_red_samples, (F32, I64, BOOL),
+           differentiable=False),
+    OpInfo("dg.sort.values", "composite", lambda x, **kw: dg.sort(x, **kw).values, _sort_vals_ref, _sort_samples,
+           _ARITH),
+    OpInfo("dg.sort.indices", "composite", lambda x, **kw: dg.sort(x, **kw)[1], _sort_idx_ref, _sort_samples, _ARITH,
+           differentiable=False),
+    OpInfo("dg.argsort", "composite", dg.argsort, _sort_idx_ref, _sort_samples, _ARITH, differentiable=False),
+    OpInfo("dg.topk.values", "composite", lambda x, k, **kw: dg.topk(x, k, **kw).values, _topk_ref, _topk_samples,
+           _ARITH),
+    OpInfo("Tensor.topk.indices", "composite", lambda x, k, **kw: x.topk(k, **kw).indices, _topk_idx_ref,
+           _topk_samples, _ARITH, differentiable=False),
+]
+
+BREADTH_OPS = BREADTH_OPS + REDUCTION_OPS
