@@ -853,3 +853,291 @@ REDUCTION_OPS = [
 ]
 
 BREADTH_OPS = BREADTH_OPS + REDUCTION_OPS
+
+
+# ========================================================================================
+# 3. shape and indexing
+# ========================================================================================
+
+
+def _x(rng, dtype, *shape):
+    return _arr(rng, shape, dtype)
+
+
+def _flatten_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 2, 3, 4)
+    return [Sample((x,), {"start_dim": s, "end_dim": e}, desc=f"{s}..{e}") for s, e in [(0, -1), (1, 2), (0, 1), (2, 2)]]
+
+
+def _flatten_ref(x, start_dim=0, end_dim=-1):
+    s, e = start_dim % x.ndim, end_dim % x.ndim
+    return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+
+
+def _repeat_samples(dtype, rng, domain):
+    return [Sample((_x(rng, dtype, 2, 3), (2, 1)), desc="2x1"), Sample((_x(rng, dtype, 3), (2, 2)), desc="lead"),
+            Sample((_x(rng, dtype, 2, 1), (1, 3, 2)), desc="3d")]
+
+
+def _tile_samples(dtype, rng, domain):
+    return [Sample((_x(rng, dtype, 2, 3), (2,)), desc="short dims"), Sample((_x(rng, dtype, 2, 3), (2, 1, 2)), desc="3d")]
+
+
+def _flip_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 2, 3, 4)
+    return [Sample((x,), {"dims": d}, desc=str(d)) for d in [(0,), (1, 2), (-1,), (0, 1, 2)]]
+
+
+def _roll_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 3, 4)
+    return [Sample((x,), {"shifts": 1, "dims": 0}, desc="1,0"), Sample((x,), {"shifts": (-1, 6), "dims": (0, 1)}, desc="2d"),
+            Sample((x,), {"shifts": 5}, desc="flat")]
+
+
+def _roll_ref(x, shifts, dims=None):
+    return np.roll(x, shifts, dims)
+
+
+def _tri_samples(dtype, rng, domain):
+    return [Sample((_x(rng, dtype, 3, 4),), {"diagonal": d}, desc=f"d={d}") for d in (0, 1, -1)] + [
+        Sample((_x(rng, dtype, 2, 3, 3),), {}, desc="batched")]
+
+
+def _split_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 5, 4)
+    return [Sample((x,), {"s": 2, "dim": 0}, desc="size2"), Sample((x,), {"s": [1, 3], "dim": 1}, desc="sections")]
+
+
+def _split_op(x, s, dim):
+    return dg.cat(list(dg.split(x, s, dim))[::-1], dim)
+
+
+def _split_ref(x, s, dim):
+    n = x.shape[dim]
+    cuts = list(range(s, n, s)) if isinstance(s, int) else list(np.cumsum(s)[:-1])
+    return np.concatenate(np.split(x, cuts, axis=dim)[::-1], axis=dim)
+
+
+def _chunk_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 5, 4)
+    return [Sample((x,), {"chunks": 2, "dim": 0}, desc="2 of 5"), Sample((x,), {"chunks": 4, "dim": 1}, desc="4 of 4")]
+
+
+def _chunk_ref(x, chunks, dim):
+    n = x.shape[dim]
+    s = -(-n // chunks)
+    return _split_ref(x, s, dim)
+
+
+def _unbind_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 3, 2)
+    return [Sample((x,), {"dim": 0}, desc="dim0"), Sample((x,), {"dim": 1}, desc="dim1")]
+
+
+def _narrow_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 4, 5)
+    return [Sample((x,), {"dim": 1, "start": 1, "length": 3}, desc="1,1,3"),
+            Sample((x,), {"dim": 0, "start": -2, "length": 2}, desc="negative start")]
+
+
+def _narrow_ref(x, dim, start, length):
+    start %= x.shape[dim]
+    return np.take(x, np.arange(start, start + length), axis=dim)
+
+
+def _gather_c_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 3, 4)
+    return [Sample((x, rng.integers(0, 3, size=(2, 3))), {"dim": 0}, desc="smaller index"),
+            Sample((x, rng.integers(0, 4, size=(3, 5))), {"dim": 1}, desc="dim1")]
+
+
+def _gather_c_ref(x, i, dim):
+    sl = tuple(slice(0, s) if d != dim else slice(None) for d, s in enumerate(i.shape))
+    return np.take_along_axis(x[sl], i, dim)
+
+
+def _scatter_c_samples(dtype, rng, domain):
+    return [
+        Sample((_x(rng, dtype, 4, 3), _perm_index(rng, 4, (2, 3), 0), _x(rng, dtype, 3, 3)), {"dim": 0},
+               desc="bigger src"),
+        Sample((_x(rng, dtype, 3, 4), _perm_index(rng, 4, (3, 2), 1)), {"dim": 1, "value": 2}, desc="value"),
+    ]
+
+
+def _scatter_c_op(x, i, src=None, *, dim, value=None):
+    return dg.scatter(x, dim, i, src=src, value=value)
+
+
+def _scatter_c_ref(x, i, src=None, *, dim, value=None):
+    out = x.copy()
+    if src is None:
+        src = np.full(i.shape, value, x.dtype)
+    else:
+        src = src[tuple(slice(0, s) for s in i.shape)]
+    np.put_along_axis(out, i, src, dim)
+    return out
+
+
+def _scatter_add_c_samples(dtype, rng, domain):
+    return [Sample((_x(rng, dtype, 3, 4), rng.integers(0, 3, size=(4, 4)), _x(rng, dtype, 4, 5)), {"dim": 0},
+                   desc="dups, bigger src")]
+
+
+def _scatter_add_c_ref(x, i, src, dim):
+    return _scatter_add_p_ref(x, i, src[tuple(slice(0, s) for s in i.shape)], dim)
+
+
+def _index_select_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 3, 4)
+    return [Sample((x, np.array([2, 0, 2])), {"dim": 0}, desc="dups"), Sample((x, np.array([3, 1])), {"dim": 1}, desc="d1")]
+
+
+def _masked_fill_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 3, 4)
+    return [Sample((x, rng.random((3, 4)) < 0.4), {"value": 1.5 if dtype.kind == "f" else 7}, desc="full mask"),
+            Sample((x, rng.random((4,)) < 0.5), {"value": -2}, desc="broadcast mask")]
+
+
+def _masked_fill_ref(x, m, value):
+    return np.where(m, np.asarray(value).astype(x.dtype), x)
+
+
+def _take_along_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 3, 4)
+    return [Sample((x, rng.integers(0, 4, size=(3, 2))), {"dim": 1}, desc="dim1"),
+            Sample((x, rng.integers(0, 3, size=(2, 1))), {"dim": 0}, desc="broadcast"),
+            Sample((x, rng.integers(0, 12, size=(5,))), {}, desc="flat")]
+
+
+def _take_along_ref(x, i, dim=None):
+    if dim is None:
+        return x.reshape(-1)[i]
+    bshape = list(np.broadcast_shapes(x.shape[:dim] + (1,) + x.shape[dim + 1:], i.shape[:dim] + (1,) + i.shape[dim + 1:]))
+    xb = np.broadcast_to(x, tuple(bshape[:dim]) + (x.shape[dim],) + tuple(bshape[dim + 1:]))
+    ib = np.broadcast_to(i, tuple(bshape[:dim]) + (i.shape[dim],) + tuple(bshape[dim + 1:]))
+    return np.take_along_axis(xb, ib, dim)
+
+
+def _pad_samples(dtype, rng, domain):
+    x = _x(rng, dtype, 2, 3, 4)
+    return [Sample((x,), {"pad": (1, 2)}, desc="const last"),
+            Sample((x,), {"pad": (1, 0, 2, 1), "value": 3.5 if dtype.kind == "f" else 3}, desc="const 2d value"),
+            Sample((x,), {"pad": (-1, 1, 0, -1)}, desc="negative crops"),
+            Sample((x,), {"pad": (2, 1, 1, 2), "mode": "reflect"}, desc="reflect"),
+            Sample((x,), {"pad": (2, 1, 3, 0), "mode": "replicate"}, desc="replicate"),
+            Sample((x,), {"pad": (1, 3), "mode": "circular"}, desc="circular")]
+
+
+def _pad_ref(x, pad, mode="constant", value=None):
+    widths = [(0, 0)] * x.ndim
+    for k in range(len(pad) // 2):
+        widths[x.ndim - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    if mode == "constant":
+        crop = tuple(slice(max(-lo, 0), x.shape[d] - max(-hi, 0)) for d, (lo, hi) in enumerate(widths))
+        x = x[crop]
+        widths = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+        return np.pad(x, widths, constant_values=0 if value is None else value)
+    return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode])
+
+
+def _one_hot_samples(dtype, rng, domain):
+    # (num_classes=-1 reads the values: eager only, tested in tests/test_breadth_ops.py)
+    return [Sample((rng.integers(0, 4, size=(3,)),), {"num_classes": 5}, desc="n=5"),
+            Sample((np.array([[0, 2], [1, 3]]),), {"num_classes": 4}, desc="2d")]
+
+
+def _one_hot_ref(t, num_classes=-1):
+    n = t.max() + 1 if num_classes == -1 else num_classes
+    return (t[..., None] == np.arange(n)).astype(np.int64)
+
+
+_EINSUM = [("ij,jk->ik", [(2, 3), (3, 4)]), ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]), ("ii->i", [(3, 3)]),
+           ("ij->", [(2, 3)]), ("i,j->ij", [(3,), (2,)]), ("ij,ij->i", [(2, 3), (2, 3)]),
+           ("...ij,jk", [(2, 2, 3), (3, 2)]), ("ijk->kji", [(2, 3, 2)]), ("ij,jk,kl->il", [(2, 3), (3, 2), (2, 2)]),
+           ("bn,anm,bm->ba", [(2, 3), (2, 3, 2), (2, 2)])]
+
+
+def _einsum_samples(dtype, rng, domain):
+    return [Sample(tuple(_arr(rng, s, dtype) for s in shapes), {"equation": eq}, desc=eq) for eq, shapes in _EINSUM]
+
+
+def _linalg_samples(kind):
+    def fn(dtype, rng, domain):
+        a = lambda *s: _arr(rng, s, dtype)  # noqa: E731
+        return {"mm": [Sample((a(2, 3), a(3, 4)), desc="2x3@3x4")],
+                "bmm": [Sample((a(2, 2, 3), a(2, 3, 2)), desc="batched")],
+                "mv": [Sample((a(2, 3), a(3)), desc="mv")],
+                "dot": [Sample((a(4), a(4)), desc="dot")],
+                "outer": [Sample((a(3), a(2)), desc="outer")]}[kind]
+    return fn
+
+
+def _diag_samples(dtype, rng, domain):
+    return [Sample((_x(rng, dtype, 3),), {}, desc="1d"), Sample((_x(rng, dtype, 3),), {"diagonal": -1}, desc="1d,-1"),
+            Sample((_x(rng, dtype, 3, 4),), {"diagonal": 1}, desc="2d,1"), Sample((_x(rng, dtype, 4, 3),), {}, desc="2d")]
+
+
+def _diag_ref(x, diagonal=0):
+    return np.diag(x, diagonal)
+
+
+def _diagonal_samples(dtype, rng, domain):
+    return [Sample((_x(rng, dtype, 3, 4),), {"offset": o}, desc=f"off={o}") for o in (0, 2, -1)] + [
+        Sample((_x(rng, dtype, 2, 3, 3),), {"dim1": 1, "dim2": 2}, desc="batched"),
+        Sample((_x(rng, dtype, 3, 2, 3),), {"offset": 1, "dim1": 2, "dim2": 0}, desc="dims 2,0")]
+
+
+def _diagonal_ref(x, offset=0, dim1=0, dim2=1):
+    return np.diagonal(x, offset, dim1, dim2)
+
+
+SHAPE_OPS = [
+    OpInfo("Tensor.flatten(start, end)", "composite", lambda x, **kw: x.flatten(**kw), _flatten_ref, _flatten_samples,
+           _ARITH),
+    OpInfo("dg.unflatten", "composite", dg.unflatten, lambda x, dim, sizes: x.reshape(
+        x.shape[:dim] + tuple(sizes if -1 not in sizes else [x.shape[dim] // -np.prod(sizes) if s == -1 else s
+                                                              for s in sizes]) + x.shape[dim + 1:]),
+           lambda d, r, dom: [Sample((_x(r, d, 2, 6, 3),), {"dim": 1, "sizes": (2, 3)}, desc="2x3"),
+                              Sample((_x(r, d, 2, 6),), {"dim": 1, "sizes": (3, -1)}, desc="-1")], _ARITH),
+    OpInfo("Tensor.repeat", "composite", lambda x, sizes: x.repeat(*sizes), lambda x, sizes: np.tile(x, sizes),
+           _repeat_samples, _ARITH),
+    OpInfo("dg.tile", "composite", dg.tile, np.tile, _tile_samples, _ARITH),
+    OpInfo("Tensor.expand_as", "composite", lambda x, o: x.expand_as(o), lambda x, o: np.broadcast_to(x, o.shape),
+           lambda d, r, dom: [Sample((_x(r, d, 3, 1), _x(r, d, 2, 3, 4)), grad_args=(0,), desc="3x1->2x3x4")], _ARITH),
+    OpInfo("dg.flip", "composite", dg.flip, lambda x, dims: np.flip(x, dims), _flip_samples, _ARITH),
+    OpInfo("dg.roll", "composite", dg.roll, _roll_ref, _roll_samples, _ARITH),
+    OpInfo("dg.tril", "composite", dg.tril, lambda x, diagonal=0: np.tril(x, diagonal), _tri_samples, _ARITH),
+    OpInfo("Tensor.triu", "composite", lambda x, **kw: x.triu(**kw), lambda x, diagonal=0: np.triu(x, diagonal),
+           _tri_samples, _ARITH),
+    OpInfo("dg.split", "composite", _split_op, _split_ref, _split_samples, _ARITH),
+    OpInfo("dg.chunk", "composite", lambda x, chunks, dim: dg.cat(list(dg.chunk(x, chunks, dim))[::-1], dim),
+           _chunk_ref, _chunk_samples, _ARITH),
+    OpInfo("dg.unbind", "composite", lambda x, dim: dg.stack(list(dg.unbind(x, dim))[::-1], dim),
+           lambda x, dim: np.flip(x, dim), _unbind_samples, _ARITH),
+    OpInfo("dg.narrow", "composite", dg.narrow, _narrow_ref, _narrow_samples, _ARITH),
+    OpInfo("dg.gather", "composite", lambda x, i, dim: dg.gather(x, dim, i), _gather_c_ref, _gather_c_samples, _ARITH),
+    OpInfo("dg.scatter", "composite", _scatter_c_op, _scatter_c_ref, _scatter_c_samples, _ARITH),
+    OpInfo("Tensor.scatter_add", "composite", lambda x, i, s, dim: x.scatter_add(dim, i, s), _scatter_add_c_ref,
+           _scatter_add_c_samples, _ARITH),
+    OpInfo("dg.index_select", "composite", lambda x, i, dim: dg.index_select(x, dim, i),
+           lambda x, i, dim: np.take(x, i, axis=dim), _index_select_samples, _ARITH),
+    OpInfo("Tensor.masked_fill", "composite", lambda x, m, value: x.masked_fill(m, value), _masked_fill_ref,
+           _masked_fill_samples, _ARITH),
+    OpInfo("dg.take_along_dim", "composite", dg.take_along_dim, _take_along_ref, _take_along_samples, _ARITH),
+    OpInfo("F.pad", "composite", MC.pad, _pad_ref, _pad_samples, _ARITH),
+    OpInfo("F.one_hot", "composite", MC.one_hot, _one_hot_ref, _one_hot_samples, (I64,), differentiable=False),
+    OpInfo("dg.einsum", "composite", lambda *xs, equation: dg.einsum(equation, *xs),
+           lambda *xs, equation: np.einsum(equation, *xs), _einsum_samples, _ARITH, atol=1e-5, rtol=1e-5),
+    OpInfo("dg.mm", "composite", dg.mm, np.matmul, _linalg_samples("mm"), _ARITH),
+    OpInfo("dg.bmm", "composite", dg.bmm, np.matmul, _linalg_samples("bmm"), _ARITH),
+    OpInfo("Tensor.mv", "composite", lambda a, v: a.mv(v), np.matmul, _linalg_samples("mv"), _ARITH),
+    OpInfo("dg.dot", "composite", dg.dot, np.dot, _linalg_samples("dot"), _ARITH),
+    OpInfo("dg.outer", "composite", dg.outer, np.outer, _linalg_samples("outer"), _ARITH),
+    OpInfo("dg.diag", "composite", dg.diag, _diag_ref, _diag_samples, _ARITH),
+    OpInfo("dg.diagonal", "composite", dg.diagonal, _diagonal_ref, _diagonal_samples, _ARITH),
+    OpInfo("Tensor.trace", "composite", lambda x: x.trace(), np.trace,
+           lambda d, r, dom: [Sample((_x(r, d, 3, 3),), desc="3x3"), Sample((_x(r, d, 2, 4),), desc="2x4")], _ARITH),
+    OpInfo("Tensor.clone", "composite", lambda x: x.clone(), lambda x: x.copy(), unary_samples(), _ARITH),
+]
+
+BREADTH_OPS = BREADTH_OPS + SHAPE_OPS
