@@ -170,6 +170,11 @@ FUNCTIONAL = {
     "normalize": (lambda L, a: L.normalize(a, dim=-1), rnd(3, 4)),
     "normalize_p1": (lambda L, a: L.normalize(a, p=1.0, dim=0), rnd(3, 4)),
     "logsigmoid": (lambda L, x: L.logsigmoid(x), rnd(3, 4) * 10),
+    "softmin": (lambda L, x: L.softmin(x, dim=0), rnd(3, 4)),
+    "glu": (lambda L, x: L.glu(x, dim=0), rnd(4, 3)),
+    "pad_reflect": (lambda L, x: L.pad(x, (1, 2), mode="reflect"), rnd(2, 3, 4)),
+    "silu": (lambda L, x: L.silu(x), rnd(3, 4)),
+    "leaky_relu": (lambda L, x: L.leaky_relu(x, 0.2), rnd(3, 4)),
     "sdpa": (lambda L, q, k, v: L.scaled_dot_product_attention(q, k, v), rnd(2, 3, 4, 8), rnd(2, 3, 6, 8, seed=1),
              rnd(2, 3, 6, 5, seed=2)),
     "sdpa_causal": (lambda L, q, k, v: L.scaled_dot_product_attention(q, k, v, is_causal=True), rnd(2, 5, 8),
@@ -329,7 +334,7 @@ MODULES = {
     "CosineSimilarity": (lambda M: M.CosineSimilarity(dim=1), [rnd(3, 4), rnd(3, 4, seed=1)]),
 }
 
-# activation modules whose functional form the op-breadth work provides: compared when present
+# activation modules (their functional forms come from ops/more_composites.py)
 ACTIVATIONS = {
     "SiLU": (), "Mish": (), "LeakyReLU": (0.2,), "ELU": (0.7,), "CELU": (1.3,), "SELU": (), "Softplus": (2.0, 5.0),
     "Softsign": (), "Hardtanh": (-0.5, 0.8), "Hardsigmoid": (), "Hardswish": (), "ReLU6": (),
@@ -345,12 +350,10 @@ def test_module_vs_torch(name):
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_module_vs_torch(name):
-    fn = getattr(nn.modules.activation, name)._fn
-    if not hasattr(F, fn):
-        pytest.skip(f"F.{fn} not provided yet by the op-breadth work")  # pragma: no cover
     args = ACTIVATIONS[name]
     md, mt = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
-    _compare_module(md, mt, rnd(3, 5) * 3, what=name)
+    # (torch's float64 backward of celu and hardsigmoid uses float32 constants: 1e-7 relative)
+    _compare_module(md, mt, rnd(3, 5) * 3, what=name, tol=dict(rtol=1e-6, atol=1e-9))
     assert repr(md) == repr(mt)
 
 
@@ -360,6 +363,7 @@ def test_module_float32_vs_torch():
     _compare_module(md, mt, rnd(2, 3, 6, 6, dtype=np.float32), what="cnn f32", tol=dict(rtol=1e-4, atol=1e-5))
 
 
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 def test_multihead_attention_masks_vs_torch():
     rng = np.random.default_rng(0)
     attn_mask = rng.random((5, 4)) < 0.3

@@ -20,6 +20,8 @@ from ..eager.tensor import Tensor
 from ..ops import composites as C
 from ..ops import primitives as P
 from ..ops.composites import gelu, log_softmax, mse_loss, relu, softmax
+from ..ops.more_composites import (celu, elu, hardsigmoid, hardswish, hardtanh, leaky_relu, logsigmoid, mish,
+                                   one_hot, pad, relu6, selu, silu, softplus, softsign)
 from ..ops.nn_ops import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, max_pool2d
 from ..ops.primitives import sigmoid, tanh
 from ..ops.registry import user_source
@@ -30,7 +32,8 @@ __all__ = [
     "mse_loss", "smooth_l1_loss", "huber_loss", "kl_div", "cosine_similarity", "normalize",
     "scaled_dot_product_attention", "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
     "adaptive_avg_pool2d", "bilinear", "rms_norm", "instance_norm", "logsigmoid", "pairwise_distance",
-    "multi_head_attention_forward", "gelu", "log_softmax", "relu", "softmax", "sigmoid", "tanh",
+    "multi_head_attention_forward", "celu", "elu", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "mish",
+    "one_hot", "pad", "relu6", "selu", "silu", "softplus", "softsign", "softmin", "glu", "gelu", "log_softmax", "relu", "softmax", "sigmoid", "tanh",
 ]
 
 
@@ -93,6 +96,24 @@ def _channel_shape(x, c_dim=1):
 
 def _scalar_const(value, like):
     return np.asarray(value, dtype=like.dtype)
+
+
+# ---- activations not among the ops ----------------------------------------------------------
+
+
+def softmin(input, dim=None):  # noqa: A002
+    """``softmax(-x, dim)``."""
+    return C.softmax(P.neg(input), -1 if dim is None else dim)
+
+
+def glu(input, dim=-1):  # noqa: A002
+    """Gated linear unit: ``a * sigmoid(b)`` with ``a, b`` the two halves of ``dim``."""
+    d = dim % input.ndim
+    n = input.shape[d]
+    if n % 2:
+        raise RuntimeError(f"glu: Halving dimension must be even, but dimension {d} is size {n}")
+    lead = (slice(None),) * d
+    return P.mul(input[lead + (slice(0, n // 2),)], P.sigmoid(input[lead + (slice(n // 2, n),)]))
 
 
 # ---- layers -------------------------------------------------------------------------------
@@ -450,11 +471,6 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     if weight is not None:
         loss = P.mul(loss, weight)
     return _reduce(loss, reduction, "binary_cross_entropy")
-
-
-def logsigmoid(input):  # noqa: A002
-    """``log(sigmoid(x)) = min(x, 0) - log(1 + exp(-|x|))`` (stable)."""
-    return P.sub(P.minimum(input, 0.0), P.log(P.add(P.exp(P.neg(P.abs(input))), 1.0)))
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,  # noqa: A002
