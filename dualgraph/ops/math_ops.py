@@ -106,8 +106,8 @@ log1p_p = _elementwise("log1p", _int_to_float(np.log1p), lambda g, out, ins, nee
                        methods=("log1p",))
 exp2_p = _elementwise("exp2", _int_to_float(np.exp2), lambda g, out, ins, need: (P.mul(g, P.mul(out, _LN2)),), 1,
                       methods=("exp2",), uses_out=True)
-expm1_p = _elementwise("expm1", _int_to_float(np.expm1), lambda g, out, ins, need: (P.mul(g, P.add(out, 1)),), 1,
-                       methods=("expm1",), uses_out=True)
+expm1_p = _elementwise("expm1", _int_to_float(np.expm1), lambda g, out, ins, need: (P.mul(g, P.exp(ins[0])),), 1,
+                       methods=("expm1",))  # exp(x), not out + 1: no cancellation for x << 0
 
 # ---- rounding: dtype-preserving, zero gradient ------------------------------------------
 
@@ -136,15 +136,16 @@ def _atan2_vjp(g, out, ins, need):
 
 
 def _float_binary(f):
-    """Integer operands of a float-valued binary op compute in float32 (torch.atan2)."""
+    """Integer operands of a float-valued binary op compute in float32 (torch.atan2):
+    when neither operand is a float array, the int arrays become float32."""
 
     def impl(x, y):
-        x = x.astype(np.float32) if x.__class__ is np.ndarray and x.dtype.kind in "iub" and not (
-            y.__class__ is np.ndarray and y.dtype.kind == "f") else x
-        y = y.astype(np.float32) if y.__class__ is np.ndarray and y.dtype.kind in "iub" and not (
-            x.__class__ is np.ndarray and x.dtype.kind == "f") else y
-        if x.__class__ is int and y.__class__ is not np.ndarray:
-            x = float(x)
+        xa, ya = x.__class__ is np.ndarray, y.__class__ is np.ndarray
+        if not ((xa and x.dtype.kind == "f") or (ya and y.dtype.kind == "f")):
+            if xa:
+                x = x.astype(np.float32)
+            if ya:
+                y = y.astype(np.float32)
         return f(x, y)
 
     return _torch_promote(impl)

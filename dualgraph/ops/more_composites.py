@@ -131,13 +131,16 @@ def mish(x):
 
 def elu(x, alpha=1.0):
     _float_only("elu", x)
-    # expm1 of min(x, 0): the unused branch never overflows (no 0 * inf in the gradient)
-    return P.where(P.gt(x, 0), x, P.mul(M.expm1(P.minimum(x, 0)), alpha))
+    # expm1 of x where x <= 0 (0 elsewhere): the unused branch never overflows (no 0 * inf in
+    # the gradient) and at 0 the gradient is alpha, as torch
+    pos = P.gt(x, 0)
+    return P.where(pos, x, P.mul(M.expm1(P.where(pos, 0, x)), alpha))
 
 
 def celu(x, alpha=1.0):
     _float_only("celu", x)
-    return P.where(P.gt(x, 0), x, P.mul(M.expm1(P.div(P.minimum(x, 0), alpha)), alpha))
+    pos = P.gt(x, 0)
+    return P.where(pos, x, P.mul(M.expm1(P.div(P.where(pos, 0, x), alpha)), alpha))
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
