@@ -308,6 +308,28 @@ def test_repr_reads_like_torch():
 )"""
 
 
+def test_models_trace_in_eval_mode_and_refuse_in_train_mode():
+    """A model's forward traces like any function (parameters are captured); the graph
+    computes what eager does, bit for bit.  Training-mode dropout and batch-norm updates
+    are refused by the tracer with the way out named."""
+    dg.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 3)).eval()
+    rnn = nn.GRU(3, 5, num_layers=2, bidirectional=True).eval()
+    att = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    cases = [(cnn, dg.randn(2, 2, 4, 4)), (lambda x: rnn(x)[0], dg.randn(4, 2, 3)),
+             (lambda x: att(x, x, x)[0], dg.randn(2, 5, 8))]
+    for fn, x in cases:
+        g = dg.trace(fn, x)
+        np.testing.assert_array_equal(g(x).numpy(), fn(x).detach().numpy())
+    cnn.train()
+    with pytest.raises(NotImplementedError, match="running statistics"):
+        dg.trace(cnn, dg.randn(2, 2, 4, 4))
+    cnn[1].eval()
+    with pytest.raises(NotImplementedError, match="dropout"):
+        dg.trace(cnn, dg.randn(2, 2, 4, 4))
+
+
 def test_module_without_forward_raises():
     with pytest.raises(NotImplementedError, match='missing the required "forward"'):
         nn.Module()(dg.ones(1))

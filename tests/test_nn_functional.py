@@ -147,8 +147,10 @@ def test_errors_name_the_problem():
         F.l1_loss(dg.randn(3), dg.randn(1))
     with pytest.raises(ValueError, match="reduction"):
         F.huber_loss(dg.randn(3), dg.randn(3), reduction="avg")
-    with pytest.raises(IndexError, match="out of range for 5 embeddings"):
+    with pytest.raises(IndexError, match="index 5 is out of range for 5 embeddings"):
         F.embedding(dg.tensor([0, 5]), dg.randn(5, 2))
+    with pytest.raises(IndexError, match="index -1 is out of range"):
+        F.embedding(dg.tensor([0, -1]), dg.randn(5, 2))
     with pytest.raises(RuntimeError, match="is_causal"):
         q = dg.randn(2, 3, 4)
         F.scaled_dot_product_attention(q, q, q, attn_mask=dg.ones(3, 3), is_causal=True)

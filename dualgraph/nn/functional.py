@@ -318,8 +318,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,  # 
         raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
     num = weight.shape[0]
     idx = _concrete(input)
-    if idx is not None and idx.size and (idx.min() < -num or idx.max() >= num):
-        bad = idx[(idx < -num) | (idx >= num)].flat[0]
+    if idx is not None and idx.size and (idx.min() < 0 or idx.max() >= num):  # torch refuses negatives too
+        bad = idx[(idx < 0) | (idx >= num)].flat[0]
         raise IndexError(f"embedding: index {bad} is out of range for {num} embeddings\n  at {user_source()}")
     if padding_idx is not None:
         padding_idx = int(padding_idx)
@@ -331,7 +331,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,  # 
             raise NotImplementedError("embedding: max_norm renormalises weight in place and cannot be traced")
         with no_grad():
             w = weight._value
-            rows = np.unique(idx % num)
+            rows = np.unique(idx)
             norms = np.linalg.norm(w[rows].astype(np.float64), ord=norm_type, axis=1)
             scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)
             w[rows] = (w[rows] * scale[:, None]).astype(w.dtype)
