@@ -99,6 +99,23 @@ def test_dropout_in_training_mode_refuses_to_be_traced():
     np.testing.assert_array_equal(g(x).numpy(), x.numpy() * 2)
 
 
+def test_inplace_flag_writes_back_only_where_no_gradient_can_be_corrupted():
+    x = dg.tensor([-1.0, 2.0])
+    assert F.relu(x, inplace=True) is x and x.tolist() == [0.0, 2.0]
+    a = dg.tensor([-1.0, 2.0], requires_grad=True)
+    h = a * 1
+    y = F.leaky_relu(h, 0.1, inplace=True)  # part of the graph: out of place, as x = f(x) expects
+    assert y is not h and h.tolist() == [-1.0, 2.0]
+    y.sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [0.1, 1.0])
+    with dg.no_grad():
+        assert F.hardtanh(a, inplace=True) is a
+    assert a.tolist() == [-1.0, 1.0]
+    m = dg.nn.ReLU(inplace=True)
+    x = dg.tensor([-3.0, 1.0])
+    assert m(x) is x and repr(m) == "ReLU(inplace=True)"
+
+
 # ---- running statistics and other state -----------------------------------------------------
 
 

@@ -15,13 +15,13 @@ import math
 import numpy as np
 
 from ..eager import factories as _factories
-from ..eager.grad_mode import no_grad
+from ..eager.grad_mode import is_grad_enabled, no_grad
 from ..eager.tensor import Tensor
 from ..ops import composites as C
 from ..ops import primitives as P
-from ..ops.composites import gelu, log_softmax, mse_loss, relu, softmax
-from ..ops.more_composites import (celu, elu, hardsigmoid, hardswish, hardtanh, leaky_relu, logsigmoid, mish,
-                                   one_hot, pad, relu6, selu, silu, softplus, softsign)
+from ..ops import more_composites as _MC
+from ..ops.composites import gelu, log_softmax, mse_loss, softmax
+from ..ops.more_composites import logsigmoid, one_hot, pad, softplus, softsign
 from ..ops.nn_ops import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, max_pool2d
 from ..ops.primitives import sigmoid, tanh
 from ..ops.registry import user_source
@@ -96,6 +96,41 @@ def _channel_shape(x, c_dim=1):
 
 def _scalar_const(value, like):
     return np.asarray(value, dtype=like.dtype)
+
+
+# ---- activations ----------------------------------------------------------------------------
+
+
+def _with_inplace(fn, name):
+    """``fn`` with torch's ``inplace`` flag: the result is written back into the input when
+    that cannot corrupt a gradient (the input needs none, or grad mode is off); otherwise
+    (as for an input in the graph) the result is returned out of place, as ``x = f(x)``
+    code expects."""
+
+    def f(input, *args, inplace=False, **kwargs):  # noqa: A002
+        out = fn(input, *args, **kwargs)
+        if inplace and not _traced(input) and (not input.requires_grad or not is_grad_enabled()):
+            with no_grad():
+                input.copy_(out)
+            return input
+        return out
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f"``torch.nn.functional.{name}`` (see ``ops`` for the math; ``inplace`` as torch where safe)."
+    return f
+
+
+relu = _with_inplace(C.relu, "relu")
+relu6 = _with_inplace(_MC.relu6, "relu6")
+leaky_relu = _with_inplace(_MC.leaky_relu, "leaky_relu")
+elu = _with_inplace(_MC.elu, "elu")
+celu = _with_inplace(_MC.celu, "celu")
+selu = _with_inplace(_MC.selu, "selu")
+silu = _with_inplace(_MC.silu, "silu")
+mish = _with_inplace(_MC.mish, "mish")
+hardtanh = _with_inplace(_MC.hardtanh, "hardtanh")
+hardsigmoid = _with_inplace(_MC.hardsigmoid, "hardsigmoid")
+hardswish = _with_inplace(_MC.hardswish, "hardswish")
 
 
 # ---- activations not among the ops ----------------------------------------------------------

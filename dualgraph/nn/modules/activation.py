@@ -36,11 +36,14 @@ class _Elementwise(Module):
     _defaults: tuple = ()
 
     def forward(self, input):  # noqa: A002
-        kw = {k: getattr(self, k) for k in self._args if k != "inplace"}
+        kw = {k: getattr(self, k) for k in self._args}
         return getattr(F, self._fn)(input, **kw)
 
     def extra_repr(self):
-        return ", ".join(f"{k}={getattr(self, k)!r}" for k in self._args if k != "inplace")
+        parts = [f"{k}={getattr(self, k)!r}" for k in self._args if k != "inplace"]
+        if getattr(self, "inplace", False):
+            parts.append("inplace=True")
+        return ", ".join(parts)
 
 
 def _act(name, fn, args=(), defaults=(), doc=""):
