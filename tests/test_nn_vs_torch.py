@@ -357,6 +357,33 @@ def test_activation_module_vs_torch(name):
     assert repr(md) == repr(mt)
 
 
+def test_containers_name_parameters_as_torch():
+    def make(M):
+        class Net(M.Module):
+            def __init__(self):
+                super().__init__()
+                self.blocks = M.ModuleList([M.Linear(3, 3), M.Linear(3, 3)])
+                self.heads = M.ModuleDict({"a": M.Linear(3, 2), "b": M.Sequential(M.Tanh(), M.Linear(3, 2))})
+                self.scales = M.ParameterList([M.Parameter(M.init.ones_(dg_or_torch(M).empty(3)))])
+                self.extra = M.ParameterDict({"shift": M.Parameter(M.init.zeros_(dg_or_torch(M).empty(2)))})
+
+            def forward(self, x):
+                for b in self.blocks:
+                    x = b(x).tanh() * self.scales[0]
+                return self.heads["a"](x) + self.heads["b"](x) + self.extra["shift"]
+
+        return Net()
+
+    md, mt = _pair_module(lambda: make(nn), lambda: make(torch.nn))
+    assert [n for n, _ in md.named_parameters()] == [n for n, _ in mt.named_parameters()]
+    _compare_module(md, mt, rnd(4, 3), what="containers")
+
+
+def dg_or_torch(M):
+    """``dg`` or ``torch`` for the ``nn`` namespace ``M`` (factories live at the top level)."""
+    return torch if M is torch.nn else dg
+
+
 def test_module_float32_vs_torch():
     make = lambda M: M.Sequential(M.Conv2d(3, 4, 3), M.ReLU(), M.MaxPool2d(2), M.Flatten(), M.Linear(16, 5))  # noqa: E731
     md, mt = _pair_module(lambda: make(nn), lambda: make(torch.nn), dtype=torch.float32)

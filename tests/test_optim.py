@@ -104,6 +104,31 @@ def test_closure_runs_with_grad_enabled():
     assert w.item() == 1.5
 
 
+def test_a_user_optimizer_subclass_gets_its_closure():
+    class PlainSGD(dg.optim.Optimizer):
+        def __init__(self, params, lr):
+            super().__init__(params, dict(lr=lr))
+
+        def step(self, closure=None):
+            loss = closure() if closure is not None else None
+            with dg.no_grad():
+                for g in self.param_groups:
+                    for p in g["params"]:
+                        p -= g["lr"] * p.grad
+            return loss
+
+    w = dg.tensor([2.0], requires_grad=True)
+    opt = PlainSGD([w], lr=0.5)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+
+    assert opt.step(closure).item() == 4.0 and w.item() == 0.0
+
+
 def test_param_groups_and_their_validation():
     a, b = dg.zeros(2, requires_grad=True), dg.zeros(3, requires_grad=True)
     opt = dg.optim.SGD([{"params": [a]}, {"params": b, "lr": 0.5, "momentum": 0.9}], lr=0.1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..eager.tensor import Tensor
-from .optimizer import Optimizer, _step_tensor
+from .optimizer import Optimizer, step_under_no_grad, _step_tensor
 
 
 class Adagrad(Optimizer):
@@ -33,6 +33,7 @@ class Adagrad(Optimizer):
                 state["step"] = _step_tensor()
                 state["sum"] = Tensor(np.full(p.shape, group["initial_accumulator_value"], p.dtype))
 
+    @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
             lr, lr_decay, eps, wd = group["lr"], group["lr_decay"], group["eps"], group["weight_decay"]

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .optimizer import Optimizer, _step_tensor, _zeros_like
+from .optimizer import Optimizer, step_under_no_grad, _step_tensor, _zeros_like
 
 
 def _check(lr, eps, betas, weight_decay):
@@ -37,6 +37,7 @@ class Adam(Optimizer):
                                       amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                                       capturable=capturable, differentiable=False, fused=None))
 
+    @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]

@@ -42,8 +42,10 @@ def _is_tensor_like(v):
     return isinstance(v, (Tensor, np.ndarray)) or (hasattr(v, "detach") and hasattr(v, "cpu"))
 
 
-def _step_wrapper(step):
-    """Run ``step`` under no_grad (the closure, if any, under enable_grad)."""
+def step_under_no_grad(step):
+    """Decorator of the built-in ``step`` methods: the closure (if any) runs under
+    enable_grad and its loss is returned, the update itself runs under no_grad.  (A user's
+    subclass decorates its own ``step``, as in torch.)"""
 
     @functools.wraps(step)
     def wrapped(self, closure=None):
@@ -76,13 +78,6 @@ class Optimizer:
             groups = [{"params": groups}]
         for g in groups:
             self.add_param_group(g)
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if "step" in cls.__dict__ and not getattr(cls.__dict__["step"], "_wrapped", False):
-            wrapped = _step_wrapper(cls.__dict__["step"])
-            wrapped._wrapped = True
-            cls.step = wrapped
 
     def __repr__(self):
         s = type(self).__name__ + " ("

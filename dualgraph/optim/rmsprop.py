@@ -1,7 +1,7 @@
 """RMSprop (torch's update rule, optional momentum and centering)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, _step_tensor, _zeros_like
+from .optimizer import Optimizer, step_under_no_grad, _step_tensor, _zeros_like
 
 
 class RMSprop(Optimizer):
@@ -26,6 +26,7 @@ class RMSprop(Optimizer):
                                       centered=centered, capturable=capturable, foreach=foreach,
                                       maximize=maximize, differentiable=False))
 
+    @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
             lr, alpha, eps = group["lr"], group["alpha"], group["eps"]

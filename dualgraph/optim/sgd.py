@@ -1,7 +1,7 @@
 """SGD with momentum, dampening, Nesterov momentum and weight decay (torch's update rule)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, _copy, required
+from .optimizer import Optimizer, step_under_no_grad, _copy, required
 
 
 class SGD(Optimizer):
@@ -24,6 +24,7 @@ class SGD(Optimizer):
                                       nesterov=nesterov, maximize=maximize, foreach=foreach,
                                       differentiable=False, fused=None))
 
+    @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
