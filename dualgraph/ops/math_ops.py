@@ -30,11 +30,25 @@ def _dummy(x):
     return x
 
 
+def _stand_in(a):
+    """A one-element value of an operand's type: an aval (ShapedArray, its rank kept), a
+    dtype, a Python scalar type (weak) or a Python scalar."""
+    if isinstance(a, ShapedArray):
+        return np.ones((1,) * a.ndim, a.dtype)
+    if isinstance(a, np.dtype):
+        return np.ones(1, a)
+    if isinstance(a, type):
+        return a(1)
+    return a
+
+
 def _dtype_rule(impl):
-    def rule(*dtypes, **params):
-        args = [np.ones(1, d) if isinstance(d, np.dtype) else d(1) for d in dtypes]
+    """The result dtype of ``impl`` for operands of these types, read off ``impl`` applied
+    to one-element stand-ins (so rule and implementation cannot disagree)."""
+
+    def rule(*operands, **params):
         with np.errstate(all="ignore"):
-            return np.asarray(impl(*args, **params)).dtype
+            return np.asarray(impl(*[_stand_in(a) for a in operands], **params)).dtype
 
     return rule
 
@@ -217,10 +231,19 @@ def _cumsum_vjp(g, out, ins, need, axis, reverse=False):
 
 cumsum_p = register(
     Primitive("cumsum", _cumsum_impl, _cumsum_rule, _cumsum_vjp, kind="reduction", arity=1,
-              dtype_rule=lambda dt, axis, reverse=False: np.dtype(np.int64) if np.dtype(dt).kind in "iub" else dt,
+              dtype_rule=lambda x, axis, reverse=False: _cumsum_rule(ShapedArray((1,), _dtype_of(x)), 0).dtype,
               fn_name="cumsum", grad_name="Cumsum")
 )
 PRIMITIVES.append(cumsum_p)
+
+def _dtype_of(a):
+    """The dtype of an operand type: an aval, a dtype or a Python scalar (type)."""
+    if isinstance(a, (ShapedArray, np.ndarray)):
+        return a.dtype
+    if isinstance(a, type):
+        return np.dtype(a)
+    return np.asarray(a).dtype if not isinstance(a, np.dtype) else a
+
 
 # ----------------------------------------------------------------------------------------
 # bind functions (the VJPs above call these)

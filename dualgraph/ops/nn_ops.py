@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import composites as C
 from . import primitives as P
 from .primitives import _call
+from .math_ops import _dtype_of
 from .registry import Primitive, ShapedArray, aval_of, register, user_source
 
 # ----------------------------------------------------------------------------------------
@@ -231,17 +232,29 @@ def _conv2d_weight_vjp(ct, out, ins, need, stride, padding, dilation, groups, ke
     return gx, gy
 
 
+def _float_dtype_rule(name):
+    def rule(a, b, **params):
+        da, db = _dtype_of(a), _dtype_of(b)
+        if da != db or da.kind != "f":
+            raise TypeError(f"{name}: expected two float tensors of the same dtype, got {da.name} and {db.name}")
+        return da
+
+    return rule
+
+
 conv2d_p = register(
     Primitive("conv2d", _conv2d_impl, _conv2d_rule, _conv2d_vjp, kind="linalg", arity=2,
-              fn_name="conv2d_p_fn", grad_name="Convolution")
+              fn_name="conv2d", grad_name="Convolution", dtype_rule=_float_dtype_rule("conv2d"))
 )
 conv_transpose2d_p = register(
     Primitive("conv_transpose2d", _conv_transpose2d_impl, _conv_transpose2d_rule, _conv_transpose2d_vjp,
-              kind="linalg", arity=2, fn_name="conv_transpose2d_p_fn", grad_name="Convolution")
+              kind="linalg", arity=2, fn_name="conv_transpose2d", grad_name="Convolution",
+              dtype_rule=_float_dtype_rule("conv_transpose2d"))
 )
 conv2d_weight_p = register(
     Primitive("conv2d_weight", _conv2d_weight_impl, _conv2d_weight_rule, _conv2d_weight_vjp,
-              kind="linalg", arity=2, fn_name="conv2d_weight", grad_name="ConvolutionBackward")
+              kind="linalg", arity=2, fn_name="conv2d_weight", grad_name="ConvolutionBackward",
+              dtype_rule=_float_dtype_rule("conv2d_weight"))
 )
 
 conv2d_p_fn = _call(conv2d_p)
@@ -279,11 +292,12 @@ def _max_pool2d_indices_rule(x, kernel, stride, padding, dilation):
 
 max_pool2d_indices_p = register(
     Primitive("max_pool2d_indices", _max_pool2d_indices_impl, _max_pool2d_indices_rule, None,
-              kind="indexing", arity=1, fn_name="max_pool2d_indices", grad_name="MaxPool2DWithIndices")
+              kind="indexing", arity=1, fn_name="max_pool2d_indices", grad_name="MaxPool2DWithIndices",
+              dtype_rule=lambda x, **params: np.dtype(np.int64))
 )
 max_pool2d_indices = _call(max_pool2d_indices_p)
 
-PRIMITIVES = (conv2d_p, conv_transpose2d_p, conv2d_weight_p, max_pool2d_indices_p)
+PRIMITIVES = [conv2d_p, conv_transpose2d_p, conv2d_weight_p, max_pool2d_indices_p]
 
 # ----------------------------------------------------------------------------------------
 # functional forms (torch.nn.functional)

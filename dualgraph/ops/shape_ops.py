@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import primitives as P
-from .primitives import _call, _check_axes, _reduced_shape, unbroadcast
+from .math_ops import _dtype_of
+from .primitives import _call, _check_axes, _reduced_shape
 from .registry import Primitive, ShapedArray, aval_of, register
 
 PRIMITIVES = []
@@ -84,7 +85,8 @@ def _gather_vjp(g, out, ins, need, axis):
 
 
 gather_p = _reg(Primitive("gather", _gather_impl, _gather_rule, _gather_vjp, kind="indexing", arity=2,
-                          fn_name="gather", grad_name="Gather", tensor_methods=(), may_raise=True))
+                          fn_name="gather", grad_name="Gather", may_raise=True,
+                          dtype_rule=lambda x, idx, axis: _dtype_of(x)))
 
 # ---- scatter_add / scatter --------------------------------------------------------------
 
@@ -115,7 +117,7 @@ def _scatter_add_vjp(g, out, ins, need, axis):
 
 scatter_add_p = _reg(Primitive("scatter_add", _scatter_add_impl, _scatter_rule("scatter_add"), _scatter_add_vjp,
                                kind="indexing", arity=3, fn_name="scatter_add", grad_name="ScatterAdd",
-                               may_raise=True))
+                               may_raise=True, dtype_rule=lambda b, i, s, axis: _dtype_of(b)))
 
 
 def _scatter_impl(base, idx, src, axis):
@@ -136,7 +138,8 @@ def _scatter_vjp(g, out, ins, need, axis):
 
 
 scatter_p = _reg(Primitive("scatter", _scatter_impl, _scatter_rule("scatter"), _scatter_vjp, kind="indexing",
-                           arity=3, fn_name="scatter", grad_name="Scatter", may_raise=True))
+                           arity=3, fn_name="scatter", grad_name="Scatter", may_raise=True,
+                           dtype_rule=lambda b, i, s, axis: _dtype_of(b)))
 
 # ---- argsort ----------------------------------------------------------------------------
 
@@ -162,7 +165,8 @@ def _argsort_rule(x, axis, descending=False):
 
 
 argsort_p = _reg(Primitive("argsort", _argsort_impl, _argsort_rule, None, kind="indexing", arity=1,
-                           fn_name="argsort", grad_name="Argsort"))
+                           fn_name="argsort", grad_name="Argsort",
+                           dtype_rule=lambda x, axis, descending=False: np.dtype(np.int64)))
 
 # ---- reduce_prod ------------------------------------------------------------------------
 
@@ -210,7 +214,8 @@ def _reduce_prod_vjp(g, out, ins, need, axes, keepdims):
 
 
 reduce_prod_p = _reg(Primitive("reduce_prod", _reduce_prod_impl, _reduce_prod_rule, _reduce_prod_vjp,
-                               kind="reduction", arity=1, fn_name="reduce_prod", grad_name="Prod"))
+                               kind="reduction", arity=1, fn_name="reduce_prod", grad_name="Prod",
+                               dtype_rule=lambda x, axes, keepdims: _prod_dtype(_dtype_of(x))))
 
 gather = _call(gather_p)
 scatter_add = _call(scatter_add_p)
