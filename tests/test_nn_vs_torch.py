@@ -480,6 +480,7 @@ OPTIMIZERS = {
     "Adam_wd_amsgrad": ("Adam", dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, amsgrad=True)),
     "Adam_maximize": ("Adam", dict(lr=0.01, maximize=True)),
     "AdamW": ("AdamW", dict(lr=0.05)),
+    "Adam_decoupled": ("Adam", dict(lr=0.05, weight_decay=0.2, decoupled_weight_decay=True)),
     "AdamW_amsgrad": ("AdamW", dict(lr=0.02, weight_decay=0.3, amsgrad=True)),
     "RMSprop": ("RMSprop", dict(lr=0.01)),
     "RMSprop_centered_momentum_wd": ("RMSprop", dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True,
@@ -651,6 +652,16 @@ def test_clip_grad_norm_vs_torch(norm_type, max_norm):
     close(nd, nt, "total norm")
     for p, q in zip(pd, pt):
         close(p.grad, q.grad, "clipped grad")
+
+
+def test_named_parameters_to_an_optimizer_as_torch():
+    md, mt = _pair_module(lambda: nn.Linear(3, 2), lambda: torch.nn.Linear(3, 2))
+    od, ot = dg.optim.AdamW(md.named_parameters(), lr=0.1), torch.optim.AdamW(mt.named_parameters(), lr=0.1)
+    for m, o, lib in ((md, od, dg), (mt, ot, torch)):
+        m(lib.tensor(rnd(4, 3))).sum().backward()
+        o.step()
+    close(md.weight, mt.weight, "weight")
+    assert od.state_dict()["param_groups"][0]["param_names"] == ot.state_dict()["param_groups"][0]["param_names"]
 
 
 def test_clip_grad_value_and_vectors_vs_torch():

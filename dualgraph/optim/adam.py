@@ -24,24 +24,26 @@ def _check(lr, eps, betas, weight_decay):
 class Adam(Optimizer):
     """``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
     ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``; ``weight_decay`` adds
-    ``wd p`` to the gradient (L2), ``amsgrad`` uses the running maximum of ``v``."""
-
-    _decoupled = False
+    ``wd p`` to the gradient (L2; with ``decoupled_weight_decay`` it is AdamW's
+    ``p *= 1 - lr wd``), ``amsgrad`` uses the running maximum of ``v``."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 foreach=None, maximize=False, capturable=False, differentiable=False, fused=None):
+                 foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
+                 decoupled_weight_decay=False):
         _check(lr, eps, betas, weight_decay)
         if differentiable or fused:
             raise NotImplementedError(f"{type(self).__name__}: differentiable and fused are not supported")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize, foreach=foreach,
-                                      capturable=capturable, differentiable=False, fused=None))
+                                      capturable=capturable, differentiable=False, fused=None,
+                                      decoupled_weight_decay=decoupled_weight_decay))
 
     @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
+            decoupled = group.get("decoupled_weight_decay", False)
             for p in group["params"]:
                 g = p.grad
                 if g is None:
@@ -58,7 +60,7 @@ class Adam(Optimizer):
                 state["step"] += 1
                 step = float(state["step"].item())
                 if wd != 0:
-                    if self._decoupled:
+                    if decoupled:
                         p *= 1 - lr * wd
                     else:
                         g = g + wd * p
@@ -79,9 +81,8 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay: ``p *= 1 - lr * wd`` before the Adam update."""
 
-    _decoupled = True
-
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
-                         capturable=capturable, differentiable=differentiable, fused=fused)
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)

@@ -99,12 +99,15 @@ class Optimizer:
                             "ordering of tensors in sets will change between runs. Please use a list instead.")
         else:
             params = list(params)
+        group = dict(param_group)
+        if params and all(isinstance(p, tuple) and len(p) == 2 for p in params):  # named_parameters()
+            group["param_names"] = [n for n, _ in params]
+            params = [p for _, p in params]
         for p in params:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
             if not p.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor")
-        group = dict(param_group)
         group["params"] = params
         for k, v in self.defaults.items():
             if v is required and k not in group:
