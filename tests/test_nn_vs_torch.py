@@ -322,6 +322,14 @@ MODULES = {
     "GRU_unbatched": (lambda M: M.GRU(3, 4), [rnd(5, 3), rnd(1, 4, seed=1)]),
     "LSTM": (lambda M: M.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True), [rnd(2, 5, 3)]),
     "LSTM_nobias": (lambda M: M.LSTM(3, 4, bias=False), [rnd(5, 2, 3)]),
+    "TransformerEncoderLayer": (lambda M: M.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0),
+                                [rnd(5, 3, 8)]),
+    "TransformerEncoderLayer_norm_first_gelu": (
+        lambda M: M.TransformerEncoderLayer(8, 4, 12, dropout=0.0, activation="gelu", norm_first=True,
+                                            batch_first=True), [rnd(3, 5, 8)]),
+    "TransformerEncoder_eval": (lambda M: M.TransformerEncoder(M.TransformerEncoderLayer(8, 2, 16), 2,
+                                                               norm=M.LayerNorm(8), enable_nested_tensor=False).eval(),
+                                [rnd(5, 3, 8)]),
     "CrossEntropyLoss": (lambda M: M.CrossEntropyLoss(label_smoothing=0.1), [X45, T4]),
     "NLLLoss": (lambda M: M.NLLLoss(reduction="sum"), [X45, T4]),
     "MSELoss": (lambda M: M.MSELoss(), [rnd(3, 4), rnd(3, 4, seed=1)]),
@@ -411,6 +419,18 @@ def test_multihead_attention_masks_vs_torch():
             assert wd is None
         else:
             close(wd, wt, f"mha weights {sorted(kw)}")
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_encoder_with_masks_vs_torch(norm_first):
+    make = lambda M: M.TransformerEncoder(  # noqa: E731
+        M.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, norm_first=norm_first), 2)
+    md, mt = _pair_module(lambda: make(nn), lambda: make(torch.nn))
+    causal = np.triu(np.ones((5, 5), bool), 1)
+    kpm = np.zeros((3, 5), bool)
+    kpm[0, 4] = True
+    _compare_module(md, mt, rnd(3, 5, 8), what="encoder with masks",
+                    extra_d=(dg.tensor(causal), dg.tensor(kpm)), extra_t=(torch.tensor(causal), torch.tensor(kpm)))
 
 
 @pytest.mark.parametrize("cls,x", [("BatchNorm1d", rnd(6, 3)), ("BatchNorm1d", rnd(4, 3, 5)),
