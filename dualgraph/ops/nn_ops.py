@@ -116,14 +116,13 @@ def _conv2d_weight_impl(x, y, stride, padding, dilation, groups, kernel):
     kh, kw = kernel
     g = groups
     cg = c // g
-    # columns laid out (C, kh, kw, N, Ho, Wo): the sum over batch and pixels is then one
-    # GEMM per group, (O/G, N*Ho*Wo) @ (N*Ho*Wo, C/G*kh*kw)
-    v = _windows(_pad(x, padding), kernel, stride, dilation, (ho, wo))
-    cols = np.ascontiguousarray(v.transpose(1, 4, 5, 0, 2, 3)).reshape(g, cg * kh * kw, n * ho * wo)
-    ym = np.ascontiguousarray(y.reshape(n, g, o // g, ho * wo).transpose(1, 2, 0, 3)).reshape(g, o // g, n * ho * wo)
+    # per image (O/G, Ho*Wo) @ (Ho*Wo, C/G*kh*kw), one batched BLAS product per group,
+    # summed over the batch (no transposed copies of the columns)
+    cols = _im2col(x, kernel, stride, padding, dilation, (ho, wo)).reshape(n, g, cg * kh * kw, ho * wo)
+    ym = y.reshape(n, g, o // g, ho * wo)
     out = np.empty((g, o // g, cg * kh * kw), x.dtype)
     for k in range(g):
-        out[k] = ym[k] @ cols[k].T
+        out[k] = np.matmul(ym[:, k], cols[:, k].transpose(0, 2, 1)).sum(0)
     return out.reshape(o, cg, kh, kw)
 
 
