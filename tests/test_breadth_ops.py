@@ -70,6 +70,16 @@ def test_max_min_and_sum_aliases():
     assert dg.sum(dg.tensor(np.array([1, 2], np.int32))).dtype == np.int64
     np.testing.assert_allclose(x.std(dim=1, correction=0).numpy(), np.std(x.numpy(), axis=1))
     np.testing.assert_allclose(x.var(unbiased=False).item(), np.var(x.numpy()))
+    for f, ref in [(dg.amax, np.max), (dg.amin, np.min), (dg.prod, np.prod), (dg.mean, np.mean), (dg.std, np.std)]:
+        kw = {"correction": 0} if f is dg.std else {}
+        np.testing.assert_allclose(f(x, axis=1, keepdims=True, **kw).numpy(),
+                                   ref(x.numpy(), axis=1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(dg.logsumexp(x, axis=0).numpy(), np.log(np.exp(x.numpy()).sum(0)), rtol=1e-6)
+    np.testing.assert_allclose(dg.norm(x, axis=1).numpy(), np.linalg.norm(x.numpy(), axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(dg.cumsum(x, axis=1).numpy(), np.cumsum(x.numpy(), 1))
+    assert dg.any(x > 4, axis=1).tolist() == [False, True] and dg.all(x >= 0, axis=0, keepdims=True).shape == (1, 3)
+    with pytest.raises(TypeError, match="both dim and axis"):
+        dg.sum(x, dim=0, axis=1)
 
 
 # ---- factories ---------------------------------------------------------------------------

@@ -273,18 +273,23 @@ def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None
     return P.sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
 
 
-def amax(x, dim=(), keepdim=False):
+def amax(x, dim=(), keepdim=False, *, axis=None, keepdims=None):
     """Gradient split evenly between ties, as torch's amax."""
-    axes = _axes(x, None if dim == () else dim)
+    dim, keepdim = _dim_args("amax", None if dim == () else dim, axis, keepdim, keepdims)
+    axes = _axes(x, dim)
     return P.reduce_max(x, axes=axes, keepdims=bool(keepdim))
 
 
-def amin(x, dim=(), keepdim=False):
-    axes = _axes(x, None if dim == () else dim)
+def amin(x, dim=(), keepdim=False, *, axis=None, keepdims=None):
+    dim, keepdim = _dim_args("amin", None if dim == () else dim, axis, keepdim, keepdims)
+    axes = _axes(x, dim)
     return P.reduce_min(x, axes=axes, keepdims=bool(keepdim))
 
 
-def logsumexp(x, dim, keepdim=False):
+def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    dim, keepdim = _dim_args("logsumexp", dim, axis, keepdim, keepdims)
+    if dim is None:
+        raise TypeError("logsumexp() missing required argument 'dim'")
     axes = _axes(x, dim)
     if not is_float(x):
         x = P.convert(x, dtype=np.dtype(np.float32))
@@ -301,10 +306,11 @@ def _safe_sqrt(s):
     return P.where(z, 0, P.sqrt(P.where(z, 1, s)))
 
 
-def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
+def norm(x, p="fro", dim=None, keepdim=False, dtype=None, *, axis=None, keepdims=None):
     """``torch.norm``: p = 'fro', 2, 1, inf, -inf, 0 or any number; over ``dim`` (all
     elements by default).  The 2-norm has a zero gradient at 0, as torch."""
     _float_only("norm", x)
+    dim, keepdim = _dim_args("norm", dim, axis, keepdim, keepdims)
     x = _to_dtype(x, dtype)
     axes = _axes(x, dim)
     kd = bool(keepdim)
@@ -325,7 +331,10 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
     return P.pow(s, 1.0 / p)
 
 
-def cumsum(x, dim, *, dtype=None):
+def cumsum(x, dim=None, *, dtype=None, axis=None):
+    dim, _ = _dim_args("cumsum", dim, axis, False, None)
+    if dim is None:
+        raise TypeError("cumsum() missing required argument 'dim'")
     x = _to_dtype(x, dtype)
     if x.ndim == 0:
         _dim(x, dim)
@@ -356,7 +365,10 @@ def _scan_mul(x, axis):
     return x
 
 
-def cumprod(x, dim, *, dtype=None):
+def cumprod(x, dim=None, *, dtype=None, axis=None):
+    dim, _ = _dim_args("cumprod", dim, axis, False, None)
+    if dim is None:
+        raise TypeError("cumprod() missing required argument 'dim'")
     x = _to_dtype(x, dtype)
     if x.dtype.kind in "b" or (x.dtype.kind in "iu" and x.dtype != np.int64):
         x = P.convert(x, dtype=np.dtype(np.int64))  # torch: cumprod of ints is int64
@@ -376,14 +388,16 @@ def _prod_of_others(x2):
     return P.mul(left, right)
 
 
-def any(x, dim=None, keepdim=False):  # noqa: A001
+def any(x, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001
+    dim, keepdim = _dim_args("any", dim, axis, keepdim, keepdims)
     b = x if x.dtype == np.bool_ else P.ne(x, 0)
     if b.ndim and 0 in b.shape:
         return P.full(shape=_reduced(b, dim, keepdim), value=False, dtype=np.dtype(np.bool_))
     return P.reduce_max(b, axes=_axes(b, dim), keepdims=bool(keepdim))
 
 
-def all(x, dim=None, keepdim=False):  # noqa: A001
+def all(x, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001
+    dim, keepdim = _dim_args("all", dim, axis, keepdim, keepdims)
     b = x if x.dtype == np.bool_ else P.ne(x, 0)
     if b.ndim and 0 in b.shape:
         return P.full(shape=_reduced(b, dim, keepdim), value=True, dtype=np.dtype(np.bool_))
