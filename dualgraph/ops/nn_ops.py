@@ -514,12 +514,13 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 def _adaptive_matrix(n_in, n_out, dtype):
-    a = np.zeros((n_out, n_in), dtype)
-    for i in range(n_out):  # one row per output position (not per pixel)
-        start = (i * n_in) // n_out
-        end = -((-(i + 1) * n_in) // n_out)
-        a[i, start:end] = 1.0 / (end - start)
-    return a
+    """(n_out, n_in) averaging matrix of torch's adaptive windows."""
+    i = np.arange(n_out)
+    start = (i * n_in) // n_out
+    end = -((-(i + 1) * n_in) // n_out)
+    j = np.arange(n_in)
+    inside = (j >= start[:, None]) & (j < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
 
 
 def adaptive_avg_pool2d(input, output_size):  # noqa: A002
