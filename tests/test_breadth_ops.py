@@ -231,3 +231,19 @@ def test_pool_ceil_mode_window_starting_in_padding_is_dropped():
     y = nn_ops.avg_pool2d(x, 3, stride=3, ceil_mode=True)
     assert y.shape == (1, 1, 2, 2)
     np.testing.assert_allclose(y.numpy()[0, 0, 1, 1], np.mean([18.0, 19.0, 23.0, 24.0]))
+
+
+def test_methods_take_torch_calling_conventions():
+    x = dg.tensor(np.arange(6.0).reshape(2, 3))
+    for flipped in (x.flip(0), x.flip([0]), x.flip(dims=(0,))):
+        np.testing.assert_array_equal(flipped.numpy(), x.numpy()[::-1])
+    np.testing.assert_array_equal(x.flip(0, 1).numpy(), x.numpy()[::-1, ::-1])
+    np.testing.assert_array_equal(x.scatter(1, dg.tensor([[0], [2]]), 9.0).numpy(), [[9, 1, 2], [3, 4, 9]])
+    np.testing.assert_allclose(x.std(1, True).numpy(), [1.0, 1.0])
+    assert x.var(1, False, True).shape == (2, 1)
+    values, indices = x.sort(descending=True)
+    assert indices.tolist() == [[2, 1, 0], [2, 1, 0]]
+    assert x.repeat(2, 1).shape == (4, 3) and x.repeat((1, 2)).shape == (2, 6)
+    assert [t.shape for t in x.split(2, 1)] == [(2, 2), (2, 1)]
+    assert x.unflatten(1, (3, 1)).shape == (2, 3, 1) and x.flatten(0).shape == (6,)
+    assert x.new_zeros(2, 2).shape == (2, 2) and x.new_ones((3,)).dtype == np.float32

@@ -80,7 +80,8 @@ METHODS = {
     "repeat": MC.repeat,
     "tile": MC.tile,
     "expand_as": MC.expand_as,
-    "flip": lambda self, *dims: MC.flip(self, dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims),
+    "flip": lambda self, *dims, **kw: MC.flip(
+        self, kw["dims"] if "dims" in kw else dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims),
     "fliplr": MC.fliplr,
     "flipud": MC.flipud,
     "roll": MC.roll,
