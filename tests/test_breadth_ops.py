@@ -246,4 +246,4 @@ def test_methods_take_torch_calling_conventions():
     assert x.repeat(2, 1).shape == (4, 3) and x.repeat((1, 2)).shape == (2, 6)
     assert [t.shape for t in x.split(2, 1)] == [(2, 2), (2, 1)]
     assert x.unflatten(1, (3, 1)).shape == (2, 3, 1) and x.flatten(0).shape == (6,)
-    assert x.new_zeros(2, 2).shape == (2, 2) and x.new_ones((3,)).dtype == np.float32
+    assert x.new_zeros(2, 2).shape == (2, 2) and x.new_ones((3,)).dtype == np.float64  # x is float64
