@@ -87,6 +87,8 @@ def test_dropout_is_reproducible_and_the_identity_when_not_training():
     np.testing.assert_array_equal(a, b)
     assert F.dropout(x, 0.5, training=False) is x
     assert not np.any(F.dropout(x, 1.0).numpy())
+    y = dg.ones(4, 5)
+    assert F.dropout(y, 0.5, inplace=True) is y and set(np.unique(y.numpy())) <= {0.0, 2.0}
     with pytest.raises(ValueError, match="between 0 and 1"):
         F.dropout(x, 1.5)
 

@@ -192,11 +192,11 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
             f"  at {user_source()}"
         )
     if p == 1.0:
-        return P.mul(input, _scalar_const(0.0, input))
-    keep = _factories.rand(*input.shape, dtype=np.float64)._value >= p
-    scale = (keep / (1.0 - p)).astype(input.dtype)
-    out = P.mul(input, scale)
-    if inplace:
+        out = P.mul(input, _scalar_const(0.0, input))
+    else:
+        keep = _factories.rand(*input.shape, dtype=np.float64)._value >= p
+        out = P.mul(input, (keep / (1.0 - p)).astype(input.dtype))
+    if inplace and (not input.requires_grad or not is_grad_enabled()):  # as the activations' inplace
         with no_grad():
             input.copy_(out)
         return input
