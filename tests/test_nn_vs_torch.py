@@ -622,6 +622,7 @@ SCHEDULERS = {
     "LambdaLR": lambda O, opt: O.lr_scheduler.LambdaLR(opt, lambda e: 0.9 ** e),
     "MultiStepLR": lambda O, opt: O.lr_scheduler.MultiStepLR(opt, milestones=[2, 5, 5, 11], gamma=0.3),
     "ExponentialLR": lambda O, opt: O.lr_scheduler.ExponentialLR(opt, gamma=0.9),
+    "LinearLR": lambda O, opt: O.lr_scheduler.LinearLR(opt, start_factor=0.1, end_factor=0.9, total_iters=8),
 }
 
 
@@ -632,6 +633,24 @@ def test_lr_scheduler_vs_torch(name):
     for i, ((wd, _, ld), (wt, _, lt)) in enumerate(zip(hd, ht)):
         assert ld == pytest.approx(lt, rel=1e-13, abs=1e-15), f"{name} lr at step {i}"
         np.testing.assert_allclose(wd, wt, rtol=1e-9, atol=1e-12, err_msg=f"{name} step {i}")
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mode="max", factor=0.5, patience=2, threshold=0.05, cooldown=1),
+                                dict(patience=1, threshold_mode="abs", threshold=0.01, min_lr=[0.02, 0.001])])
+def test_reduce_lr_on_plateau_vs_torch(kw):
+    metrics = [1.0, 0.9, 0.95, 0.95, 0.94, 0.96, 0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.2, 0.2, 0.2, 0.2, 0.25, 0.3] * 2
+    lrs = []
+    for lib in (dg, torch):
+        a, b = lib.zeros(2, requires_grad=True), lib.zeros(2, requires_grad=True)
+        opt = lib.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.05}], lr=0.1)
+        s = lib.optim.lr_scheduler.ReduceLROnPlateau(opt, **kw)
+        hist = []
+        for m in metrics:
+            s.step(m)
+            hist.append((s.get_last_lr(), s.num_bad_epochs, s.cooldown_counter, s.best))
+        lrs.append(hist)
+    assert lrs[0] == lrs[1]
+    assert lrs[0][-1][0] != lrs[0][0][0]  # the lr was reduced along the way
 
 
 def test_lr_scheduler_state_dict_round_trip_vs_torch():
