@@ -171,6 +171,8 @@ FUNCTIONAL = {
     "normalize_p1": (lambda L, a: L.normalize(a, p=1.0, dim=0), rnd(3, 4)),
     "logsigmoid": (lambda L, x: L.logsigmoid(x), rnd(3, 4) * 10),
     "softmin": (lambda L, x: L.softmin(x, dim=0), rnd(3, 4)),
+    "softmax_dtype": (lambda L, x: L.softmax(x, dim=-1, dtype=TF_OR_DG(L).float64), rnd(3, 4, dtype=np.float32)),
+    "log_softmax_dim1": (lambda L, x: L.log_softmax(x, 1), rnd(3, 4, 2)),
     "glu": (lambda L, x: L.glu(x, dim=0), rnd(4, 3)),
     "pad_reflect": (lambda L, x: L.pad(x, (1, 2), mode="reflect"), rnd(2, 3, 4)),
     "silu": (lambda L, x: L.silu(x), rnd(3, 4)),
@@ -189,6 +191,10 @@ FUNCTIONAL = {
                  rnd(2, 5, 4, seed=2, dtype=np.float32)),
 }
 IDX = np.array([[0, 2, 5], [2, 2, 1]])
+
+
+def TF_OR_DG(L):  # noqa: N802 - the top-level namespace (dtypes) of a functional namespace
+    return torch if L is TF else dg
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONAL))

@@ -11,6 +11,7 @@ interpreter all get it, with gradients, for free.  Names, defaults and results f
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from ..eager.tensor import Tensor
 from ..ops import composites as C
 from ..ops import primitives as P
 from ..ops import more_composites as _MC
-from ..ops.composites import gelu, log_softmax, mse_loss, softmax
+from ..ops.composites import gelu, mse_loss
 from ..ops.more_composites import logsigmoid, one_hot, pad, softplus, softsign
 from ..ops.nn_ops import adaptive_avg_pool2d, avg_pool2d, conv1d, conv2d, conv_transpose2d, max_pool2d
 from ..ops.primitives import sigmoid, tanh
@@ -136,9 +137,30 @@ hardswish = _with_inplace(_MC.hardswish, "hardswish")
 # ---- activations not among the ops ----------------------------------------------------------
 
 
-def softmin(input, dim=None):  # noqa: A002
+def _softmax_dim(input, dim, name):  # noqa: A002
+    if dim is not None:
+        return dim
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X "
+                  "as an argument.", UserWarning, stacklevel=3)
+    return 0 if input.ndim in (0, 1, 3) else 1  # torch's legacy choice
+
+
+def _cast(input, dtype):  # noqa: A002
+    return input if dtype is None or np.dtype(dtype) == input.dtype else P.convert(input, dtype=np.dtype(dtype))
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):  # noqa: A002
+    """``exp(x) / sum(exp(x), dim)`` (``dtype`` casts the input first, as torch)."""
+    return C.softmax(_cast(input, dtype), _softmax_dim(input, dim, "softmax"))
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):  # noqa: A002
+    return C.log_softmax(_cast(input, dtype), _softmax_dim(input, dim, "log_softmax"))
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None):  # noqa: A002
     """``softmax(-x, dim)``."""
-    return C.softmax(P.neg(input), -1 if dim is None else dim)
+    return C.softmax(P.neg(_cast(input, dtype)), _softmax_dim(input, dim, "softmin"))
 
 
 def glu(input, dim=-1):  # noqa: A002
