@@ -173,5 +173,7 @@ def test_errors_name_the_problem():
     with pytest.raises(RuntimeError, match="is_causal"):
         q = dg.randn(2, 3, 4)
         F.scaled_dot_product_attention(q, q, q, attn_mask=dg.ones(3, 3), is_causal=True)
+    with pytest.raises(ValueError, match=r"linear: input shape \(2, 5\) does not match weight shape \(3, 4\)"):
+        dg.nn.Linear(4, 3)(dg.randn(2, 5))
     with pytest.raises(RuntimeError, match="divisible by num_groups"):
         F.group_norm(dg.randn(2, 5, 3), 2)

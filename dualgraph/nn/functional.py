@@ -178,16 +178,17 @@ def glu(input, dim=-1):  # noqa: A002
 
 def linear(input, weight, bias=None):  # noqa: A002
     """``input @ weight.T + bias``; ``weight`` is (out_features, in_features)."""
+    if input.ndim == 0 or input.shape[-1] != weight.shape[-1]:
+        raise ValueError(
+            f"linear: input shape {tuple(input.shape)} does not match weight shape {tuple(weight.shape)} "
+            f"(in_features {weight.shape[-1]})\n  at {user_source()}"
+        )
     if weight.ndim == 2:
         out = P.matmul(input, P.transpose(weight, perm=(1, 0)))
     elif weight.ndim == 1:
         out = P.matmul(input, weight)
     else:
         raise ValueError(f"linear: weight must be 1-D or 2-D, got shape {tuple(weight.shape)}")
-    if input.shape[-1] != weight.shape[-1]:
-        raise ValueError(
-            f"linear: input shape {tuple(input.shape)} does not match weight shape {tuple(weight.shape)}"
-        )
     return out if bias is None else P.add(out, bias)
 
 
