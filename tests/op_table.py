@@ -761,5 +761,9 @@ OPS: list[OpInfo] = [
            (F32, F64, I64)),
 ]
 
+from .op_table_breadth import BREADTH_OPS  # noqa: E402 - issue 10: op breadth, conv, pooling
+
+OPS.extend(BREADTH_OPS)
+
 OPS_BY_NAME = {info.name: info for info in OPS}
 assert len(OPS_BY_NAME) == len(OPS), "op table names must be unique"

@@ -1,4 +1,14 @@
-"""dg.nn: neural-network helpers (functional for now; modules arrive with the bench issue)."""
-from . import functional
+"""``dg.nn``: modules, parameters, initialisers and the functional forms, as ``torch.nn``.
 
-__all__ = ["functional"]
+    import dualgraph as dg
+    from dualgraph import nn
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    loss = nn.functional.cross_entropy(model(x), y)
+"""
+from . import functional, init, utils
+from .module import Module
+from .modules import *  # noqa: F403
+from .modules import __all__ as _modules_all
+from .parameter import Buffer, Parameter
+
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Buffer", *_modules_all]

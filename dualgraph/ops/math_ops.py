@@ -1,0 +1,275 @@
+"""Elementwise math and scan primitives of issue 10 (op breadth).
+
+Each primitive is declared once: numpy implementation, shape/dtype rule, VJP written in
+dualgraph ops, kind/arity/grad_name/tensor_methods.  Integer and bool inputs of the
+float-valued functions compute in float32 and mixed operands promote as torch does (the
+helpers of ``ops.primitives``).  The VJPs call the module-level bind functions, so the
+same rule serves the eager tape, IR autodiff and higher-order gradients.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import primitives as P
+from .primitives import _call, _int_to_float, _torch_promote, unbroadcast
+from .registry import Primitive, ShapedArray, register
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+
+PRIMITIVES = []
+
+
+def _dummy(x):
+    """A one-element stand-in of ``x``'s dtype and rank (ones: integer division by a
+    dummy must not raise)."""
+    if isinstance(x, ShapedArray):
+        return np.ones((1,) * x.ndim, x.dtype)
+    return x
+
+
+def _stand_in(a):
+    """A one-element value of an operand's type: an aval (ShapedArray, its rank kept), a
+    dtype, a Python scalar type (weak) or a Python scalar."""
+    if isinstance(a, ShapedArray):
+        return np.ones((1,) * a.ndim, a.dtype)
+    if isinstance(a, np.dtype):
+        return np.ones(1, a)
+    if isinstance(a, type):
+        return a(1)
+    return a
+
+
+def _dtype_rule(impl):
+    """The result dtype of ``impl`` for operands of these types, read off ``impl`` applied
+    to one-element stand-ins (so rule and implementation cannot disagree)."""
+
+    def rule(*operands, **params):
+        with np.errstate(all="ignore"):
+            return np.asarray(impl(*[_stand_in(a) for a in operands], **params)).dtype
+
+    return rule
+
+
+def _elementwise(name, impl, vjp, arity, *, grad_name=None, methods=(), uses_out=False, may_raise=False):
+    def shape_rule(*avals, **params):
+        shape = P._bshape(name, avals)
+        with np.errstate(all="ignore"):
+            dtype = np.asarray(impl(*[_dummy(a) for a in avals], **params)).dtype
+        return ShapedArray(shape, dtype)
+
+    prim = register(
+        Primitive(name, impl, shape_rule, vjp, kind="elementwise", arity=arity, dtype_rule=_dtype_rule(impl),
+                  fn_name=name, grad_name=grad_name, tensor_methods=methods, uses_out=uses_out,
+                  may_raise=may_raise)
+    )
+    PRIMITIVES.append(prim)
+    return prim
+
+
+def _zero_vjp(g, out, ins, need, **params):
+    # piecewise constant: zero gradient (as torch's floor/ceil/round/trunc/sign)
+    return tuple(unbroadcast(P.mul(g, 0), x.shape) if n else None for x, n in zip(ins, need))
+
+
+def _same_dtype(f):
+    """An op that keeps integer dtypes (floor of an int tensor is the tensor)."""
+
+    def impl(x, **params):
+        if x.__class__ is np.ndarray and x.dtype.kind in "iub":
+            return np.array(x, copy=True)
+        return f(x, **params)
+
+    impl.__name__ = getattr(f, "__name__", "impl")
+    return impl
+
+
+# ---- unary, float-valued ----------------------------------------------------------------
+
+sin_p = _elementwise("sin", _int_to_float(np.sin), lambda g, out, ins, need: (P.mul(g, cos(ins[0])),), 1,
+                     methods=("sin",))
+cos_p = _elementwise("cos", _int_to_float(np.cos), lambda g, out, ins, need: (P.neg(P.mul(g, sin(ins[0]))),), 1,
+                     methods=("cos",))
+tan_p = _elementwise("tan", _int_to_float(np.tan),
+                     lambda g, out, ins, need: (P.mul(g, P.add(P.mul(out, out), 1)),), 1,
+                     methods=("tan",), uses_out=True)
+
+
+def _rsqrt_1m_x2(x):
+    return P.div(1, P.sqrt(P.sub(1, P.mul(x, x))))
+
+
+asin_p = _elementwise("asin", _int_to_float(np.arcsin), lambda g, out, ins, need: (P.mul(g, _rsqrt_1m_x2(ins[0])),),
+                      1, methods=("asin", "arcsin"))
+acos_p = _elementwise("acos", _int_to_float(np.arccos),
+                      lambda g, out, ins, need: (P.neg(P.mul(g, _rsqrt_1m_x2(ins[0]))),), 1, methods=("acos", "arccos"))
+atan_p = _elementwise("atan", _int_to_float(np.arctan),
+                      lambda g, out, ins, need: (P.div(g, P.add(P.mul(ins[0], ins[0]), 1)),), 1,
+                      methods=("atan", "arctan"))
+sinh_p = _elementwise("sinh", _int_to_float(np.sinh), lambda g, out, ins, need: (P.mul(g, cosh(ins[0])),), 1,
+                      methods=("sinh",))
+cosh_p = _elementwise("cosh", _int_to_float(np.cosh), lambda g, out, ins, need: (P.mul(g, sinh(ins[0])),), 1,
+                      methods=("cosh",))
+log2_p = _elementwise("log2", _int_to_float(np.log2), lambda g, out, ins, need: (P.div(g, P.mul(ins[0], _LN2)),), 1,
+                      methods=("log2",))
+log10_p = _elementwise("log10", _int_to_float(np.log10),
+                       lambda g, out, ins, need: (P.div(g, P.mul(ins[0], _LN10)),), 1, methods=("log10",))
+log1p_p = _elementwise("log1p", _int_to_float(np.log1p), lambda g, out, ins, need: (P.div(g, P.add(ins[0], 1)),), 1,
+                       methods=("log1p",))
+exp2_p = _elementwise("exp2", _int_to_float(np.exp2), lambda g, out, ins, need: (P.mul(g, P.mul(out, _LN2)),), 1,
+                      methods=("exp2",), uses_out=True)
+expm1_p = _elementwise("expm1", _int_to_float(np.expm1), lambda g, out, ins, need: (P.mul(g, P.exp(ins[0])),), 1,
+                       methods=("expm1",))  # exp(x), not out + 1: no cancellation for x << 0
+
+# ---- rounding: dtype-preserving, zero gradient ------------------------------------------
+
+floor_p = _elementwise("floor", _same_dtype(np.floor), _zero_vjp, 1, methods=("floor",))
+ceil_p = _elementwise("ceil", _same_dtype(np.ceil), _zero_vjp, 1, methods=("ceil",))
+trunc_p = _elementwise("trunc", _same_dtype(np.trunc), _zero_vjp, 1, methods=("trunc", "fix"))
+
+
+def _round_impl(x, decimals=0):
+    if x.__class__ is np.ndarray and x.dtype.kind in "iub":
+        return np.array(x, copy=True) if decimals >= 0 else np.round(x, decimals)
+    return np.round(x, decimals)  # half to even, as torch
+
+
+round_p = _elementwise("round", _round_impl, _zero_vjp, 1, methods=("round",))
+
+# ---- binary -----------------------------------------------------------------------------
+
+
+def _atan2_vjp(g, out, ins, need):
+    y, x = ins
+    r = P.add(P.mul(x, x), P.mul(y, y))
+    gy = unbroadcast(P.mul(g, P.div(x, r)), y.shape) if need[0] else None
+    gx = unbroadcast(P.neg(P.mul(g, P.div(y, r))), x.shape) if need[1] else None
+    return gy, gx
+
+
+def _float_binary(f):
+    """Integer operands of a float-valued binary op compute in float32 (torch.atan2):
+    when neither operand is a float array, the int arrays become float32."""
+
+    def impl(x, y):
+        xa, ya = x.__class__ is np.ndarray, y.__class__ is np.ndarray
+        if not ((xa and x.dtype.kind == "f") or (ya and y.dtype.kind == "f")):
+            if xa:
+                x = x.astype(np.float32)
+            if ya:
+                y = y.astype(np.float32)
+        return f(x, y)
+
+    return _torch_promote(impl)
+
+
+atan2_p = _elementwise("atan2", _float_binary(np.arctan2), _atan2_vjp, 2, methods=("atan2", "arctan2"))
+
+
+def _int_div_check(name, f):
+    def impl(x, y):
+        if getattr(y, "dtype", np.dtype(type(y))).kind in "iub" and getattr(x, "dtype", np.dtype(type(x))).kind in "iub":
+            if np.any(np.asarray(y) == 0):
+                raise ZeroDivisionError(f"{name}: ZeroDivisionError (integer division by zero)")
+        return f(x, y)
+
+    impl.__name__ = name
+    return impl
+
+
+def _fmod_vjp(g, out, ins, need):
+    x, y = ins
+    gx = unbroadcast(g, x.shape) if need[0] else None
+    gy = unbroadcast(P.neg(P.mul(g, trunc(P.div(x, y)))), y.shape) if need[1] else None
+    return gx, gy
+
+
+def _remainder_vjp(g, out, ins, need):
+    x, y = ins
+    gx = unbroadcast(g, x.shape) if need[0] else None
+    gy = unbroadcast(P.neg(P.mul(g, floor(P.div(x, y)))), y.shape) if need[1] else None
+    return gx, gy
+
+
+def _int_may_raise(avals, params):
+    return all(getattr(a, "dtype", np.dtype(np.float64)).kind in "iub" for a in avals)
+
+
+fmod_p = _elementwise("fmod", _torch_promote(_int_div_check("fmod", np.fmod)), _fmod_vjp, 2, methods=("fmod",),
+                      may_raise=_int_may_raise)
+remainder_p = _elementwise("remainder", _torch_promote(_int_div_check("remainder", np.remainder)), _remainder_vjp, 2,
+                           methods=("remainder", "__mod__"), may_raise=_int_may_raise)
+floor_divide_p = _elementwise("floor_divide", _torch_promote(_int_div_check("floor_divide", np.floor_divide)),
+                              _zero_vjp, 2, grad_name="FloorDivide", methods=("floor_divide", "__floordiv__"),
+                              may_raise=_int_may_raise)
+
+# ---- scans ------------------------------------------------------------------------------
+
+
+def _cumsum_impl(x, axis, reverse=False):
+    if x.dtype.kind in "b":
+        x = x.astype(np.int64)  # torch: cumsum of bool/int is int64
+    elif x.dtype.kind in "iu":
+        x = x.astype(np.int64)
+    if reverse:
+        return np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
+    return np.cumsum(x, axis=axis)
+
+
+def _cumsum_rule(x, axis, reverse=False):
+    if not 0 <= axis < max(x.ndim, 1):
+        raise ValueError(f"cumsum: axis {axis} out of range for shape {x.shape}")
+    dt = np.dtype(np.int64) if x.dtype.kind in "iub" else x.dtype
+    return ShapedArray(x.shape, dt)
+
+
+def _cumsum_vjp(g, out, ins, need, axis, reverse=False):
+    return (cumsum(g, axis=axis, reverse=not reverse),)
+
+
+cumsum_p = register(
+    Primitive("cumsum", _cumsum_impl, _cumsum_rule, _cumsum_vjp, kind="reduction", arity=1,
+              dtype_rule=lambda x, axis, reverse=False: _cumsum_rule(ShapedArray((1,), _dtype_of(x)), 0).dtype,
+              fn_name="cumsum", grad_name="Cumsum")
+)
+PRIMITIVES.append(cumsum_p)
+
+def _dtype_of(a):
+    """The dtype of an operand type: an aval, a dtype or a Python scalar (type)."""
+    if isinstance(a, (ShapedArray, np.ndarray)):
+        return a.dtype
+    if isinstance(a, type):
+        return np.dtype(a)
+    return np.asarray(a).dtype if not isinstance(a, np.dtype) else a
+
+
+# ----------------------------------------------------------------------------------------
+# bind functions (the VJPs above call these)
+# ----------------------------------------------------------------------------------------
+
+sin = _call(sin_p)
+cos = _call(cos_p)
+tan = _call(tan_p)
+asin = _call(asin_p)
+acos = _call(acos_p)
+atan = _call(atan_p)
+sinh = _call(sinh_p)
+cosh = _call(cosh_p)
+log2 = _call(log2_p)
+log10 = _call(log10_p)
+log1p = _call(log1p_p)
+exp2 = _call(exp2_p)
+expm1 = _call(expm1_p)
+floor = _call(floor_p)
+ceil = _call(ceil_p)
+trunc = _call(trunc_p)
+round = _call(round_p)  # noqa: A001
+atan2 = _call(atan2_p)
+fmod = _call(fmod_p)
+remainder = _call(remainder_p)
+floor_divide = _call(floor_divide_p)
+cumsum = _call(cumsum_p)
+
+FUNCTIONS = {p.fn_name: globals()[p.fn_name] for p in PRIMITIVES}
