@@ -712,6 +712,8 @@ OPS: list[OpInfo] = [
            _ARITH_DTYPES),
     OpInfo("dynamic_update", "primitive", P.dynamic_update, _dynamic_update_ref, _dynamic_update_samples,
            _ARITH_DTYPES),
+    OpInfo("stop_gradient", "primitive", P.stop_gradient, lambda x: x, unary_samples(), _ARITH_DTYPES,
+           differentiable=False),
     OpInfo("index_set", "primitive", lambda base, v, *arrays, spec: P.index_set(base, v, *arrays, spec=spec),
            _index_set_ref, _index_set_samples, _ARITH_DTYPES),
     OpInfo("const", "primitive", lambda value: P.const(value=value), lambda value: value,

@@ -512,3 +512,13 @@ def test_shape_mismatch_is_a_runtime_error():
         dg.ones(2) + dg.ones(3)
     with pytest.raises(RuntimeError, match="matmul"):
         dg.ones(2, 3) @ dg.ones(2, 3)
+
+
+def test_detach_under_a_trace_stops_ir_autodiff_too():
+    from dualgraph.static import grad_graph
+
+    w = dg.tensor([1.0, 2.0, 3.0])
+    g = dg.trace(lambda w: (w.detach() * w).sum(), w)
+    assert [e.name for e in g.ops] == ["stop_gradient", "mul", "reduce_sum"]
+    assert grad_graph(g)(w)[1].tolist() == [1.0, 2.0, 3.0]  # as the tape: d/dw = detach(w)
+    assert dg.grad(lambda w: (w.detach() * w).sum())(w).tolist() == [1.0, 2.0, 3.0]

@@ -50,7 +50,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         retain_graph = create_graph
     res = run_backward(roots, seeds, retain_graph, create_graph, inputs, allow_unused)
     if not create_graph:
-        res = [None if g is None else (g.detach() if g._requires_grad else g) for g in res]
+        res = [None if g is None else (g._untaped() if g._requires_grad else g) for g in res]
     return tuple(res)
 
 

@@ -166,10 +166,8 @@ def _inplace_init(t, name, draw):
     if v.dtype.kind != "f":
         raise RuntimeError(f"{name}: expected a floating point tensor, got {v.dtype.name}")
     vals = np.asarray(draw(v.shape)).astype(v.dtype)
-    if v.flags.writeable:
-        v[...] = vals
-    else:
-        t._value = vals
+    with grad_mode.no_grad():
+        t.copy_(Tensor(vals))  # an in-place write: views see it, the version counter moves
     return t
 
 

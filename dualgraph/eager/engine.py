@@ -461,7 +461,7 @@ def _retain(hooks, k, g):
     if ref is not None:
         t = ref()
         if t is not None:
-            t._grad = g.detach() if t._grad is None else t._grad + g.detach()
+            t._grad = g._untaped() if t._grad is None else t._grad + g._untaped()
 
 
 def _capture(node, ct, capture_node, captured):
@@ -521,6 +521,6 @@ def _accumulate(leaf, g, create_graph, capture_leaf, captured, deferred=None):
     if create_graph:
         leaf._grad = g if cur is None else cur + g
     elif cur is None:
-        leaf._grad = g.detach()._copy()
+        leaf._grad = g._untaped()._copy()
     else:
         cur._inplace_add(g)

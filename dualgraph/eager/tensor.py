@@ -789,7 +789,18 @@ class Tensor:
         self._requires_grad = bool(requires_grad)
         return self
 
+    def _untaped(self):
+        """The same value without its tape history: for the autograd machinery's own leaves
+        and results.  Unlike ``detach`` it records no ``stop_gradient`` under a trace, so a
+        graph built from it stays differentiable by IR autodiff (higher-order gradients)."""
+        if self._value.__class__ is not _ndarray:
+            return _wrap(self._value)
+        return self.detach()
+
     def detach(self):
+        if self._value.__class__ is not _ndarray:
+            # traced: an equation, so IR autodiff of the graph stops there too
+            return P.stop_gradient(self)
         # shares the memory and, as torch, the version counter
         t = _wrap(self._value)
         if self._value.__class__ is _ndarray:

@@ -26,8 +26,8 @@ def _prepare(x, outer):
     if TRACE[0] is not None and isinstance(x._value, np.ndarray):
         # an eager tensor is a constant to a trace (no tape through it): differentiate
         # by a traced copy of it instead
-        return P.reshape(x.detach(), shape=x.shape).requires_grad_(True)
-    return x.detach().requires_grad_(True)
+        return P.reshape(x._untaped(), shape=x.shape).requires_grad_(True)
+    return x._untaped().requires_grad_(True)
 
 
 def _zeros_like(x):
@@ -93,7 +93,7 @@ def value_and_grad(fn, argnums=0):
         else:
             gs = _autograd_grad(out, [args[i] for i in nums], create_graph=outer, allow_unused=True)
             gs = tuple(g if g is not None else _zeros_like(args[i]) for g, i in zip(gs, nums))
-        value = out if outer else out.detach()
+        value = out if outer else out._untaped()
         return value, (gs[0] if single else gs)
 
     return wrapped

@@ -430,7 +430,7 @@ class Module:
                     t._value = np.array(v, dtype=v.dtype, copy=True)
                 else:
                     with no_grad():
-                        t._value[...] = v
+                        t.copy_(Tensor(v))  # in place (views see it; the version moves)
         unexpected = [k for k in state_dict.keys() if k not in expected]
         if strict:
             if unexpected:

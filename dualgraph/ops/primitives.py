@@ -556,6 +556,11 @@ erf_p = _elementwise(
     tensor_methods=("erf",),
 )
 
+# the identity that stops gradients: what ``detach()`` of a traced tensor records, so a
+# graph differentiated by IR autodiff treats it as the tape does (no cotangent through it)
+stop_gradient_p = _elementwise("stop_gradient", lambda x: x, nondiff=True, arity=1, dtype_rule=_same_dtype,
+                               grad_name="Detach")
+
 # comparisons and logic: bool results, no gradient
 
 

@@ -30,7 +30,7 @@ def eval_with_vjp(graph, xs, wrt, cts):
     bodies all use this."""
     xs = list(xs)
     for i in wrt:
-        xs[i] = xs[i].detach().requires_grad_()
+        xs[i] = xs[i]._untaped().requires_grad_()
     with grad_mode.enable_grad():
         ys = eval_graph(graph, xs)
     pairs = [(y, c) for y, c in zip(ys, cts) if c is not None and y.requires_grad]
@@ -60,7 +60,7 @@ def vjp_graph(graph, wrt=None):
         for k, c in zip(float_outs, args[n_in:]):
             cts[k] = c
         ys, gs = eval_with_vjp(graph, args[:n_in], wrt, cts)
-        return tuple(y.detach() for y in ys) + tuple(g.detach() for g in gs)
+        return tuple(y._untaped() for y in ys) + tuple(g._untaped() for g in gs)
 
     in_avals = graph.in_avals + [graph.outputs[k].aval for k in float_outs]
     bwd, captures = trace_function(fwd_bwd, in_avals)
