@@ -543,6 +543,39 @@ def _put_back(t, ctx):
         _put_back(base, ctx)
 
 
+def _write_with(t, fn, name):
+    """``t = fn(t)`` in place, for an out-of-place ``fn`` written in dualgraph ops (a
+    composite): the same semantics as ``_write`` (views see it, versions move, a graph
+    records it), the new value computed from a private copy of the old one."""
+    ctx = _get()
+    if t._meta is not None:
+        _fresh(t)
+    traced = ctx.trace is not None or t._value.__class__ is not _ndarray
+    if t._requires_grad and t._grad_fn is None and ctx.grad_enabled:
+        raise RuntimeError(f"{name}: {_LEAF_MSG}\n  at {registry.user_source() or '<unknown>'}")
+    old = _shadow(t, copy=not traced)
+    new = fn(old)
+    if new.dtype != t.dtype:
+        _check_cast(new.dtype, t.dtype, name)
+        new = new._cast(t.dtype)
+    if not new._requires_grad and not t._requires_grad and not traced:
+        _store(t, t._value, new._value, name)
+        _bump(t)
+        return t
+    if not traced:
+        if tuple(new.shape) != tuple(t.shape):
+            raise RuntimeError(f"{name}: output with shape {list(t.shape)} doesn't match the broadcast "
+                               f"shape {list(new.shape)}\n  at {registry.user_source() or '<unknown>'}")
+        _store(t, t._value, new._value, name)
+    _bump(t)
+    _rebase(t, new, keep_value=not traced)
+    m = t._meta
+    if m.view is not None:
+        m.view = m.view[:4] + (m.version[0],)
+        _put_back(t, ctx)
+    return t
+
+
 def _write_plain(t, prim, operands, params, name):
     """A write that records nothing (no_grad, or nothing requires grad): numpy in place."""
     vals = [o._value if o.__class__ is Tensor else _scalar(o) for o in operands]
@@ -958,6 +991,33 @@ class Tensor:
             src = Tensor(src)
         return _write(self, P.index_set_p, (self, src), _FULL, "copy_")
 
+    def addcmul_(self, tensor1, tensor2, value=1):
+        return _write_with(self, lambda t: t + P.mul(P.mul(tensor1, tensor2), value), "addcmul_")
+
+    def addcdiv_(self, tensor1, tensor2, value=1):
+        return _write_with(self, lambda t: t + P.mul(P.div(tensor1, tensor2), value), "addcdiv_")
+
+    def lerp_(self, end, weight):
+        return _write_with(self, lambda t: t + P.mul(P.sub(end, t), weight), "lerp_")
+
+    def clamp_(self, min=None, max=None):  # noqa: A002
+        return _write_with(self, lambda t: C.clamp(t, min, max), "clamp_")
+
+    def sqrt_(self):
+        return _write_with(self, P.sqrt, "sqrt_")
+
+    def exp_(self):
+        return _write_with(self, P.exp, "exp_")
+
+    def neg_(self):
+        return _write_with(self, P.neg, "neg_")
+
+    def abs_(self):
+        return _write_with(self, P.abs, "abs_")
+
+    def relu_(self):
+        return _write_with(self, C.relu, "relu_")
+
     def __setitem__(self, idx, value):
         spec, arrays = _index_spec(self, idx)
         _write(self, P.index_set_p, (self, value, *arrays), {"spec": spec}, "__setitem__")
@@ -1102,7 +1162,9 @@ def _reflected(f, name):
 
 
 def _inplace_method(prim, name):
-    def m(self, other):
+    def m(self, other, *, alpha=1):
+        if alpha != 1:  # torch's add_(other, alpha=) / sub_(other, alpha=)
+            other = P.mul(other, alpha)
         return _write(self, prim, (self, other), _NP, name)
 
     m.__name__ = m.__qualname__ = name
