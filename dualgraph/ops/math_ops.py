@@ -42,26 +42,23 @@ def _stand_in(a):
     return a
 
 
-def _dtype_rule(impl):
-    """The result dtype of ``impl`` for operands of these types, read off ``impl`` applied
-    to one-element stand-ins (so rule and implementation cannot disagree)."""
-
-    def rule(*operands, **params):
-        with np.errstate(all="ignore"):
-            return np.asarray(impl(*[_stand_in(a) for a in operands], **params)).dtype
-
-    return rule
+def _keep_dtype(x, **params):
+    return P._weak_dtype(x)
 
 
-def _elementwise(name, impl, vjp, arity, *, grad_name=None, methods=(), uses_out=False, may_raise=False):
+def _atan2_dtype(x, y):
+    # integer operands compute in float32 (torch.atan2); floats promote as torch
+    dt = P._promote_dtype(x, y)
+    return dt if dt.kind == "f" else np.dtype(np.float32)
+
+
+def _elementwise(name, impl, vjp, arity, *, dtype_rule, grad_name=None, methods=(), uses_out=False,
+                 may_raise=False):
     def shape_rule(*avals, **params):
-        shape = P._bshape(name, avals)
-        with np.errstate(all="ignore"):
-            dtype = np.asarray(impl(*[_dummy(a) for a in avals], **params)).dtype
-        return ShapedArray(shape, dtype)
+        return ShapedArray(P._bshape(name, avals), dtype_rule(*avals, **params))
 
     prim = register(
-        Primitive(name, impl, shape_rule, vjp, kind="elementwise", arity=arity, dtype_rule=_dtype_rule(impl),
+        Primitive(name, impl, shape_rule, vjp, kind="elementwise", arity=arity, dtype_rule=dtype_rule,
                   fn_name=name, grad_name=grad_name, tensor_methods=methods, uses_out=uses_out,
                   may_raise=may_raise)
     )
@@ -70,8 +67,9 @@ def _elementwise(name, impl, vjp, arity, *, grad_name=None, methods=(), uses_out
 
 
 def _zero_vjp(g, out, ins, need, **params):
-    # piecewise constant: zero gradient (as torch's floor/ceil/round/trunc/sign)
-    return tuple(unbroadcast(P.mul(g, 0), x.shape) if n else None for x, n in zip(ins, need))
+    # piecewise constant: an exact zero gradient (as torch's floor/ceil/round/trunc/sign;
+    # never g * 0, which is NaN where g is inf or NaN)
+    return tuple(P.zeros(tuple(x.shape), g.dtype) if n else None for x, n in zip(ins, need))
 
 
 def _same_dtype(f):
@@ -89,12 +87,12 @@ def _same_dtype(f):
 # ---- unary, float-valued ----------------------------------------------------------------
 
 sin_p = _elementwise("sin", _int_to_float(np.sin), lambda g, out, ins, need: (P.mul(g, cos(ins[0])),), 1,
-                     methods=("sin",))
+                     dtype_rule=P._float_dtype, methods=("sin",))
 cos_p = _elementwise("cos", _int_to_float(np.cos), lambda g, out, ins, need: (P.neg(P.mul(g, sin(ins[0]))),), 1,
-                     methods=("cos",))
+                     dtype_rule=P._float_dtype, methods=("cos",))
 tan_p = _elementwise("tan", _int_to_float(np.tan),
                      lambda g, out, ins, need: (P.mul(g, P.add(P.mul(out, out), 1)),), 1,
-                     methods=("tan",), uses_out=True)
+                     dtype_rule=P._float_dtype, methods=("tan",), uses_out=True)
 
 
 def _rsqrt_1m_x2(x):
@@ -102,32 +100,32 @@ def _rsqrt_1m_x2(x):
 
 
 asin_p = _elementwise("asin", _int_to_float(np.arcsin), lambda g, out, ins, need: (P.mul(g, _rsqrt_1m_x2(ins[0])),),
-                      1, methods=("asin", "arcsin"))
+                      1, dtype_rule=P._float_dtype, methods=("asin", "arcsin"))
 acos_p = _elementwise("acos", _int_to_float(np.arccos),
-                      lambda g, out, ins, need: (P.neg(P.mul(g, _rsqrt_1m_x2(ins[0]))),), 1, methods=("acos", "arccos"))
+                      lambda g, out, ins, need: (P.neg(P.mul(g, _rsqrt_1m_x2(ins[0]))),), 1, dtype_rule=P._float_dtype, methods=("acos", "arccos"))
 atan_p = _elementwise("atan", _int_to_float(np.arctan),
                       lambda g, out, ins, need: (P.div(g, P.add(P.mul(ins[0], ins[0]), 1)),), 1,
-                      methods=("atan", "arctan"))
+                      dtype_rule=P._float_dtype, methods=("atan", "arctan"))
 sinh_p = _elementwise("sinh", _int_to_float(np.sinh), lambda g, out, ins, need: (P.mul(g, cosh(ins[0])),), 1,
-                      methods=("sinh",))
+                      dtype_rule=P._float_dtype, methods=("sinh",))
 cosh_p = _elementwise("cosh", _int_to_float(np.cosh), lambda g, out, ins, need: (P.mul(g, sinh(ins[0])),), 1,
-                      methods=("cosh",))
+                      dtype_rule=P._float_dtype, methods=("cosh",))
 log2_p = _elementwise("log2", _int_to_float(np.log2), lambda g, out, ins, need: (P.div(g, P.mul(ins[0], _LN2)),), 1,
-                      methods=("log2",))
+                      dtype_rule=P._float_dtype, methods=("log2",))
 log10_p = _elementwise("log10", _int_to_float(np.log10),
-                       lambda g, out, ins, need: (P.div(g, P.mul(ins[0], _LN10)),), 1, methods=("log10",))
+                       lambda g, out, ins, need: (P.div(g, P.mul(ins[0], _LN10)),), 1, dtype_rule=P._float_dtype, methods=("log10",))
 log1p_p = _elementwise("log1p", _int_to_float(np.log1p), lambda g, out, ins, need: (P.div(g, P.add(ins[0], 1)),), 1,
-                       methods=("log1p",))
+                       dtype_rule=P._float_dtype, methods=("log1p",))
 exp2_p = _elementwise("exp2", _int_to_float(np.exp2), lambda g, out, ins, need: (P.mul(g, P.mul(out, _LN2)),), 1,
-                      methods=("exp2",), uses_out=True)
+                      dtype_rule=P._float_dtype, methods=("exp2",), uses_out=True)
 expm1_p = _elementwise("expm1", _int_to_float(np.expm1), lambda g, out, ins, need: (P.mul(g, P.exp(ins[0])),), 1,
-                       methods=("expm1",))  # exp(x), not out + 1: no cancellation for x << 0
+                       dtype_rule=P._float_dtype, methods=("expm1",))  # exp(x), not out + 1: no cancellation for x << 0
 
 # ---- rounding: dtype-preserving, zero gradient ------------------------------------------
 
-floor_p = _elementwise("floor", _same_dtype(np.floor), _zero_vjp, 1, methods=("floor",))
-ceil_p = _elementwise("ceil", _same_dtype(np.ceil), _zero_vjp, 1, methods=("ceil",))
-trunc_p = _elementwise("trunc", _same_dtype(np.trunc), _zero_vjp, 1, methods=("trunc", "fix"))
+floor_p = _elementwise("floor", _same_dtype(np.floor), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("floor",))
+ceil_p = _elementwise("ceil", _same_dtype(np.ceil), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("ceil",))
+trunc_p = _elementwise("trunc", _same_dtype(np.trunc), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("trunc", "fix"))
 
 
 def _round_impl(x, decimals=0):
@@ -136,7 +134,7 @@ def _round_impl(x, decimals=0):
     return np.round(x, decimals)  # half to even, as torch
 
 
-round_p = _elementwise("round", _round_impl, _zero_vjp, 1, methods=("round",))
+round_p = _elementwise("round", _round_impl, _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("round",))
 
 # ---- binary -----------------------------------------------------------------------------
 
@@ -165,11 +163,23 @@ def _float_binary(f):
     return _torch_promote(impl)
 
 
-atan2_p = _elementwise("atan2", _float_binary(np.arctan2), _atan2_vjp, 2, methods=("atan2", "arctan2"))
+atan2_p = _elementwise("atan2", _float_binary(np.arctan2), _atan2_vjp, 2, dtype_rule=_atan2_dtype, methods=("atan2", "arctan2"))
+
+
+def _is_bool(a):
+    return a.__class__ is bool or getattr(a, "dtype", None) == np.bool_
+
+
+def _intdiv_dtype(x, y):
+    if _is_bool(x) and _is_bool(y):
+        raise TypeError("not implemented for 'Bool' (as torch)")
+    return P._promote_dtype(x, y)
 
 
 def _int_div_check(name, f):
     def impl(x, y):
+        if _is_bool(x) and _is_bool(y):
+            raise TypeError(f"{name}: not implemented for 'Bool' (as torch)")
         if getattr(y, "dtype", np.dtype(type(y))).kind in "iub" and getattr(x, "dtype", np.dtype(type(x))).kind in "iub":
             if np.any(np.asarray(y) == 0):
                 raise ZeroDivisionError(f"{name}: ZeroDivisionError (integer division by zero)")
@@ -197,12 +207,12 @@ def _int_may_raise(avals, params):
     return all(getattr(a, "dtype", np.dtype(np.float64)).kind in "iub" for a in avals)
 
 
-fmod_p = _elementwise("fmod", _torch_promote(_int_div_check("fmod", np.fmod)), _fmod_vjp, 2, methods=("fmod",),
+fmod_p = _elementwise("fmod", _torch_promote(_int_div_check("fmod", np.fmod)), _fmod_vjp, 2, dtype_rule=_intdiv_dtype, methods=("fmod",),
                       may_raise=_int_may_raise)
 remainder_p = _elementwise("remainder", _torch_promote(_int_div_check("remainder", np.remainder)), _remainder_vjp, 2,
-                           methods=("remainder", "__mod__"), may_raise=_int_may_raise)
+                           dtype_rule=_intdiv_dtype, methods=("remainder", "__mod__"), may_raise=_int_may_raise)
 floor_divide_p = _elementwise("floor_divide", _torch_promote(_int_div_check("floor_divide", np.floor_divide)),
-                              _zero_vjp, 2, grad_name="FloorDivide", methods=("floor_divide", "__floordiv__"),
+                              _zero_vjp, 2, grad_name="FloorDivide", dtype_rule=_intdiv_dtype, methods=("floor_divide", "__floordiv__"),
                               may_raise=_int_may_raise)
 
 # ---- scans ------------------------------------------------------------------------------

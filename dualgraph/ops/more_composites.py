@@ -159,7 +159,7 @@ def leaky_relu(x, negative_slope=0.01):
 def hardtanh(x, min_val=-1.0, max_val=1.0):
     """As torch: the gradient passes strictly inside (min_val, max_val)."""
     if min_val > max_val:
-        raise ValueError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
+        raise RuntimeError(f"hardtanh: min_val {min_val} cannot be greater than max_val {max_val}")
     inside = P.logical_and(P.gt(x, min_val), P.lt(x, max_val))
     y = _stop(x)
     y = P.where(P.lt(y, min_val), min_val, y)
@@ -203,7 +203,7 @@ def _rounding_div(x, y, rounding_mode=None):
         if _is_tensor(x) and not is_float(x) and not (_is_tensor(y) and is_float(y)) and not isinstance(y, float):
             return P.convert(M.trunc(q), dtype=x.dtype)
         return M.trunc(q)
-    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}")
+    raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}")
 
 
 def div(x, y, rounding_mode=None):
@@ -728,7 +728,7 @@ def pad(x, pad, mode="constant", value=None):  # noqa: A002
     backwards; ``constant`` (negative pads crop), ``reflect``, ``replicate``, ``circular``."""
     pad = tuple(int(p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
-        raise ValueError(f"pad: padding length {len(pad)} must be even and at most 2 * ndim ({x.ndim})")
+        raise RuntimeError(f"pad: padding length {len(pad)} must be even and at most 2 * ndim ({x.ndim})")
     for k in range(len(pad) // 2):
         d = x.ndim - 1 - k
         lo, hi = pad[2 * k], pad[2 * k + 1]
@@ -750,10 +750,10 @@ def pad(x, pad, mode="constant", value=None):  # noqa: A002
                 x = P.concatenate(*blocks, axis=d)
             continue
         if _bmin(lo, hi) < 0:
-            raise ValueError("pad: negative padding is only supported for mode='constant'")
+            raise RuntimeError("pad: negative padding is only supported for mode='constant'")
         if mode == "reflect":
             if lo >= n or hi >= n:
-                raise ValueError(f"pad: padding ({lo}, {hi}) should be smaller than the dimension size {n} "
+                raise RuntimeError(f"pad: padding ({lo}, {hi}) should be smaller than the dimension size {n} "
                                  f"for reflect padding\n  at {user_source()}")
             i = np.abs(np.arange(-lo, n + hi))
             i = np.where(i > n - 1, 2 * (n - 1) - i, i)
@@ -761,7 +761,7 @@ def pad(x, pad, mode="constant", value=None):  # noqa: A002
             i = np.clip(np.arange(-lo, n + hi), 0, n - 1)
         elif mode == "circular":
             if lo > n or hi > n:
-                raise ValueError("pad: padding value causes wrapping around more than once")
+                raise RuntimeError("pad: padding value causes wrapping around more than once")
             i = np.arange(-lo, n + hi) % n
         else:
             raise NotImplementedError(f"pad: mode {mode!r} is not supported")
@@ -864,7 +864,7 @@ def einsum(equation, *operands):
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(operands):
-        raise ValueError(f"einsum(): {len(terms)} operand specs but {len(operands)} operands")
+        raise RuntimeError(f"einsum(): {len(terms)} operand specs but {len(operands)} operands")
     letters = set(c for c in lhs if c.isalpha())
     free = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in letters]
     ell_n = 0
@@ -879,7 +879,7 @@ def einsum(equation, *operands):
             k = x.ndim - (len(t) - 3)
             t = t.replace("...", ell[ell_n - k:] if k else "")
         if len(t) != x.ndim or not t.isalpha() and t != "":
-            raise ValueError(f"einsum(): the subscript {t!r} does not match an operand of shape {tuple(x.shape)}")
+            raise RuntimeError(f"einsum(): the subscript {t!r} does not match an operand of shape {tuple(x.shape)}")
         specs.append(t)
         ops.append(x)
     if arrow:
@@ -894,7 +894,7 @@ def einsum(equation, *operands):
     for t, x in zip(specs, ops):
         for c, s in zip(t, x.shape):
             if c in sizes and sizes[c] != s and s != 1 and sizes[c] != 1:
-                raise ValueError(f"einsum(): operands do not broadcast: subscript {c!r} has sizes {sizes[c]} and {s}")
+                raise RuntimeError(f"einsum(): operands do not broadcast: subscript {c!r} has sizes {sizes[c]} and {s}")
             sizes[c] = _bmax(sizes.get(c, 1), s)
     # repeated subscripts within an operand: take the diagonal
     for k in range(len(ops)):
@@ -945,7 +945,7 @@ def einsum(equation, *operands):
         x = C.reshape(r, tuple(sizes[c] for c in t))
     t, x = sum_unused(t, x, set(out))
     if sorted(t) != sorted(out):
-        raise ValueError(f"einsum(): output subscripts {out!r} are not all in the inputs")
+        raise RuntimeError(f"einsum(): output subscripts {out!r} are not all in the inputs")
     return _permute_to(x, t, list(out))
 
 

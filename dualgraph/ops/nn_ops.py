@@ -310,13 +310,13 @@ def _tuple(v, n, name, what):
     if len(v) == 1:
         return v * n
     if len(v) != n:
-        raise ValueError(f"{name}: {what} must be an int or a tuple of {n} ints, got {v}")
+        raise RuntimeError(f"{name}: {what} must be an int or a tuple of {n} ints, got {v}")
     return v
 
 
 def _check_input(name, x, nd):
     if x.ndim not in (nd + 1, nd + 2):
-        raise ValueError(
+        raise RuntimeError(
             f"{name}: expected a {nd + 1}-d (unbatched) or {nd + 2}-d (batched) input, got shape "
             f"{tuple(x.shape)}\n  at {user_source()}"
         )
@@ -329,22 +329,22 @@ def _conv_padding(name, padding, kernel, stride, dilation):
             return ((0, 0), (0, 0))
         if padding == "same":
             if any(s != 1 for s in stride):
-                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
+                raise RuntimeError(f"{name}: padding='same' is not supported for strided convolutions")
             pads = []
             for k, d in zip(kernel, dilation):
                 total = d * (k - 1)
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
-        raise ValueError(f"{name}: padding must be 'valid', 'same' or ints, got {padding!r}")
+        raise RuntimeError(f"{name}: padding must be 'valid', 'same' or ints, got {padding!r}")
     p = _tuple(padding, 2, name, "padding")
     if min(p) < 0:
-        raise ValueError(f"{name}: negative padding {p}")
+        raise RuntimeError(f"{name}: negative padding {p}")
     return ((p[0], p[0]), (p[1], p[1]))
 
 
 def _positive(name, what, v):
     if min(v) < 1:
-        raise ValueError(f"{name}: {what} must be positive, got {v}")
+        raise RuntimeError(f"{name}: {what} must be positive, got {v}")
     return v
 
 
@@ -355,7 +355,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if unbatched:
         input = C.unsqueeze(input, 0)
     if weight.ndim != 4:
-        raise ValueError(f"conv2d: expected a 4-d weight (O, C/groups, kh, kw), got shape {tuple(weight.shape)}")
+        raise RuntimeError(f"conv2d: expected a 4-d weight (O, C/groups, kh, kw), got shape {tuple(weight.shape)}")
     stride = _positive("conv2d", "stride", _tuple(stride, 2, "conv2d", "stride"))
     dilation = _positive("conv2d", "dilation", _tuple(dilation, 2, "conv2d", "dilation"))
     pad = _conv_padding("conv2d", padding, tuple(weight.shape[2:]), stride, dilation)
@@ -368,7 +368,7 @@ def _add_bias(out, bias):
     if bias is None:
         return out
     if bias.ndim != 1 or bias.shape[0] != out.shape[1]:
-        raise ValueError(
+        raise RuntimeError(
             f"conv: expected a bias of shape ({out.shape[1]},), got {tuple(bias.shape)}\n  at {user_source()}"
         )
     return P.add(out, C.reshape(bias, (1, -1) + (1,) * (out.ndim - 2)))
@@ -381,7 +381,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if unbatched:
         input = C.unsqueeze(input, 0)
     if weight.ndim != 3:
-        raise ValueError(f"conv1d: expected a 3-d weight (O, C/groups, k), got shape {tuple(weight.shape)}")
+        raise RuntimeError(f"conv1d: expected a 3-d weight (O, C/groups, k), got shape {tuple(weight.shape)}")
     s = _positive("conv1d", "stride", _tuple(stride, 1, "conv1d", "stride"))
     d = _positive("conv1d", "dilation", _tuple(dilation, 1, "conv1d", "dilation"))
     if isinstance(padding, str):
@@ -389,7 +389,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     else:
         p = _tuple(padding, 1, "conv1d", "padding")[0]
         if p < 0:
-            raise ValueError(f"conv1d: negative padding {p}")
+            raise RuntimeError(f"conv1d: negative padding {p}")
         pad = ((0, 0), (p, p))
     out = conv2d_p_fn(C.unsqueeze(input, 2), C.unsqueeze(weight, 2), stride=(1, s[0]), padding=pad,
                       dilation=(1, d[0]), groups=int(groups))
@@ -405,14 +405,14 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if unbatched:
         input = C.unsqueeze(input, 0)
     if weight.ndim != 4:
-        raise ValueError(f"conv_transpose2d: expected a 4-d weight, got shape {tuple(weight.shape)}")
+        raise RuntimeError(f"conv_transpose2d: expected a 4-d weight, got shape {tuple(weight.shape)}")
     stride = _positive("conv_transpose2d", "stride", _tuple(stride, 2, "conv_transpose2d", "stride"))
     dilation = _positive("conv_transpose2d", "dilation", _tuple(dilation, 2, "conv_transpose2d", "dilation"))
     p = _tuple(padding, 2, "conv_transpose2d", "padding")
     op = _tuple(output_padding, 2, "conv_transpose2d", "output_padding")
     for i in range(2):
         if op[i] >= max(stride[i], dilation[i]) or op[i] < 0:
-            raise ValueError(
+            raise RuntimeError(
                 f"conv_transpose2d: output padding must be smaller than either stride or dilation, "
                 f"but got output_padding={op}, stride={stride}, dilation={dilation}"
             )
@@ -420,7 +420,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     out_hw = tuple((input.shape[2 + i] - 1) * stride[i] - 2 * p[i] + dilation[i] * (k[i] - 1) + op[i] + 1
                    for i in range(2))
     if min(out_hw) < 1:
-        raise ValueError(f"conv_transpose2d: output size {out_hw} is too small (input {tuple(input.shape)})")
+        raise RuntimeError(f"conv_transpose2d: output size {out_hw} is too small (input {tuple(input.shape)})")
     out = conv_transpose2d_p_fn(input, weight, stride=stride, padding=((p[0], p[0]), (p[1], p[1])),
                                 dilation=dilation, groups=int(groups), out_hw=out_hw)
     out = _add_bias(out, bias)
@@ -435,7 +435,7 @@ def _pool_geometry(name, hw, kernel_size, stride, padding, dilation, ceil_mode):
     d = _positive(name, "dilation", _tuple(dilation, 2, name, "dilation"))
     for i in range(2):
         if p[i] < 0 or p[i] > k[i] // 2:
-            raise ValueError(
+            raise RuntimeError(
                 f"{name}: pad should be at most half of effective kernel size, but got pad={p[i]}, "
                 f"kernel_size={k[i]}\n  at {user_source()}"
             )
@@ -445,7 +445,7 @@ def _pool_geometry(name, hw, kernel_size, stride, padding, dilation, ceil_mode):
         eff = d[i] * (k[i] - 1) + 1
         span = hw[i] + 2 * p[i] - eff
         if span < 0:
-            raise ValueError(
+            raise RuntimeError(
                 f"{name}: input of spatial size {tuple(hw)} is too small for kernel {k} "
                 f"(padding {p}, dilation {d})\n  at {user_source()}"
             )
@@ -534,7 +534,7 @@ def adaptive_avg_pool2d(input, output_size):  # noqa: A002
         output_size = (output_size, output_size)
     oh, ow = (h if output_size[0] is None else int(output_size[0]), w if output_size[1] is None else int(output_size[1]))
     if oh < 1 or ow < 1:
-        raise ValueError(f"adaptive_avg_pool2d: output size must be positive, got {(oh, ow)}")
+        raise RuntimeError(f"adaptive_avg_pool2d: output size must be positive, got {(oh, ow)}")
     y = x
     if oh != h:
         y = P.matmul(_adaptive_matrix(h, oh, x.dtype), y)
