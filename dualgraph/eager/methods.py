@@ -2,9 +2,8 @@
 ``install()`` (called from ``dualgraph/eager/__init__.py``).
 
 The primitives of ``ops.math_ops`` / ``ops.shape_ops`` declare their methods in their
-registry entries (``tensor_methods``); until the eager layer installs those itself they are
-collected here too, from the registry entries, so no name is listed twice.  Composites are
-listed explicitly.  ``sum mean var flatten`` replace the earlier, narrower versions
+registry entries (``tensor_methods``), which the eager layer installs; composites are listed
+here.  ``sum mean var flatten`` replace the earlier, narrower versions
 (``dtype=``, ``correction=``, ``axis=``/``keepdims=``, ``start_dim``/``end_dim``).
 """
 from __future__ import annotations
@@ -13,16 +12,6 @@ from ..ops import math_ops as M
 from ..ops import more_composites as MC
 from ..ops import shape_ops as S
 from . import creation
-
-
-def _from_registry():
-    out = {}
-    for mod in (M, S):
-        for prim in mod.PRIMITIVES:
-            f = mod.FUNCTIONS[prim.fn_name]
-            for name in prim.tensor_methods:
-                out[name] = f
-    return out
 
 
 def _reflected(f):
@@ -37,7 +26,6 @@ def _div(self, other, *, rounding_mode=None):
 
 
 METHODS = {
-    **_from_registry(),
     "__rmod__": _reflected(M.remainder),
     "__rfloordiv__": _reflected(M.floor_divide),
     # 1. elementwise
