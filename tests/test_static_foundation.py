@@ -619,3 +619,15 @@ def test_control_flow_binds_through_the_registry():
     g = dg.trace(lambda x: dg.cond(x.sum() > 0, lambda a: a, lambda a: -a, x), x)
     assert [e.name for e in g.ops][-1] == "cond"
     assert np_(g(x)).tolist() == [-1.0, 1.0]
+
+
+def test_cond_known_predicate_keeps_the_branch_source_lines():
+    def f(x):
+        def branch(a):
+            return dg.exp(a) * 2  # <branch line>
+
+        return dg.cond(True, branch, lambda a: a, x)
+
+    g = dg.trace(f, t64([1.0]))
+    assert [e.name for e in g.ops] == ["exp", "mul"]
+    assert {e.source for e in g.ops} == {line_of(f, "<branch line>")}
