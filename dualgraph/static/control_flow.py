@@ -232,7 +232,13 @@ def cond(pred, true_fn, false_fn, *operands, operand=_NO_OPERAND):
     if isinstance(pred, bool):
         # known predicate: the taken branch's graph, inlined into this trace
         g, caps = (g_t, caps_t) if pred else (g_f, caps_f)
-        return tree_unflatten(g.out_tree, eval_graph(g, leaves + caps))
+        start = len(builder.eqns)
+        outs = eval_graph(g, leaves + caps)
+        new = builder.eqns[start:]
+        if len(new) == len(g.eqns) and all(a.prim is b.prim for a, b in zip(new, g.eqns)):
+            for a, b in zip(new, g.eqns):
+                a.source = b.source  # the branch's own lines, not the line of the cond
+        return tree_unflatten(g.out_tree, outs)
     n = len(leaves)
     ins_t, ins_f = g_t.inputs, g_f.inputs
     # both branches take the operands, then every value either branch captured (once)
