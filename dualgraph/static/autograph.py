@@ -75,9 +75,11 @@ import weakref
 
 import numpy as np
 
+from ..ops import context as _context
 from . import autograph_ast as A
 from . import autograph_runtime as R
 from .autograph_runtime import AutographError, Undefined, is_traced
+from .tracer import TracerError, trace_function
 
 __all__ = ["convert", "to_source", "do_not_convert", "AutographError", "AutographWarning",
            "is_traced", "Undefined"]
@@ -535,3 +537,24 @@ _RUNTIME = types.SimpleNamespace(
         "undefined_return ret iadd isub imul itruediv ifloordiv imod ipow imatmul iand ior ixor "
         "ilshift irshift").split()},
 )
+
+
+def trace(fn, *example_args):
+    """Trace ``fn`` on arguments of the shapes and dtypes of ``example_args`` into a Graph,
+    its Python ``if``/``while``/``for`` on tensors converted first (``convert``).
+
+    Tensor arguments become graph inputs (in order); other arguments are static.
+
+    >>> g = dg.trace(lambda x: (x * 2).sum(), dg.ones(3))
+    >>> print(g)
+    { lambda a:f32[3] .
+      let b:f32[3] = mul a 2
+          c:f32[] = reduce_sum[axes=(0,) keepdims=False] b
+      in (c) }
+    """
+    if _context.get().trace is not None:
+        raise TracerError("dg.trace cannot be called while tracing; call the function directly")
+    fn = convert(fn)  # Python if/while/for on tensors -> cond/while
+    graph, _ = trace_function(fn, example_args)
+    graph.source = to_source(fn)
+    return graph

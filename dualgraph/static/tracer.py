@@ -272,26 +272,3 @@ def trace_function(fn, args, parent=None, requires_grad=False):
         _context.exit(token)
         builder.finished = True
     return graph, [t for t, _ in builder.captures]
-
-
-def trace(fn, *example_args):
-    """Trace ``fn`` on arguments of the shapes and dtypes of ``example_args`` into a Graph.
-
-    Tensor arguments become graph inputs (in order); other arguments are static.
-
-    >>> g = dg.trace(lambda x: (x * 2).sum(), dg.ones(3))
-    >>> print(g)
-    { lambda a:f32[3] .
-      let b:f32[3] = mul a 2
-          c:f32[] = reduce_sum[axes=(0,) keepdims=False] b
-      in (c) }
-    """
-    if TRACE[0] is not None:
-        # inside another trace: inline (a traced function called from traced code)
-        raise TracerError("dg.trace cannot be called while tracing; call the function directly")
-    from .autograph import convert, to_source  # autograph imports control_flow, which imports us
-
-    fn = convert(fn)  # Python if/while/for on tensors -> cond/while (autograph)
-    graph, _ = trace_function(fn, example_args)
-    graph.source = to_source(fn)
-    return graph
