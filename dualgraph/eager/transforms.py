@@ -13,7 +13,8 @@ import numpy as np
 from ..ops import primitives as P
 from . import grad_mode
 from .autograd import grad as _autograd_grad
-from .tensor import TRACE, Tensor
+from .tensor import Tensor
+from ..ops import context as _context
 
 
 def _prepare(x, outer):
@@ -23,7 +24,7 @@ def _prepare(x, outer):
         # an outer transform is differentiating x: an alias keeps that connection while
         # giving this transform its own variable to differentiate by
         return P.reshape(x, shape=x.shape)
-    if TRACE[0] is not None and isinstance(x._value, np.ndarray):
+    if _context.get().trace is not None and isinstance(x._value, np.ndarray):
         # an eager tensor is a constant to a trace (no tape through it): differentiate
         # by a traced copy of it instead
         return P.reshape(x._untaped(), shape=x.shape).requires_grad_(True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..eager.tensor import TRACE, Tensor
+from ..eager.tensor import Tensor
+from ..ops import context as _context
 from ..ops import primitives as P
 from ..ops.registry import Primitive, ShapedArray, bind, register
 from .autodiff import eval_with_vjp
@@ -207,7 +208,7 @@ def cond(pred, true_fn, false_fn, *operands, operand=_NO_OPERAND):
         if operands:
             raise TypeError("cond: pass the operands positionally or as operand=, not both")
         operands = (operand,)
-    builder = TRACE[0]
+    builder = _context.get().trace
     pred = _check_pred(pred, "cond")
     if builder is None:
         taken = true_fn if pred else false_fn
@@ -375,7 +376,7 @@ def _forward_tape(outs, carry0, cc, bc, cond_graph, body_graph):
     graph runs the forward loop once.  A second backward of the same loop reuses the
     tapes.  Where that is impossible (the forward loop is in an enclosing trace, or the
     taped loop reads a value made after the forward loop) the loop is replayed instead."""
-    builder = TRACE[0]
+    builder = _context.get().trace
     first = outs[0]._value if outs and isinstance(outs[0], Tensor) else None
     if builder is None or first.__class__ is not Tracer or first.builder is not builder:
         n_iter, _, tape = _taped_loop(carry0, cc, bc, cond_graph, body_graph)
@@ -445,7 +446,7 @@ def while_loop(cond_fn, body_fn, init_val):
 
     ``init_val`` is a Tensor or a tuple/list (pytree) of Tensors.
     """
-    builder = TRACE[0]
+    builder = _context.get().trace
     leaves, tree = tree_flatten(init_val)
     if builder is None:
         # numbers in the carry become Tensors, as under a trace (and as in JAX)
@@ -503,7 +504,7 @@ def fori_loop(lower, upper, body_fn, init_val):
     """
     _check_bound(lower, "lower")
     _check_bound(upper, "upper")
-    if TRACE[0] is None and not _is_traced(lower) and not _is_traced(upper):
+    if _context.get().trace is None and not _is_traced(lower) and not _is_traced(upper):
         leaves, tree = tree_flatten(init_val)
         val = tree_unflatten(tree, [_to_tensor(x) for x in leaves])
         for i in range(int(lower), int(upper)):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..eager import grad_mode
-from ..eager.tensor import TRACE, Tensor
+from ..eager.tensor import Tensor
 from ..ops import context
 from ..ops import primitives as P
 from ..ops.registry import bind
@@ -123,7 +123,8 @@ def fresh_outputs(graph) -> frozenset:
 
 def _plain():
     """Eager evaluation by the default handler: no trace, no handler wrapping it."""
-    return TRACE[0] is None and context.get().handler is context.default_handler()
+    ctx = context.get()
+    return ctx.trace is None and ctx.handler is context.default_handler()
 
 
 def _eval_inplace(eqn, ins):

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from ..eager.tensor import TRACE, Tensor
+from ..eager.tensor import Tensor
 from ..ops import context as _context
 from ..ops.primitives import const_p
 from ..ops.registry import ShapedArray, user_source
