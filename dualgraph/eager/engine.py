@@ -13,7 +13,11 @@ import weakref
 from heapq import heappop as _heappop, heappush as _heappush
 from itertools import count
 
+import numpy as np
+
 from ..ops import context as _context
+
+_ndarray = np.ndarray
 
 _FREED_MSG = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -248,6 +252,10 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                 pending[fn] = cur + g
 
         Tensor = _TENSOR[0]
+        # until the process makes its first in-place write no saved value can be stale and
+        # no tensor has a history of rebases: both are checked only once there has been one
+        inplace = INPLACE
+        ndarray = _ndarray
         pop = pending.pop
         get = pending.get
         free = not retain_graph
@@ -267,7 +275,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
             inputs_ = node.inputs
             if inputs_ is None:
                 raise RuntimeError(_FREED_MSG)
-            if INPLACE[0]:
+            writes = inplace[0]
+            if writes:
                 _check_saved(node)
             if node.pre_hooks:
                 ct = _run_prehooks(node, ct)
@@ -279,8 +288,11 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
             else:
                 v = node.out
                 out = None
-                if v is not None:  # the output, re-made as torch's SavedVariable does
-                    out = _WRAP[0](v, node)
+                if v is not None:
+                    # the output, re-made as torch's SavedVariable does where the rule must
+                    # stay differentiable; for a first-order backward the array itself
+                    # (no gradient flows through it)
+                    out = v if not create_graph and v.__class__ is ndarray else _WRAP[0](v, node)
                 params = node.params
                 if params:
                     cts = node.prim.vjp(ct, out, inputs_, need, **params)
@@ -299,7 +311,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                     continue
                 t = inputs_[i]
                 g = cts[i]
-                if t._meta is not None and t._meta.history is not None:
+                if writes and t._meta is not None and t._meta.history is not None:
                     t = _input_edge(node, i, t)
                     if t.__class__ is not Tensor:
                         # written in place since: the edge the node saw
