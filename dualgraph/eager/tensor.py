@@ -200,6 +200,7 @@ def unary(x):
     out = uimpl(v)
     if out.__class__ is not _ndarray:
         out = np.asarray(out)
+    shape = x.shape  # elementwise: the operand's (numpy's shape getter costs ~3 slot reads)
     if x._requires_grad and ctx.grad_enabled and differentiable:
         vers = None if m is None or m.version is None else (m.version[0],)
         inputs = (x,)
@@ -216,27 +217,31 @@ def binary(x, y):
     ctx = get()
     if not ctx.plain:
         return ctx.handler(prim, (x, y), _NP)
-    if x.__class__ is Tensor:
+    xc = x.__class__
+    yc = y.__class__
+    if xc is Tensor:
         xm = x._meta
         if xm is not None:
             _fresh(x)
         xv = x._value
         xr = x._requires_grad
     else:
-        if x.__class__ is not _ndarray and isinstance(x, np.generic):
+        if xc is not _ndarray and isinstance(x, np.generic):
             x = x.item()
+            xc = x.__class__
         xv = x
         xr = False
         xm = None
-    if y.__class__ is Tensor:
+    if yc is Tensor:
         ym = y._meta
         if ym is not None:
             _fresh(y)
         yv = y._value
         yr = y._requires_grad
     else:
-        if y.__class__ is not _ndarray and isinstance(y, np.generic):
+        if yc is not _ndarray and isinstance(y, np.generic):
             y = y.item()
+            yc = y.__class__
         yv = y
         yr = False
         ym = None
@@ -249,6 +254,20 @@ def binary(x, y):
         raise _op_error(prim, (xv, yv), _NP, e) from None
     if out.__class__ is not _ndarray:
         out = np.asarray(out)
+    # the result's shape without numpy's shape getter where the operands tell it
+    if xc is Tensor:
+        if yc is Tensor:
+            shape = x.shape
+            if shape != y.shape:
+                shape = out.shape
+        elif yc is float or yc is int or yc is bool:
+            shape = x.shape
+        else:
+            shape = out.shape
+    elif yc is Tensor and (xc is float or xc is int or xc is bool):
+        shape = y.shape
+    else:
+        shape = out.shape
     if (xr or yr) and ctx.grad_enabled and differentiable:
         need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
         if xm is None and ym is None:
@@ -282,7 +301,7 @@ if vers is not None:
 _TENSOR_LINES = """\
 t = _new(Tensor)
 t._value = out
-t.shape = out.shape
+t.shape = shape
 t._grad = None
 t._hooks = None
 t._out_index = 0
@@ -303,7 +322,7 @@ def _make_constructors():
     """``_wrap`` and ``_node``, made from the same lines as the fast callables."""
     src = (
         "def _wrap(value, node=None, index=0):\n"
-        "    out = value\n" + _indent(_TENSOR_LINES, 4) + "    t._out_index = index\n    return t\n\n"
+        "    out = value\n    shape = value.shape\n" + _indent(_TENSOR_LINES, 4) + "    t._out_index = index\n    return t\n\n"
         "def _node(prim, params, inputs, need, saved, vers):\n"
         + _indent(_NODE_LINES, 4, **{"node = Node()": "node = (node_class(prim) if prim.multiple_results else Node)()"})
         + "    return node\n"
