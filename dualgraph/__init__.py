@@ -78,3 +78,6 @@ from .static import (  # noqa: E402
     trace,
     while_loop,
 )
+
+from .compile.api import compile  # noqa: E402,A001
+from .compile.codegen import CompileError  # noqa: E402

@@ -1,0 +1,2 @@
+"""compile: dg.compile -- optimized graphs lowered to fused numba kernels, with signature
+and disk caches."""

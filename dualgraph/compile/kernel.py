@@ -1,0 +1,117 @@
+"""A compiled graph: generated source -> content-addressed file -> numba function, and the
+Python side of a call (argument checks, preallocated outputs, status).
+
+The interface the compiled-training issue builds on: ``Kernel(graph)`` for any optimized
+graph (a forward that also returns its residuals, or a backward graph), called as
+``kernel(arrays) -> list of arrays`` (or ``None`` when a run-time check failed: the caller
+re-runs the graph eagerly, which raises eager's own error or gives eager's result).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+
+import numpy as np
+
+from . import cache
+from .codegen import CompileError, generate
+
+_blas_capped = False
+_blas_lock = threading.Lock()
+
+
+def cap_blas_threads():
+    """OpenBLAS threads spinning after a BLAS call slow numba's prange kernels ~15x (see
+    NUMBA-FACTS): before the first parallel kernel runs, cap every loaded OpenBLAS
+    (numpy's and scipy's, which numba's np.dot calls) to one thread.  Skipped when the
+    user set ``OPENBLAS_NUM_THREADS`` or ``DUALGRAPH_KEEP_BLAS_THREADS=1``."""
+    global _blas_capped
+    if _blas_capped:
+        return
+    with _blas_lock:
+        if _blas_capped:
+            return
+        _blas_capped = True
+        if os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("DUALGRAPH_KEEP_BLAS_THREADS"):
+            return
+        try:
+            with open("/proc/self/maps") as f:
+                libs = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
+        except OSError:
+            return
+        for path in libs:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for sym in ("openblas_set_num_threads", "scipy_openblas_set_num_threads",
+                        "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_"):
+                f = getattr(lib, sym, None)
+                if f is not None:
+                    f.argtypes = [ctypes.c_int]
+                    f(1)
+
+
+class Kernel:
+    """One graph compiled to one numba function."""
+
+    def __init__(self, graph, name="kernel"):
+        self.graph = graph
+        self.source, self.consts, cg = generate(graph, name)
+        self.parallel = cg.parallel
+        self.fn, self.path = cache.load(self.source, name)
+        self._name = name
+        self.in_scalar = [v.aval.ndim == 0 for v in graph.inputs]
+        outs = []
+        for v in graph.outputs:
+            a = v.aval
+            dt = a.dtype
+            outs.append(((1,) if len(a.shape) == 0 else tuple(a.shape), dt, len(a.shape) == 0))
+        self.out_specs = outs
+        self._first = True
+
+    def __call__(self, arrays):
+        args = []
+        for a, sc in zip(arrays, self.in_scalar):
+            if sc:
+                args.append(a[()])
+            else:
+                fl = a.flags
+                if not (fl.c_contiguous and fl.writeable):
+                    a = np.array(a, order="C")
+                args.append(a)
+        outs = [np.empty(s, d) for s, d, _ in self.out_specs]
+        if self.parallel and not cache_blas_done():
+            cap_blas_threads()
+        if self._first:
+            st = self._first_call(args, outs)
+        else:
+            st = self.fn(*args, *self.consts, *outs)
+        if st != 0:
+            return None
+        return [o.reshape(()) if z else o for o, (_, _, z) in zip(outs, self.out_specs)]
+
+    def _first_call(self, args, outs):
+        try:
+            st = self.fn(*args, *self.consts, *outs)
+        except Exception as e:  # noqa: BLE001
+            # a corrupt numba cache entry: drop it and compile again, once
+            cache.purge_numba_cache(self.path)
+            for k in [k for k, m in sys.modules.items() if getattr(m, "__file__", None) == self.path]:
+                del sys.modules[k]
+            try:
+                self.fn, self.path = cache.load(self.source, self._name)
+                st = self.fn(*args, *self.consts, *outs)
+            except Exception as e2:  # noqa: BLE001
+                raise CompileError(
+                    f"dg.compile: numba could not compile the generated kernel {self.path}: "
+                    f"{type(e2).__name__}: {e2}"
+                ) from e
+        self._first = False
+        return st
+
+
+def cache_blas_done():
+    return _blas_capped
