@@ -107,6 +107,7 @@ class Codegen:
         self.has_reduction = False
         self.in_prange = False
         self.out_param = {}
+        self.dyn_outs = []  # results whose shape is only known at run time: returned
         self.direct = set()
         self.cur_eqn = None
         self.math_resolver = math_resolver or default_math
@@ -187,7 +188,13 @@ class Codegen:
     def check(self, cond):
         self.checks += 1
         self.line(f"if {cond}:")
-        self.line("    return 1")
+        self.line(f"    return {self.ret(1)}")
+
+    def ret(self, status):
+        """The return value: the status, plus the dynamically shaped results (if any)."""
+        if not self.dyn_outs:
+            return str(status)
+        return ", ".join([str(status)] + [self.names[v] for v in self.dyn_outs])
 
     def reduction_used(self):
         self.has_reduction = True
@@ -431,16 +438,22 @@ class Codegen:
             params.append(p)
         seen = set(g.inputs)
         for k, v in enumerate(g.outputs):
+            if isinstance(v, Var) and None in v.aval.shape:
+                if v not in self.dyn_outs:
+                    self.dyn_outs.append(v)
+                    rest = "".join(f", {d}" for d in v.aval.shape[1:])
+                    self.line(f"{self.name(v)} = np.empty((0{rest}), {_np_name(v.aval.dtype)})")
+                continue
             if isinstance(v, Var) and v not in seen and v.aval.ndim > 0:
                 self.out_param[v] = f"o{k}"
             if isinstance(v, Var):
                 seen.add(v)
-            if isinstance(v, Var) and None in v.aval.shape:
-                raise CompileError(f"dg.compile: graph output {k} has a dynamic shape")
         self.emit_graph(g, top=True)
         self.cur_eqn = None
         for k, v in enumerate(g.outputs):
             o = f"o{k}"
+            if isinstance(v, Var) and v in self.dyn_outs:
+                continue
             if isinstance(v, Lit):
                 self.line(f"{o}[0] = {self.const(v.value, np.asarray(v.value).dtype)}")
             elif v.aval.ndim == 0:
@@ -450,8 +463,9 @@ class Codegen:
             else:
                 with self.nest(v.aval.shape) as idx:
                     self.line(f"{o}[{', '.join(idx)}] = {self.read(v, idx)}")
-        self.line("return 0")
-        outs = [f"o{k}" for k in range(len(g.outputs))]
+        self.line(f"return {self.ret(0)}")
+        outs = [f"o{k}" for k in range(len(g.outputs))
+                if not (isinstance(g.outputs[k], Var) and g.outputs[k] in self.dyn_outs)]
         flags = set(FASTMATH) | ({"reassoc"} if self.has_reduction else set())
         fm = "{" + ", ".join(repr(f) for f in sorted(flags)) + "}"
         head = [

@@ -65,14 +65,17 @@ class Kernel:
         self._name = name
         self.in_scalar = [v.aval.ndim == 0 for v in graph.inputs]
         outs = []
-        for v in graph.outputs:
+        self.dyn = []  # (output position, index in the returned tuple)
+        for k, v in enumerate(graph.outputs):
             a = v.aval
-            dt = a.dtype
-            outs.append(((1,) if len(a.shape) == 0 else tuple(a.shape), dt, len(a.shape) == 0))
+            if None in a.shape:
+                self.dyn.append((k, 1 + cg.dyn_outs.index(v)))
+                continue
+            outs.append(((1,) if len(a.shape) == 0 else tuple(a.shape), a.dtype, len(a.shape) == 0))
         self.out_specs = outs
         self._first = True
 
-    def __call__(self, arrays):
+    def __call__(self, arrays, _fn=None):
         args = []
         for a, sc in zip(arrays, self.in_scalar):
             if sc:
@@ -85,13 +88,27 @@ class Kernel:
         outs = [np.empty(s, d) for s, d, _ in self.out_specs]
         if self.parallel and not cache_blas_done():
             cap_blas_threads()
-        if self._first:
+        if _fn is not None:
+            with np.errstate(all="ignore"):
+                st = _fn(*args, *self.consts, *outs)
+        elif self._first:
             st = self._first_call(args, outs)
         else:
             st = self.fn(*args, *self.consts, *outs)
+        if self.dyn:
+            ret, st = st, st[0]
         if st != 0:
             return None
-        return [o.reshape(()) if z else o for o, (_, _, z) in zip(outs, self.out_specs)]
+        res = [o.reshape(()) if z else o for o, (_, _, z) in zip(outs, self.out_specs)]
+        for k, j in self.dyn:
+            res.insert(k, ret[j])
+        return res
+
+    def run_python(self, arrays):
+        """Run the generated source in the Python interpreter (NUMBA_DISABLE_JIT semantics)."""
+        if getattr(self, "_pyfn", None) is None:
+            self._pyfn = python_function(self.source, self._name)
+        return self(arrays, _fn=self._pyfn)
 
     def _first_call(self, args, outs):
         try:
@@ -115,3 +132,40 @@ class Kernel:
 
 def cache_blas_done():
     return _blas_capped
+
+
+class _PyDispatcher:
+    """``njit`` stand-in for running generated source as plain Python."""
+
+    def __init__(self, *a, **kw):
+        self.fn = a[0] if a and callable(a[0]) else None
+
+    def __call__(self, *args, **kw):
+        if self.fn is None:
+            return _PyDispatcher(args[0])
+        return self.fn(*args, **kw)
+
+
+def python_function(source, name="kernel"):
+    """The generated function run by the Python interpreter (as under NUMBA_DISABLE_JIT=1):
+    numba decorators become no-ops, ``prange`` is ``range``, and the math helpers are their
+    pure-Python originals (``py_func``)."""
+    import importlib
+
+    ns = {}
+    lines = []
+    for line in source.splitlines():
+        if line.startswith("from numba import"):
+            ns["njit"] = _PyDispatcher
+            ns["prange"] = range
+            continue
+        if line.startswith("from dualgraph.compile."):
+            mod, names = line[5:].split(" import ")
+            m = importlib.import_module(mod)
+            for n in names.split(", "):
+                f = getattr(m, n)
+                ns[n] = getattr(f, "py_func", f)
+            continue
+        lines.append(line)
+    exec(compile("\n".join(lines), f"<dualgraph kernel {name}>", "exec"), ns)
+    return ns[name].fn
