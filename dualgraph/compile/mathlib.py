@@ -240,7 +240,7 @@ def expm1_f32(x):
     r = xs - kf * _LN2
     em = r + r * r * _expm1_q9(r)
     h = _pow2(kf - 1.0)
-    res = fma(h, em, h - 0.5) * 2.0
+    res = copysign(fma(h, em, h - 0.5) * 2.0, xd)    # expm1 has the sign of x (-0 included)
     return np.float32(res if xd == xd else xd)
 
 
@@ -249,7 +249,7 @@ def expm1_f64(x):
     x = np.float64(x)
     xs = x if x > -40.0 else -40.0
     xs = xs if xs < 710.0 else 710.0
-    res = _expm1_core64(xs)
+    res = copysign(_expm1_core64(xs), x)      # expm1 has the sign of x (-0 included)
     return res if x == x else x
 
 
@@ -289,7 +289,7 @@ def log1p_f32(x):
     u = 1.0 + xd
     us = u if u > 0.0 else 1.0
     us = us if us < _INF else 1.0
-    res = small if near else _log_core32(us)
+    res = copysign(small if near else _log_core32(us), xd)   # log1p has the sign of x
     res = xd if xd == _INF else res
     res = -_INF if xd == -1.0 else res
     res = _NAN if xd < -1.0 else res
@@ -308,7 +308,7 @@ def log1p_f64(x):
     us = u if u > 0.0 else 1.0
     us = us if us < _INF else 1.0
     big = _log_core64(us) + c / us
-    res = small if near else big
+    res = copysign(small if near else big, x)
     res = x if x == _INF else res
     res = -_INF if x == -1.0 else res
     res = _NAN if x < -1.0 else res
