@@ -1,2 +1,1 @@
-"""compile: dg.compile -- optimized graphs lowered to fused numba kernels, with signature
-and disk caches."""
+"""Compilation of dualgraph IR to numba kernels (the code generator lives here)."""
