@@ -111,6 +111,9 @@ class Codegen:
         self.direct = set()
         self.cur_eqn = None
         self.math_resolver = math_resolver or default_math
+        self.row = None  # (index name, extent) inside a row-fused group
+        self.depth = 0  # nesting of ``nest`` calls
+        self.prealloc = set()
 
     # -- the ctx API used by the lowering rules ----------------------------------------
     def tmp(self, prefix="t"):
@@ -219,6 +222,8 @@ class Codegen:
 
     def alloc(self, var):
         shape = self.shape_of(var)
+        if var in self.prealloc:
+            return self.names[var]
         p = self.out_param.get(var)
         if p is not None:
             self.names[var] = p
@@ -256,6 +261,31 @@ class Codegen:
         """Nested ``for`` loops over ``extents``; yields the index names.  The outermost is
         a ``prange`` above the size threshold (unless the body holds a run-time check)."""
         extents = list(extents)
+        if self.row is not None and self.depth == 0 and extents and extents[0] == self.row[1]:
+            # inside a row-fused group: the outer dim is the group's row loop
+            self.depth += 1
+            try:
+                if len(extents) == 1:
+                    self.memo.append({})
+                    try:
+                        yield [self.row[0]]
+                    finally:
+                        self.memo.pop()
+                else:
+                    with self.nest(extents[1:], parallel=False) as rest:
+                        yield [self.row[0]] + list(rest)
+            finally:
+                self.depth -= 1
+            return
+        self.depth += 1
+        try:
+            with self._nest(extents, parallel, total, heavy) as names:
+                yield names
+        finally:
+            self.depth -= 1
+
+    @contextlib.contextmanager
+    def _nest(self, extents, parallel=None, total=None, heavy=False):
         if not extents:
             self.memo.append({})
             try:
@@ -263,15 +293,17 @@ class Codegen:
             finally:
                 self.memo.pop()
             return
-        names = [self.tmp("i") for _ in extents]
+        # a dim of extent 1 is index 0, no loop
+        names = ["0" if n == 1 else self.tmp("i") for n in extents]
+        looped = [(i, n) for i, n in zip(names, extents) if n != 1]
         total = _size(extents) if total is None else total
         thresh = PRANGE_MIN_HEAVY if heavy else PRANGE_MIN_CHEAP
         want = (parallel is not False and not self.in_prange and total >= thresh
-                and extents[0] >= 2)
+                and bool(looped) and looped[0][1] >= 2)
         head = len(self.lines)
         checks0 = self.checks
         was = self.in_prange
-        for k, (i, n) in enumerate(zip(names, extents)):
+        for k, (i, n) in enumerate(looped):
             rng = "prange" if (k == 0 and want) else "range"
             self.line(f"for {i} in {rng}({n}):")
             self.ind += 1
@@ -282,7 +314,7 @@ class Codegen:
             yield names
         finally:
             self.memo.pop()
-            self.ind -= len(extents)
+            self.ind -= len(looped)
             self.in_prange = was
             if want:
                 if self.checks != checks0:
@@ -384,11 +416,109 @@ class Codegen:
                     continue
             self.virtual[v] = eqn
 
+    # -- row fusion: a run of row reductions and row-wise maps shares one outer loop -----
+    def _row_extent(self, eqn):
+        rule = eqn.prim.lowering
+        if rule is None or eqn.prim.multiple_results:
+            return None
+        if eqn.prim.name in ("reduce_sum", "reduce_max", "reduce_min"):
+            x = eqn.inputs[0]
+            if isinstance(x, Var) and x.aval.ndim >= 2 and 0 not in eqn.params["axes"] \
+                    and None not in x.aval.shape:
+                return x.aval.shape[0], x.aval.ndim
+            return None
+        out = eqn.outs[0]
+        if _fusible(eqn) and rule.kind == "elementwise" and out.aval.ndim >= 2 \
+                and None not in out.aval.shape:
+            return out.aval.shape[0], out.aval.ndim
+        return None
+
+    def _row_safe(self, eqn, produced, R, nd):
+        """Every value of the group this equation reads is read at the row index."""
+        stack = list(eqn.inputs)
+        while stack:
+            x = stack.pop()
+            if not isinstance(x, Var):
+                continue
+            if x in produced:
+                if x.aval.ndim != nd or x.aval.shape[0] != R:
+                    return False
+                continue
+            p = self.virtual.get(x)
+            if p is None:
+                continue
+            if p.prim.lowering.kind != "elementwise" or x.aval.ndim != nd or x.aval.shape[0] != R:
+                # index maps may move the row dim: only pure maps over materialized values
+                if any(isinstance(y, Var) and y in produced for y in p.inputs):
+                    return False
+                if p.prim.lowering.kind != "elementwise":
+                    stack.extend(p.inputs)
+                continue
+            stack.extend(p.inputs)
+        return True
+
+    def row_groups(self, g):
+        eqns = [e for e in g.eqns if e.prim.multiple_results or e.outs[0] not in self.virtual]
+        groups = {}
+        i = 0
+        while i < len(eqns):
+            ext = self._row_extent(eqns[i])
+            if ext is None or ext[0] < 2:
+                i += 1
+                continue
+            R, nd = ext
+            group, produced = [], set()
+            j = i
+            while j < len(eqns):
+                e = eqns[j]
+                if self._row_extent(e) != (R, nd) or not self._row_safe(e, produced, R, nd):
+                    break
+                group.append(e)
+                produced.add(e.outs[0])
+                j += 1
+            if len(group) >= 2 and any(e.prim.lowering.kind == "emitter" for e in group):
+                groups[id(group[0])] = group
+                i = j
+            else:
+                i += 1
+        return groups
+
+    def emit_row_group(self, group):
+        R = self._row_extent(group[0])[0]
+        for e in group:
+            self.cur_eqn = e
+            if e.outs[0].aval.ndim > 0:
+                self.alloc(e.outs[0])
+                self.prealloc.add(e.outs[0])
+        total = sum(_size(e.inputs[0].aval.shape if e.prim.lowering.kind == "emitter"
+                          else e.outs[0].aval.shape) for e in group)
+        heavy = any(self.is_heavy(y) for e in group for y in e.inputs if isinstance(y, Var))
+        with self._nest([R], total=total, heavy=heavy) as (r,):
+            self.row = (r, R)
+            try:
+                for e in group:
+                    self.emit_eqn(e)
+            finally:
+                self.row = None
+
     def emit_graph(self, g, top):
         self.analyze(g)
+        groups = self.row_groups(g) if self.row is None else {}
+        done = set()
         for eqn in g.eqns:
             if not eqn.prim.multiple_results and eqn.outs[0] in self.virtual:
                 continue
+            if id(eqn) in done:
+                continue
+            grp = groups.get(id(eqn))
+            if grp is not None:
+                done.update(id(e) for e in grp)
+                self.emit_row_group(grp)
+                continue
+            self.emit_eqn(eqn)
+
+    def emit_eqn(self, eqn):
+        if True:
             self.cur_eqn = eqn
             rule = _rule(eqn)
             try:
