@@ -124,6 +124,9 @@ class CompiledFunction:
             if res is not None:
                 outs = [Tensor._make(a) for a in res]
                 return tree_unflatten(entry.out_tree, outs)
+            # a run-time check failed (an index out of range, ...): eager code raises its
+            # own error, naming the user's line (or, if it does not raise, gives the result)
+            return self._fn(*args, **kwargs)
         try:
             outs = eval_graph(entry.graph, [_as_tensor(t) for t in tensors])
         except GraphExecutionError as e:

@@ -91,8 +91,9 @@ def _size(shape):
 
 
 class Codegen:
-    def __init__(self, graph: Graph, math_resolver=None):
+    def __init__(self, graph: Graph, math_resolver=None, parallel=True):
         self.graph = graph
+        self.allow_parallel = parallel
         self.lines = []
         self.ind = 1
         self.names = {}
@@ -114,6 +115,9 @@ class Codegen:
         self.row = None  # (index name, extent) inside a row-fused group
         self.depth = 0  # nesting of ``nest`` calls
         self.prealloc = set()
+        self.rowlocal = set()  # row-fused temporaries holding one row
+        self.uses = {}
+        self.graph_outputs = set()
 
     # -- the ctx API used by the lowering rules ----------------------------------------
     def tmp(self, prefix="t"):
@@ -298,7 +302,7 @@ class Codegen:
         looped = [(i, n) for i, n in zip(names, extents) if n != 1]
         total = _size(extents) if total is None else total
         thresh = PRANGE_MIN_HEAVY if heavy else PRANGE_MIN_CHEAP
-        want = (parallel is not False and not self.in_prange and total >= thresh
+        want = (parallel is not False and self.allow_parallel and not self.in_prange and total >= thresh
                 and bool(looped) and looped[0][1] >= 2)
         head = len(self.lines)
         checks0 = self.checks
@@ -339,6 +343,8 @@ class Codegen:
             n = self.names[x]
             if x.aval.ndim == 0:
                 return n
+            if x in self.rowlocal:
+                idx = idx[1:]
             return f"{n}[{', '.join(idx)}]"
         key = (x, tuple(idx))
         for m in reversed(self.memo):
@@ -394,6 +400,7 @@ class Codegen:
                 if isinstance(x, Var):
                     uses.setdefault(x, []).append(eqn)
         outs = {x for x in g.outputs if isinstance(x, Var)}
+        self.uses = uses
         for eqn in g.eqns:
             if not _fusible(eqn):
                 continue
@@ -403,6 +410,10 @@ class Codegen:
             us = uses.get(v, [])
             if not us or not all(_fuses_operands(u) for u in us):
                 continue
+            if eqn.prim.lowering.kind == "elementwise" and len({id(u) for u in us}) > 1 and (
+                    eqn.prim.lowering.heavy
+                    or any(self.is_heavy(y) for y in eqn.inputs if isinstance(y, Var))):
+                continue  # a transcendental read by several loops: computed once, stored
             if eqn.prim.lowering.kind == "elementwise":
                 # read at more points than it has (broadcast): compute once instead
                 size = _size(v.aval.shape)
@@ -485,15 +496,28 @@ class Codegen:
 
     def emit_row_group(self, group):
         R = self._row_extent(group[0])[0]
+        members = {id(e) for e in group}
+        local = []
         for e in group:
             self.cur_eqn = e
-            if e.outs[0].aval.ndim > 0:
-                self.alloc(e.outs[0])
-                self.prealloc.add(e.outs[0])
+            v = e.outs[0]
+            if (e.prim.lowering.kind == "elementwise" and v not in self.out_param
+                    and v not in self.graph_outputs
+                    and all(id(u) in members for u in self.uses.get(v, []))):
+                local.append(v)  # one row at a time, inside the row loop
+                continue
+            if v.aval.ndim > 0:
+                self.alloc(v)
+                self.prealloc.add(v)
         total = sum(_size(e.inputs[0].aval.shape if e.prim.lowering.kind == "emitter"
                           else e.outs[0].aval.shape) for e in group)
         heavy = any(self.is_heavy(y) for e in group for y in e.inputs if isinstance(y, Var))
         with self._nest([R], total=total, heavy=heavy) as (r,):
+            for v in local:
+                n = self.name(v)
+                self.line(f"{n} = np.empty({tuple(v.aval.shape[1:])!r}, {_np_name(v.aval.dtype)})")
+                self.rowlocal.add(v)
+                self.prealloc.add(v)
             self.row = (r, R)
             try:
                 for e in group:
@@ -503,6 +527,7 @@ class Codegen:
 
     def emit_graph(self, g, top):
         self.analyze(g)
+        self.graph_outputs = {x for x in g.outputs if isinstance(x, Var)}
         groups = self.row_groups(g) if self.row is None else {}
         done = set()
         for eqn in g.eqns:
@@ -555,7 +580,7 @@ class Codegen:
             self.is_heavy(y) for y in eqn.inputs if isinstance(y, Var))
         with self.nest(shape, heavy=heavy) as idx:
             expr = self.eval_at(eqn, idx)
-            self.line(f"{dst}[{', '.join(idx)}] = {expr}")
+            self.line(f"{dst}[{', '.join(idx[1:] if out in self.rowlocal else idx)}] = {expr}")
 
     def generate(self, fname="kernel"):
         g = self.graph
@@ -638,8 +663,8 @@ def default_math(name, dt):
     return f"{name}_{short}", "dualgraph.compile.runtime"
 
 
-def generate(graph, fname="kernel"):
-    """``(source, consts, parallel)`` for ``graph``."""
-    cg = Codegen(graph)
+def generate(graph, fname="kernel", parallel=True):
+    """``(source, consts, codegen)`` for ``graph``; ``parallel=False``: no ``prange``."""
+    cg = Codegen(graph, parallel=parallel)
     src = cg.generate(fname)
     return src, cg.consts, cg
