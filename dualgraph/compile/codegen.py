@@ -400,7 +400,7 @@ class Codegen:
                 if isinstance(x, Var):
                     uses.setdefault(x, []).append(eqn)
         outs = {x for x in g.outputs if isinstance(x, Var)}
-        self.uses = uses
+        self.uses.update(uses)  # Vars are unique across graphs: one map for all
         for eqn in g.eqns:
             if not _fusible(eqn):
                 continue
@@ -494,6 +494,17 @@ class Codegen:
                 i += 1
         return groups
 
+    def _used_only_by(self, v, members):
+        """Is every (direct, or through fused values) reader of ``v`` in ``members``?"""
+        for u in self.uses.get(v, []):
+            if id(u) in members:
+                continue
+            if u.prim.multiple_results or u.outs[0] not in self.virtual:
+                return False
+            if not self._used_only_by(u.outs[0], members):
+                return False
+        return True
+
     def emit_row_group(self, group):
         R = self._row_extent(group[0])[0]
         members = {id(e) for e in group}
@@ -503,7 +514,7 @@ class Codegen:
             v = e.outs[0]
             if (e.prim.lowering.kind == "elementwise" and v not in self.out_param
                     and v not in self.graph_outputs
-                    and all(id(u) in members for u in self.uses.get(v, []))):
+                    and self._used_only_by(v, members)):
                 local.append(v)  # one row at a time, inside the row loop
                 continue
             if v.aval.ndim > 0:
@@ -527,7 +538,7 @@ class Codegen:
 
     def emit_graph(self, g, top):
         self.analyze(g)
-        self.graph_outputs = {x for x in g.outputs if isinstance(x, Var)}
+        self.graph_outputs.update(x for x in g.outputs if isinstance(x, Var))
         groups = self.row_groups(g) if self.row is None else {}
         done = set()
         for eqn in g.eqns:
