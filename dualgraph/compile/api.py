@@ -35,14 +35,17 @@ _attach_lowerings()
 class _Entry:
     """One signature's compiled program."""
 
-    __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "nleaves")
+    __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "any_rg", "single")
 
-    def __init__(self, graph=None, kernel=None, tensor_pos=(), out_tree=None, eager=False):
+    def __init__(self, graph=None, kernel=None, tensor_pos=(), out_tree=None, eager=False,
+                 any_rg=True):
         self.graph = graph
         self.kernel = kernel
         self.tensor_pos = tensor_pos
         self.out_tree = out_tree
         self.eager = eager
+        self.any_rg = any_rg  # some argument requires grad
+        self.single = out_tree is not None and out_tree.kind == "leaf"
 
 
 def _as_tensor(x):
@@ -96,6 +99,16 @@ class CompiledFunction:
             return self._fn(*args, **kwargs)  # inside another trace: inline
         key, fast = signature(args, kwargs)
         entry = self._cache.get(key)
+        if fast and entry is not None and entry.kernel is not None and not (
+                entry.any_rg and is_grad_enabled()):
+            # the hot path: a cache hit on Tensors
+            self._stats["hits"] += 1
+            res = entry.kernel.fast([t._value for t in args])
+            if res is not None:
+                if entry.single:
+                    return Tensor._make(res[0])
+                return tree_unflatten(entry.out_tree, [Tensor._make(a) for a in res])
+            return self._fn(*args, **kwargs)
         if entry is None:
             with self._lock:
                 entry = self._cache.get(key)
@@ -183,7 +196,8 @@ class CompiledFunction:
                 kernel = Kernel(graph)
             except CompileError as e:
                 return self._fail(key, str(e))
-        entry = _Entry(graph, kernel, pos, out_tree)
+        any_rg = any(x._requires_grad for x in leaves if isinstance(x, Tensor))
+        entry = _Entry(graph, kernel, pos, out_tree, any_rg=any_rg)
         self._cache[key] = entry
         return entry
 

@@ -1,6 +1,13 @@
 """A compiled graph: generated source -> content-addressed file -> numba function, and the
 Python side of a call (argument checks, preallocated outputs, status).
 
+Threads and processes: a kernel is ``nogil`` and may be called from several threads at once
+(the first calls, which compile and time the serial and ``prange`` variants, take a lock).
+numba's default threading layer here is OpenMP (GNU): a process that ``fork()``s after a
+``prange`` kernel ran gets a child that dies on its next parallel call, and a fork-based
+``multiprocessing.Pool`` can hang -- use the ``spawn``/``forkserver`` start methods, or set
+``DUALGRAPH_PARALLEL=0`` (serial kernels only, fork-safe).
+
 The interface the compiled-training issue builds on: ``Kernel(graph)`` for any optimized
 graph (a forward that also returns its residuals, or a backward graph), called as
 ``kernel(arrays) -> list of arrays`` (or ``None`` when a run-time check failed: the caller
@@ -66,6 +73,7 @@ class Kernel:
         # ("auto") timed against the serial kernel on the first calls (machines and their
         # load differ too much for a fixed threshold alone)
         self._tune = None
+        self._tune_lock = threading.Lock()
         mode = os.environ.get("DUALGRAPH_PARALLEL", "auto")
         if mode != "0":
             psrc, _, pcg = generate(graph, name, parallel=True)
@@ -86,7 +94,37 @@ class Kernel:
                 continue
             outs.append(((1,) if len(a.shape) == 0 else tuple(a.shape), a.dtype, len(a.shape) == 0))
         self.out_specs = outs
+        self._any0d = any(z for _, _, z in outs)
+        self._out_alloc = [(s, d) for s, d, _ in outs]
+        self._plain = all(v.aval.ndim > 0 for v in graph.inputs)  # no scalar arguments
+        self._in_info = []
+        for v in graph.inputs:
+            shape, it = v.aval.shape, v.aval.dtype.itemsize
+            strides, acc = [], it
+            for d in reversed(shape):
+                strides.append(acc)
+                acc *= max(d, 1)
+            st = tuple(reversed(strides))
+            # size-0/size-1 dims have arbitrary strides: let the slow check decide
+            if any(d <= 1 for d in shape):
+                st = None
+            self._in_info.append((len(shape) == 0, st))
         self._first = True
+
+    def fast(self, values):
+        """The call path after the first calls: ``values`` are ndarrays of the expected
+        shapes and dtypes.  Returns the output arrays, or None (a run-time check failed)."""
+        if self._first or self._tune is not None or self.dyn or not self._plain:
+            return self(values)
+        for a in values:
+            if not a.flags.c_contiguous:
+                return self(values)
+        outs = [np.empty(s, d) for s, d in self._out_alloc]
+        if self.fn(*values, *self.consts, *outs):
+            return None
+        if self._any0d:
+            return [o.reshape(()) if z else o for o, (_, _, z) in zip(outs, self.out_specs)]
+        return outs
 
     def __call__(self, arrays, _fn=None):
         args = []
@@ -100,7 +138,11 @@ class Kernel:
                 args.append(a)
         outs = [np.empty(s, d) for s, d, _ in self.out_specs]
         if self._tune is not None and _fn is None:
-            st = self._tune_call(args, outs)
+            with self._tune_lock:  # the first calls: one thread at a time
+                if self._tune is not None:
+                    st = self._tune_call(args, outs)
+                else:
+                    st = self.fn(*args, *self.consts, *outs)
         elif _fn is not None:
             with np.errstate(all="ignore"):
                 st = _fn(*args, *self.consts, *outs)
