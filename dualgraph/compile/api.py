@@ -103,7 +103,10 @@ class CompiledFunction:
                 entry.any_rg and is_grad_enabled()):
             # the hot path: a cache hit on Tensors
             self._stats["hits"] += 1
-            res = entry.kernel.fast([t._value for t in args])
+            try:
+                res = entry.kernel.fast([t._value for t in args])
+            except CompileError as e:
+                return self._kernel_failed(entry, e, args, kwargs)
             if res is not None:
                 if entry.single:
                     return Tensor._make(res[0])
@@ -133,7 +136,10 @@ class CompiledFunction:
                     k = None  # gradients: run the graph on the tape (compiled backward: next issue)
                     break
         if k is not None:
-            res = k([t._value if t.__class__ is Tensor else np.asarray(t) for t in tensors])
+            try:
+                res = k([t._value if t.__class__ is Tensor else np.asarray(t) for t in tensors])
+            except CompileError as e:
+                return self._kernel_failed(entry, e, args, kwargs)
             if res is not None:
                 outs = [Tensor._make(a) for a in res]
                 return tree_unflatten(entry.out_tree, outs)
@@ -150,6 +156,16 @@ class CompiledFunction:
                 raise cause.with_traceback(None) from None  # eager's own error
             raise
         return tree_unflatten(entry.out_tree, outs)
+
+    def _kernel_failed(self, entry, err, args, kwargs):
+        """numba rejected the generated kernel (a code generator gap): CompileError with
+        fullgraph=True, else one warning and eager execution for this signature."""
+        if self.fullgraph:
+            raise err
+        warnings.warn(f"{err}; running eagerly", CompileWarning, stacklevel=3)
+        entry.kernel = None
+        entry.eager = True
+        return self._fn(*args, **kwargs)
 
     # -- a miss ---------------------------------------------------------------------
     def _fail(self, key, reason):

@@ -41,7 +41,7 @@ def environment_key():
 
         here = os.path.dirname(os.path.abspath(__file__))
         h = hashlib.sha256()
-        for mod in ("runtime.py", "mathlib.py"):
+        for mod in ("runtime.py", "mathlib.py", "intrinsics.py"):
             p = os.path.join(here, mod)
             if os.path.exists(p):
                 with open(p, "rb") as f:
@@ -50,8 +50,6 @@ def environment_key():
             cpu = llvm.get_host_cpu_name() + llvm.get_host_cpu_features().flatten()
         except Exception:  # noqa: BLE001
             cpu = "unknown"
-        from .. import __file__ as dgfile  # noqa: F401
-
         dgver = getattr(sys.modules.get("dualgraph"), "__version__", "0")
         _env_key = f"{numba.__version__}|{numpy.__version__}|{dgver}|{cpu}|{h.hexdigest()}"
     return _env_key
