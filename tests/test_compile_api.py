@@ -156,3 +156,48 @@ def test_called_inside_a_trace_inlines():
     inner = dg.compile(lambda x: x * 3)
     g = dg.trace(lambda x: inner(x) + 1, dg.ones(2))
     assert [e.name for e in g.ops] == ["mul", "add"]
+
+
+def test_prange_kernels(monkeypatch):
+    """Above the size threshold the prange variant (forced here; by default it is timed
+    against the serial one on the first calls) gives the same results, from threads too."""
+    monkeypatch.setenv("DUALGRAPH_PARALLEL", "1")
+
+    def f(x):
+        y = 0.5 * x * (1 + dg.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+        return dg.softmax(y, 1), y.sum(1)
+
+    cf = dg.compile(f, fullgraph=True)
+    x = dg.randn(16, 1024)
+    got = cf(x)
+    (entry,) = cf._cache.values()
+    assert entry.kernel.parallel and "prange(" in entry.kernel.source
+    want = f(x)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(5):
+                np.testing.assert_allclose(cf(x)[0].numpy(), want[0].numpy(), rtol=1e-5, atol=1e-6)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+
+
+def test_autotune_picks_a_variant():
+    cf = dg.compile(lambda x: dg.exp(x) * 2.0, fullgraph=True)
+    x = dg.randn(1 << 14)
+    want = (dg.exp(x) * 2.0).numpy()
+    for _ in range(10):
+        np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-6)
+    (entry,) = cf._cache.values()
+    assert entry.kernel._tune is None  # decided after the first calls
+    assert ("prange(" in entry.kernel.source) == entry.kernel.parallel

@@ -69,6 +69,7 @@ class Kernel:
         self.source, self.consts, cg = generate(graph, name, parallel=False)
         self.parallel = False
         self.fn, self.path = cache.load(self.source, name)
+        self._name = name
         # prange variant: chosen by DUALGRAPH_PARALLEL=1, refused by =0, and by default
         # ("auto") timed against the serial kernel on the first calls (machines and their
         # load differ too much for a fixed threshold alone)
