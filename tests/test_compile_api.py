@@ -201,3 +201,20 @@ def test_autotune_picks_a_variant():
     (entry,) = cf._cache.values()
     assert entry.kernel._tune is None  # decided after the first calls
     assert ("prange(" in entry.kernel.source) == entry.kernel.parallel
+
+
+def test_kernel_numba_rejects_falls_back(monkeypatch):
+    """A lowering that produces code numba cannot compile: CompileError naming the kernel
+    with fullgraph=True; one warning and the eager result with fullgraph=False."""
+    from dualgraph.ops.lowering import Elementwise
+
+    monkeypatch.setattr(PRIMITIVES["neg"], "lowering", Elementwise(lambda c, a, dt: f"undefined_fn({a[0]})"))
+    x = dg.tensor(np.array([1.0, -2.0], np.float32))
+    with pytest.raises(dg.CompileError, match="numba could not compile"):
+        dg.compile(lambda t: -t * 3.0, fullgraph=True)(x)
+    cf = dg.compile(lambda t: -t * 3.0)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert cf(x).numpy().tolist() == [-3.0, 6.0]
+        assert cf(x).numpy().tolist() == [-3.0, 6.0]
+    assert len([m for m in w if issubclass(m.category, CompileWarning)]) == 1
