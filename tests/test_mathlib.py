@@ -230,6 +230,7 @@ def test_math_table_names_resolve():
             assert callable(getattr(M, name)), (op, name)
     for op in OPS:
         assert M.MATH[op] == {"float32": f"{op}_f32", "float64": f"{op}_f64"}
+    assert len(M.SOURCE_HASH) == 16 and int(M.SOURCE_HASH, 16) >= 0
     assert M.FASTMATH == {"nsz", "arcp", "contract", "afn"}
     assert M.FASTMATH_REDUCE == M.FASTMATH | {"reassoc"}
 
