@@ -366,7 +366,8 @@ def test_disable_jit_path_matches(tmp_path):
     mx, mn = np.empty_like(a), np.empty_like(a)
     _minmax_pairs(a, b, mx, mn)
     for got, want in [(res["mx"], mx), (res["mn"], mn)]:
-        assert ((got == want) & (np.signbit(got) == np.signbit(want)) | (np.isnan(got) & np.isnan(want))).all()
+        same = (got == want) & (np.signbit(got) == np.signbit(want)) | (np.isnan(got) & np.isnan(want))
+        assert same.all()
 
 
 # ---------------------------------------------------------------------------------- exhaustive
