@@ -81,8 +81,11 @@ def max_builtin(x):
 
 
 def vector_width(disp):
+    """'8-wide' if the IR has 8-lane float vectors, plus any libm call left in it."""
     ir = disp.inspect_llvm(disp.signatures[0])
-    return "<8 x float>" in ir or "<16 x float>" in ir
+    wide = "8-wide" if ("<8 x float>" in ir or "<16 x float>" in ir) else "scalar"
+    libm = sorted({w for w in ("tanhf", "expf", "tanh", "exp") if f"@{w}(" in ir})
+    return wide + (f" + calls {','.join(libm)}" if libm else "")
 
 
 def bench(cases, repeats):
@@ -129,7 +132,7 @@ def main():
     base = res["np.copyto"]
     print(f"numba {numba.__version__}, numpy {np.__version__}, n={n} float32, "
           f"median of {args.repeats}, threads={numba.get_num_threads()}, compile {compile_s:.1f}s")
-    print(f"{'elementwise':32s} {'ms':>8s} {'x memcpy':>9s}  8-wide")
+    print(f"{'elementwise':32s} {'ms':>8s} {'x memcpy':>9s}  LLVM IR")
     for name, t in res.items():
         vw = vector_width(kernels[name]) if name in kernels else ""
         print(f"{name:32s} {t * 1e3:8.3f} {t / base:9.2f}  {vw}")
@@ -142,7 +145,7 @@ def main():
     cases["np.max"] = lambda: np.max(x)
     cases["np.copyto"] = lambda: np.copyto(out, x)
     res = bench(cases, args.repeats)
-    print(f"{'max reduction':32s} {'ms':>8s} {'x np.max':>9s}  8-wide")
+    print(f"{'max reduction':32s} {'ms':>8s} {'x np.max':>9s}  LLVM IR")
     for name, t in res.items():
         vw = vector_width(reds[name]) if name in reds else ""
         print(f"{name:32s} {t * 1e3:8.3f} {t / res['np.max']:9.2f}  {vw}")

@@ -12,6 +12,8 @@ API for the code generator (one scalar in, one scalar of the same dtype out)::
     expm1_f32 expm1_f64   log1p_f32 log1p_f64
     fmax(a, b), fmin(a, b)      NaN-propagating max/min (np.maximum / np.minimum semantics)
     MATH[op][dtype_name] -> the function's name in this module, e.g. MATH["exp"]["float32"]
+    FASTMATH, FASTMATH_REDUCE   the flag sets to compile elementwise / reduction kernels with
+    SOURCE_HASH                 changes whenever this file or intrinsics.py changes (cache key)
 
 Design:
 
@@ -34,12 +36,21 @@ Accuracy is measured by tests/test_mathlib.py and recorded in benchmarks/MATHLIB
 Under ``NUMBA_DISABLE_JIT=1`` the same Python source runs on numpy scalars (the intrinsics fall
 back to Python twins), giving the same results up to fma contraction (<= 1 ulp).
 """
+import hashlib
+import os
+
 import numpy as np
 from numba import njit
 
 from .intrinsics import (  # noqa: F401  (fmax/fmin re-exported for the code generator)
     copysign, f64_as_i64, fma, fmax, fmin, i64_as_f64, rint,
 )
+
+# numba's cache keys a kernel on its own file only, not on what it inlined: put this in the name
+# (or content hash) of every cached kernel that uses mathlib, so a changed mathlib recompiles.
+SOURCE_HASH = hashlib.sha256(b"".join(
+    open(os.path.join(os.path.dirname(__file__), name), "rb").read()
+    for name in ("mathlib.py", "intrinsics.py"))).hexdigest()[:16]
 
 FASTMATH = {"nsz", "arcp", "contract", "afn"}            # elementwise kernels
 FASTMATH_REDUCE = FASTMATH | {"reassoc"}               # reduction kernels
@@ -51,7 +62,7 @@ MATH = {
 MATH["maximum"] = {"float32": "fmax", "float64": "fmax"}
 MATH["minimum"] = {"float32": "fmin", "float64": "fmin"}
 
-__all__ = ["MATH", "FASTMATH", "FASTMATH_REDUCE", "fmax", "fmin"] + sorted(
+__all__ = ["MATH", "FASTMATH", "FASTMATH_REDUCE", "SOURCE_HASH", "fmax", "fmin"] + sorted(
     {name for per_dtype in MATH.values() for name in per_dtype.values()} - {"fmax", "fmin"})
 
 
