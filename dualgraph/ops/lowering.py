@@ -589,13 +589,15 @@ def _dynamic_update_emit(c, eqn):
     c.line(f"    {o} = {b}.copy()")
     with c.nest(inner, parallel=False) as idx:
         tgt = ", ".join([iv] + list(idx))
-        c.line(f"{o}[{tgt}] = {c.cast(c.read(x, c.broadcast_idx(list(idx), inner, c.shape_of(x))), c.dtype_of(x), dt)}")
+        v = c.read(x, c.broadcast_idx(list(idx), inner, c.shape_of(x)))
+        c.line(f"{o}[{tgt}] = {c.cast(v, c.dtype_of(x), dt)}")
 
 
 _attach("dynamic_zeros", Emitter(_dynamic_zeros_emit))
 _attach("dynamic_index", Emitter(_dynamic_index_emit))
 _attach("dynamic_update", Emitter(_dynamic_update_emit))
-_attach("dynamic_len", Emitter(lambda c, eqn: c.bind(eqn.outs[0], f"np.int64(len({c.array(eqn.inputs[0])}))")))
+_attach("dynamic_len", Emitter(
+    lambda c, eqn: c.bind(eqn.outs[0], f"np.int64(len({c.array(eqn.inputs[0])}))")))
 
 
 # ----------------------------------------------------------------------------------------
