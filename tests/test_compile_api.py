@@ -19,7 +19,7 @@ def _f(x, y):
 def test_cache_info_hits_misses_traces():
     cf = dg.compile(_f)
     x, y = dg.randn(5), dg.randn(5)
-    np.testing.assert_allclose(cf(x, y).numpy(), _f(x, y).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(cf(x, y).numpy(), _f(x, y).numpy(), rtol=1e-5, atol=1e-6)
     cf(x, y)
     cf(dg.randn(5), dg.randn(5))
     assert cf.cache_info()["traces"] == 1
@@ -100,7 +100,7 @@ def test_missing_lowering_names_op_and_line(monkeypatch):
 def test_interpreter_backend_matches():
     x, y = dg.randn(3), dg.randn(3)
     cf = dg.compile(_f, backend="interpreter")
-    np.testing.assert_allclose(cf(x, y).numpy(), _f(x, y).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(cf(x, y).numpy(), _f(x, y).numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError):
         dg.compile(_f, backend="xla")
 
@@ -113,10 +113,10 @@ def test_requires_grad_gives_eager_gradients():
     out.backward()
     x2 = x.detach().requires_grad_()
     _f(x2, y).sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy(), rtol=1e-5, atol=1e-6)
     # with no_grad the kernel runs (same key: requires_grad is part of it)
     with dg.no_grad():
-        np.testing.assert_allclose(cf(x, y).numpy(), _f(x2, y).detach().numpy(), rtol=1e-6)
+        np.testing.assert_allclose(cf(x, y).numpy(), _f(x2, y).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_grad_of_a_while_loop_compiles():
@@ -139,7 +139,7 @@ def test_threads_share_a_compiled_function():
     def work():
         try:
             for _ in range(50):
-                np.testing.assert_allclose(cf(x, y).numpy(), want, rtol=1e-6)
+                np.testing.assert_allclose(cf(x, y).numpy(), want, rtol=1e-5, atol=1e-6)
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
@@ -197,7 +197,7 @@ def test_autotune_picks_a_variant():
     x = dg.randn(1 << 14)
     want = (dg.exp(x) * 2.0).numpy()
     for _ in range(10):
-        np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-6)
+        np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
     (entry,) = cf._cache.values()
     assert entry.kernel._tune is None  # decided after the first calls
     assert ("prange(" in entry.kernel.source) == entry.kernel.parallel
