@@ -218,3 +218,21 @@ def test_kernel_numba_rejects_falls_back(monkeypatch):
         assert cf(x).numpy().tolist() == [-3.0, 6.0]
         assert cf(x).numpy().tolist() == [-3.0, 6.0]
     assert len([m for m in w if issubclass(m.category, CompileWarning)]) == 1
+
+
+def test_python_numbers_returned_as_is_and_scalar_inputs():
+    def fn(x, s):
+        return x * s, (x > s).sum(), 3.0, s + 1
+
+    x, s = dg.tensor(np.arange(6).reshape(2, 3)), dg.tensor(np.array(2))
+    got, want = dg.compile(fn, fullgraph=True)(x, s), fn(x, s)
+    assert got[2] == 3.0 and isinstance(got[2], float)
+    for i in (0, 1, 3):
+        assert got[i].dtype == want[i].dtype
+        np.testing.assert_array_equal(got[i].numpy(), want[i].numpy())
+    # no tensor arguments; a transposed (non-contiguous) argument
+    assert dg.compile(lambda: dg.ones(3) * 2)().numpy().tolist() == [2, 2, 2]
+    base = dg.tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+    h = dg.compile(lambda a: a * 2 + 1)
+    for _ in range(2):
+        np.testing.assert_array_equal(h(base.T).numpy(), (base.T * 2 + 1).numpy())

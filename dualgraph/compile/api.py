@@ -10,6 +10,7 @@ import numpy as np
 from ..eager.grad_mode import is_grad_enabled
 from ..eager.tensor import TRACE, Tensor
 from ..static.interpreter import GraphExecutionError, eval_graph
+from ..static.ir import Lit
 from ..static.passes import optimize
 from ..static.tracer import TracerError, trace
 from ..static.tree import tree_flatten, tree_unflatten
@@ -35,7 +36,7 @@ _attach_lowerings()
 class _Entry:
     """One signature's compiled program."""
 
-    __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "any_rg", "single")
+    __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "any_rg", "single", "py_outs")
 
     def __init__(self, graph=None, kernel=None, tensor_pos=(), out_tree=None, eager=False,
                  any_rg=True):
@@ -46,6 +47,12 @@ class _Entry:
         self.eager = eager
         self.any_rg = any_rg  # some argument requires grad
         self.single = out_tree is not None and out_tree.kind == "leaf"
+        self.py_outs = ()  # (position, value): Python numbers the function returned as is
+
+    def result(self, outs):
+        for i, v in self.py_outs:
+            outs[i] = v
+        return tree_unflatten(self.out_tree, outs)
 
 
 def _as_tensor(x):
@@ -108,9 +115,9 @@ class CompiledFunction:
             except CompileError as e:
                 return self._kernel_failed(entry, e, args, kwargs)
             if res is not None:
-                if entry.single:
+                if entry.single and not entry.py_outs:
                     return Tensor._make(res[0])
-                return tree_unflatten(entry.out_tree, [Tensor._make(a) for a in res])
+                return entry.result([Tensor._make(a) for a in res])
             return self._fn(*args, **kwargs)
         if entry is None:
             with self._lock:
@@ -141,8 +148,7 @@ class CompiledFunction:
             except CompileError as e:
                 return self._kernel_failed(entry, e, args, kwargs)
             if res is not None:
-                outs = [Tensor._make(a) for a in res]
-                return tree_unflatten(entry.out_tree, outs)
+                return entry.result([Tensor._make(a) for a in res])
             # a run-time check failed (an index out of range, ...): eager code raises its
             # own error, naming the user's line (or, if it does not raise, gives the result)
             return self._fn(*args, **kwargs)
@@ -155,7 +161,7 @@ class CompiledFunction:
             if cause is not None and not isinstance(cause, GraphExecutionError):
                 raise cause.with_traceback(None) from None  # eager's own error
             raise
-        return tree_unflatten(entry.out_tree, outs)
+        return entry.result(list(outs))
 
     def _kernel_failed(self, entry, err, args, kwargs):
         """numba rejected the generated kernel (a code generator gap): CompileError with
@@ -201,6 +207,8 @@ class CompiledFunction:
             self._keys.pop()
             return _Entry(eager=True)
         out_tree = graph.out_tree
+        py_outs = tuple((i, x.value) for i, x in enumerate(graph.outputs)
+                        if isinstance(x, Lit) and isinstance(x.value, (bool, int, float)))
         leaves, _ = tree_flatten((args, kwargs))
         pos = tuple(i for i, x in enumerate(leaves) if isinstance(x, (Tensor, np.ndarray)))
         graph = optimize(graph)
@@ -214,6 +222,7 @@ class CompiledFunction:
                 return self._fail(key, str(e))
         any_rg = any(x._requires_grad for x in leaves if isinstance(x, Tensor))
         entry = _Entry(graph, kernel, pos, out_tree, any_rg=any_rg)
+        entry.py_outs = py_outs
         self._cache[key] = entry
         return entry
 
