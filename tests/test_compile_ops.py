@@ -16,7 +16,9 @@ CHUNK = 40
 
 def test_every_primitive_has_a_lowering():
     import dualgraph.compile.api  # noqa: F401 - attaches cond/while/const
+    from dualgraph.ops.lowering import attach_all
 
+    attach_all()
     missing = [name for name, p in PRIMITIVES.items() if p.lowering is None]
     assert not missing, f"primitives without a lowering: {missing}"
 

@@ -94,6 +94,7 @@ def _size(shape):
 
 class Codegen:
     def __init__(self, graph: Graph, math_resolver=None, parallel=True):
+        L.attach_all()  # primitives registered after the lowering module was imported
         self.graph = graph
         self.allow_parallel = parallel
         self.lines = []

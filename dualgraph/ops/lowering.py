@@ -58,8 +58,22 @@ class Emitter:
         self.ok = ok or (lambda eqn: True)
 
 
+RULES: dict = {}  # name -> rule, also for primitives registered after this module loads
+
+
 def _attach(name, rule):
-    PRIMITIVES[name].lowering = rule
+    RULES[name] = rule
+    if name in PRIMITIVES:
+        PRIMITIVES[name].lowering = rule
+
+
+def attach_all():
+    """Attach every known rule to its registered primitive (primitives registered after
+    this module was imported -- by the static layer or later modules -- included)."""
+    for name, rule in RULES.items():
+        p = PRIMITIVES.get(name)
+        if p is not None and p.lowering is None:
+            p.lowering = rule
 
 
 # ----------------------------------------------------------------------------------------
@@ -149,6 +163,18 @@ _attach("not", Elementwise(lambda c, a, dt: f"(not {a[0]})", compute="bool"))
 _attach("where", Elementwise(lambda c, a, dt: f"({a[1]} if {a[0]} else {a[2]})", compute="where"))
 _attach("convert", Elementwise(lambda c, a, dt: a[0]))
 
+# float functions of the op-breadth issue (registered on main after this branch started):
+# scalar libm calls through numpy (correct, not vectorized), or the math library's versions
+for _n, _np in (("sin", "sin"), ("cos", "cos"), ("tan", "tan"), ("asin", "arcsin"),
+                ("acos", "arccos"), ("atan", "arctan"), ("sinh", "sinh"), ("cosh", "cosh"),
+                ("log2", "log2"), ("log10", "log10"), ("exp2", "exp2")):
+    _attach(_n, Elementwise((lambda f: lambda c, a, dt: f"np.{f}({a[0]})")(_np), heavy=True))
+for _n in ("expm1", "log1p"):
+    _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"{c.math(n, dt)}({a[0]})")(_n), heavy=True))
+for _n in ("floor", "ceil", "trunc"):
+    _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"np.{n}({a[0]})" if _isf(dt) else a[0])(_n)))
+_attach("atan2", Elementwise(lambda c, a, dt: f"np.arctan2({a[0]}, {a[1]})", heavy=True))
+
 # ----------------------------------------------------------------------------------------
 # index maps: fused into their consumers as index arithmetic
 # ----------------------------------------------------------------------------------------
@@ -195,8 +221,9 @@ def _reshape_emit(c, eqn):
     c.bind(out, f"{src}.reshape({shape!r})")
 
 
-_attach("reshape", IndexMap(_reshape_at, ok=_squeezable))
-PRIMITIVES["reshape"].lowering.emit = _reshape_emit  # the general case: a view
+_reshape_rule = IndexMap(_reshape_at, ok=_squeezable)
+_reshape_rule.emit = _reshape_emit  # the general case: a view
+_attach("reshape", _reshape_rule)
 
 
 def _full_at(c, eqn, idx):
@@ -652,5 +679,5 @@ def attach_static():
     ``cond``, ``while``); call after importing ``dualgraph.static``."""
     for name, rule in (("const", Emitter(_const_emit)), ("cond", Emitter(_cond_emit)),
                        ("while", Emitter(_while_emit))):
-        if name in PRIMITIVES:
-            PRIMITIVES[name].lowering = rule
+        _attach(name, rule)
+    attach_all()
