@@ -83,7 +83,10 @@ def test_fullgraph_true_raises_compile_error_with_line():
 
 
 def test_missing_lowering_names_op_and_line(monkeypatch):
+    from dualgraph.ops import lowering
+
     monkeypatch.setattr(PRIMITIVES["erf"], "lowering", None)
+    monkeypatch.delitem(lowering.RULES, "erf")
 
     def f(x):
         return dg.erf(x) + 1  # the line the error names
@@ -208,7 +211,8 @@ def test_kernel_numba_rejects_falls_back(monkeypatch):
     with fullgraph=True; one warning and the eager result with fullgraph=False."""
     from dualgraph.ops.lowering import Elementwise
 
-    monkeypatch.setattr(PRIMITIVES["neg"], "lowering", Elementwise(lambda c, a, dt: f"undefined_fn({a[0]})"))
+    bad = Elementwise(lambda c, a, dt: f"undefined_fn({a[0]})")
+    monkeypatch.setattr(PRIMITIVES["neg"], "lowering", bad)
     x = dg.tensor(np.array([1.0, -2.0], np.float32))
     with pytest.raises(dg.CompileError, match="numba could not compile"):
         dg.compile(lambda t: -t * 3.0, fullgraph=True)(x)

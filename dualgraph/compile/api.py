@@ -12,7 +12,7 @@ from ..eager.tensor import TRACE, Tensor
 from ..static.interpreter import GraphExecutionError, eval_graph
 from ..static.ir import Lit
 from ..static.passes import optimize
-from ..static.tracer import TracerError, trace
+from ..static.tracer import TracerError, trace_function
 from ..static.tree import tree_flatten, tree_unflatten
 from .codegen import CompileError
 from .signature import signature
@@ -193,11 +193,16 @@ class CompiledFunction:
         except ImportError:
             convert = None
         if convert is not None:
-            fn = convert(fn)
+            try:
+                fn = convert(fn)
+            except Exception:  # noqa: BLE001 - unconvertible source: trace it as written
+                fn = self._fn
         # -------------------------------------------------------------------------------------
         name = getattr(self._fn, "__qualname__", "function")
         try:
-            graph = trace(lambda a, k: fn(*a, **k), args, kwargs)
+            # trace_function, not dg.trace: dg.trace may convert again (AutoGraph), and the
+            # wrapper lambda is ours, not the user's code
+            graph, _ = trace_function(lambda a, k: fn(*a, **k), (args, kwargs))
         except TracerError as e:
             return self._fail(key, f"dg.compile: could not capture `{name}`: {e}")
         except Exception:  # noqa: BLE001
