@@ -174,6 +174,21 @@ for _n in ("expm1", "log1p"):
 for _n in ("floor", "ceil", "trunc"):
     _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"np.{n}({a[0]})" if _isf(dt) else a[0])(_n)))
 _attach("atan2", Elementwise(lambda c, a, dt: f"np.arctan2({a[0]}, {a[1]})", heavy=True))
+_attach("stop_gradient", Elementwise(lambda c, a, dt: a[0]))
+_attach("round", Elementwise(lambda c, a, dt: f"np.rint({a[0]})" if _isf(dt) else a[0]))
+
+
+def _int_div(fn):
+    def rule(c, a, dt):
+        if not _isf(dt):
+            c.check(f"{a[1]} == 0")  # eager raises (integer division by zero)
+        return f"np.{fn}({a[0]}, {a[1]})"
+
+    return rule
+
+
+for _n, _f in (("fmod", "fmod"), ("remainder", "remainder"), ("floor_divide", "floor_divide")):
+    _attach(_n, Elementwise(_int_div(_f)))
 
 # ----------------------------------------------------------------------------------------
 # index maps: fused into their consumers as index arithmetic
@@ -357,9 +372,9 @@ def _reduce_emitter(op):
             nout *= shape[d]
         if op in ("max", "min") and nred == 0 and nout > 0:
             c.check("True")  # numpy: zero-size array to reduction operation ... no identity
-        if op == "sum":
+        if op in ("sum", "prod"):
             adt = np.dtype(np.float64) if _isf(odt) else odt
-            init = c.const(0, adt)
+            init = c.const(0 if op == "sum" else 1, adt)
         else:
             adt = xdt
             if _isf(xdt):
@@ -385,6 +400,8 @@ def _reduce_emitter(op):
                 v = c.cast(c.read(x, full), xdt, adt)
                 if op == "sum":
                     c.line(f"{acc} += {v}")
+                elif op == "prod":
+                    c.line(f"{acc} *= {v}")
                 elif _isb(adt):
                     c.line(f"{acc} = {acc} {'|' if op == 'max' else '&'} {v}")
                 elif not _isf(adt):
@@ -410,6 +427,7 @@ def _reduce_emitter(op):
 _attach("reduce_sum", _reduce_emitter("sum"))
 _attach("reduce_max", _reduce_emitter("max"))
 _attach("reduce_min", _reduce_emitter("min"))
+_attach("reduce_prod", _reduce_emitter("prod"))
 
 
 def _arg_emitter(op):
@@ -549,7 +567,11 @@ def _matmul_emit(c, eqn):
 _attach("matmul", Emitter(_matmul_emit))
 
 
-def _index_add_emit(c, eqn):
+def _index_update(op):
+    return lambda c, eqn: _index_add_emit(c, eqn, op)
+
+
+def _index_add_emit(c, eqn, op="+="):
     base, g, *arrays = eqn.inputs
     (out,) = eqn.outs
     dt = out.aval.dtype
@@ -563,7 +585,7 @@ def _index_add_emit(c, eqn):
         src = getitem_src(c, shape, spec, arrays, list(idx))
         v = c.read(g, c.broadcast_idx(list(idx), out_shape, c.shape_of(g)))
         tgt = f"{dst}[{', '.join(src)}]" if src else dst
-        c.line(f"{tgt} += {c.cast(v, c.dtype_of(g), dt)}")
+        c.line(f"{tgt} {op} {c.cast(v, c.dtype_of(g), dt)}")
 
 
 def _index_add_ok(eqn):
@@ -574,7 +596,9 @@ def _index_add_ok(eqn):
     return plan is not None
 
 
-_attach("index_add", Emitter(_index_add_emit, fuses=True, ok=_index_add_ok))
+_attach("index_add", Emitter(_index_update("+="), fuses=True, ok=_index_add_ok))
+# base[idx] = value (main's index_set): the same loops, assignment (the last write wins)
+_attach("index_set", Emitter(_index_update("="), fuses=True, ok=_index_add_ok))
 
 
 def _dynamic_zeros_emit(c, eqn):
