@@ -59,7 +59,7 @@ def test_retrace_warning_names_the_changing_argument():
 
 
 def _python_if(x):
-    if x.sum() > 0:  # a Python `if` on a tensor: not capturable (until AutoGraph)
+    if x.sum().item() > 0:  # a tensor's value as a Python number: not capturable
         return x * 2
     return x
 
