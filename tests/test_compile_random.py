@@ -16,17 +16,20 @@ def _batch(progs):
     fns = [program_fn(stmts, "dg") for _, stmts, _ in progs]
     sizes = [len(in_shapes) for in_shapes, _, _ in progs]
 
+    def flat(o):  # a program may return a named tuple (max with dim): its fields
+        return list(o) if isinstance(o, tuple) else [o]
+
     def f(*xs):
         out, k = [], 0
         for fn, n in zip(fns, sizes):
-            out.append(fn(*xs[k:k + n]))
+            out += flat(fn(*xs[k:k + n]))
             k += n
         return out
 
     xs = [x for in_shapes, _, seed in progs for x in inputs_for(in_shapes, seed)]
     want, k = [], 0
     for fn, n in zip(fns, sizes):
-        want.append(fn(*xs[k:k + n]).numpy())
+        want += [t.numpy() for t in flat(fn(*xs[k:k + n]))]
         k += n
     return f, xs, want
 
