@@ -205,12 +205,17 @@ class CompiledFunction:
             graph, _ = trace_function(lambda a, k: fn(*a, **k), (args, kwargs))
         except TracerError as e:
             return self._fail(key, f"dg.compile: could not capture `{name}`: {e}")
-        except Exception:  # noqa: BLE001
-            # an error eager code raises too (a shape mismatch, ...): run eagerly, which
-            # raises it with eager's message (or returns eager's result)
-            self._stats["traces"] -= 1
-            self._keys.pop()
-            return _Entry(eager=True)
+        except Exception as e:  # noqa: BLE001
+            # an error eager code raises too (a shape mismatch, ...)?  Then eager's own
+            # error is what the caller gets; if eager runs, the function was not captured
+            try:
+                self._fn(*args, **kwargs)
+            except Exception:  # noqa: BLE001
+                self._stats["traces"] -= 1
+                self._keys.pop()
+                return _Entry(eager=True)  # not cached: the call runs eagerly and raises
+            return self._fail(key, f"dg.compile: could not capture `{name}`: "
+                                   f"{type(e).__name__}: {e}")
         out_tree = graph.out_tree
         py_outs = tuple((i, x.value) for i, x in enumerate(graph.outputs)
                         if isinstance(x, Lit) and isinstance(x.value, (bool, int, float)))
