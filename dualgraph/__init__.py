@@ -116,3 +116,6 @@ rand_like, randn_like, randint, randint_like, randperm = (
     _creation.rand_like, _creation.randn_like, _creation.randint, _creation.randint_like, _creation.randperm)
 arange, linspace, logspace = _creation.arange, _creation.linspace, _creation.logspace
 # end issue 10
+
+from .compile.api import compile  # noqa: E402,A001
+from .compile.codegen import CompileError  # noqa: E402

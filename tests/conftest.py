@@ -12,3 +12,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# dg.compile: one disk-cache directory for the whole test run (numba compile time counts
+# toward the suite's budget; tests that need an empty cache make their own)
+import os as _os  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+
+_os.environ.setdefault("DUALGRAPH_CACHE_DIR", _tempfile.mkdtemp(prefix="dualgraph-test-cache-"))

@@ -46,7 +46,7 @@ REDUCE = [
     ("sum", (3,), (), lambda a: a.sum()),
     ("mean", (2, 3), (), lambda a: a.mean()),
     ("sum0", (2, 3), (3,), lambda a: a.sum(0)),
-    ("max0", (2, 3), (3,), lambda a: a.max(0)),
+    ("max0", (2, 3), (3,), lambda a: a.max(0).values),
     ("max", (3,), (), lambda a: a.max()),
     ("softmax1", (2, 3), (2, 3), lambda a: dg.softmax(a, 1)),
     ("row1", (2, 3), (3,), lambda a: a[1]),

@@ -1,0 +1,288 @@
+"""dg.compile against dualgraph eager, numpy, torch eager, torch.compile and jax.jit, side by
+side in one process (float32).
+
+    python benchmarks/compile_bench.py [--quick] [--no-torch-compile] [--only gelu,softmax]
+
+Per workload and implementation: the median time per call after warm-up, and (apart) the
+time of the first call.  dg.compile's first call is measured twice: in this process with an
+empty disk cache (``DUALGRAPH_CACHE_DIR`` set to a fresh temporary directory), and in a new
+process that finds the kernels in that cache.  ``memcpy`` is ``x.copy()`` of the input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if __name__ == "__main__" and "DUALGRAPH_CACHE_DIR" not in os.environ:
+    os.environ["DUALGRAPH_CACHE_DIR"] = tempfile.mkdtemp(prefix="dg-bench-cache-")
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+import dualgraph as dg  # noqa: E402
+
+N_GELU = 4 * 1024 * 1024
+SOFTMAX_SHAPE = (2048, 1024)
+N_SEED = 1000
+N_NEWTON = 100_000
+
+
+def inputs():
+    rng = np.random.default_rng(0)
+    return {
+        "seed_loop": rng.standard_normal(N_SEED).astype(np.float32),
+        "gelu": rng.standard_normal(N_GELU).astype(np.float32),
+        "softmax": rng.standard_normal(SOFTMAX_SHAPE).astype(np.float32),
+        "newton": rng.uniform(1.0, 101.0, N_NEWTON).astype(np.float32),
+    }
+
+
+# ---- dualgraph ----------------------------------------------------------------------------
+
+
+def dg_seed_loop(x):
+    return dg.fori_loop(0, 100, lambda i, r: dg.cond(r.sum() > 0, lambda r: r * 2, lambda r: r + 1, r), x)
+
+
+def dg_gelu(x):
+    return 0.5 * x * (1 + dg.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+
+
+def dg_softmax(x):
+    m = x.max(1, keepdim=True)[0]
+    e = dg.exp(x - m)
+    return e / e.sum(1, keepdim=True)
+
+
+def dg_newton(a):
+    def cond(x):
+        return dg.max(dg.abs(x * x - a) / a) > 1e-5
+
+    def body(x):
+        return 0.5 * (x + a / x)
+
+    return dg.while_loop(cond, body, a)
+
+
+DG = {"seed_loop": dg_seed_loop, "gelu": dg_gelu, "softmax": dg_softmax, "newton": dg_newton}
+
+
+# ---- numpy --------------------------------------------------------------------------------
+
+
+def np_seed_loop(x):
+    r = x
+    for _ in range(100):
+        r = r * np.float32(2) if r.sum() > 0 else r + np.float32(1)
+    return r
+
+
+def np_gelu(x):
+    return np.float32(0.5) * x * (1 + np.tanh(np.float32(0.7978845608) * (x + np.float32(0.044715) * x ** 3)))
+
+
+def np_softmax(x):
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def np_newton(a):
+    x = a
+    while np.max(np.abs(x * x - a) / a) > 1e-5:
+        x = np.float32(0.5) * (x + a / x)
+    return x
+
+
+NP = {"seed_loop": np_seed_loop, "gelu": np_gelu, "softmax": np_softmax, "newton": np_newton}
+
+
+# ---- torch --------------------------------------------------------------------------------
+
+
+def torch_fns():
+    import torch
+
+    def seed_loop(x):
+        r = x
+        for _ in range(100):
+            r = r * 2 if r.sum() > 0 else r + 1
+        return r
+
+    def gelu(x):
+        return 0.5 * x * (1 + torch.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+
+    def softmax(x):
+        e = torch.exp(x - x.amax(1, keepdim=True))
+        return e / e.sum(1, keepdim=True)
+
+    def newton(a):
+        x = a
+        while torch.max(torch.abs(x * x - a) / a) > 1e-5:
+            x = 0.5 * (x + a / x)
+        return x
+
+    return torch, {"seed_loop": seed_loop, "gelu": gelu, "softmax": softmax, "newton": newton}
+
+
+# ---- jax ----------------------------------------------------------------------------------
+
+
+def jax_fns():
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def seed_loop(x):
+        return lax.fori_loop(0, 100, lambda i, r: lax.cond(r.sum() > 0, lambda r: r * 2, lambda r: r + 1, r), x)
+
+    def gelu(x):
+        return 0.5 * x * (1 + jnp.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+
+    def softmax(x):
+        e = jnp.exp(x - x.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def newton(a):
+        return lax.while_loop(lambda x: jnp.max(jnp.abs(x * x - a) / a) > 1e-5,
+                              lambda x: 0.5 * (x + a / x), a)
+
+    return jax, {k: jax.jit(f) for k, f in
+                 {"seed_loop": seed_loop, "gelu": gelu, "softmax": softmax, "newton": newton}.items()}
+
+
+# ---- timing -------------------------------------------------------------------------------
+
+
+def bench(fn, arg, sync=lambda r: r, budget=1.0, max_reps=61, min_reps=7):
+    t0 = time.perf_counter()
+    sync(fn(arg))
+    first = time.perf_counter() - t0
+    for _ in range(3):
+        sync(fn(arg))
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget):
+        t = time.perf_counter()
+        sync(fn(arg))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), first
+
+
+def first_calls_in_new_process(names):
+    """dg.compile's first call per workload in a fresh process (warm disk cache)."""
+    code = (
+        "import sys, json, time; sys.path.insert(0, %r)\n"
+        "t0 = time.perf_counter()\n"
+        "import benchmarks.compile_bench as B, dualgraph as dg\n"
+        "imp = time.perf_counter() - t0\n"
+        "xs = B.inputs(); out = {'import': imp}\n"
+        "for k in %r:\n"
+        "    f = dg.compile(B.DG[k], fullgraph=True); x = dg.tensor(xs[k])\n"
+        "    t = time.perf_counter(); f(x); out[k] = time.perf_counter() - t\n"
+        "print(json.dumps(out))\n" % (ROOT, list(names))
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, cwd=ROOT)
+    if p.returncode != 0:
+        print(p.stderr, file=sys.stderr)
+        return {}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="shorter timing budget")
+    ap.add_argument("--no-torch-compile", action="store_true")
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    names = [n for n in ("seed_loop", "gelu", "softmax", "newton") if not args.only or n in args.only.split(",")]
+    budget = 0.3 if args.quick else 1.0
+    xs = inputs()
+    res = {n: {} for n in names}
+    first = {n: {} for n in names}
+
+    for n in names:
+        x = xs[n]
+        res[n]["memcpy"], _ = bench(lambda a: a.copy(), x, budget=budget)
+        t = dg.tensor(x)
+        res[n]["dg eager"], first[n]["dg eager"] = bench(DG[n], t, budget=budget)
+        cf = dg.compile(DG[n], fullgraph=True)
+        res[n]["dg.compile"], first[n]["dg.compile"] = bench(cf, t, budget=budget)
+        want = DG[n](t).numpy()
+        got = cf(t).numpy()
+        ok = np.allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+        first[n]["check"] = "ok" if ok else f"MISMATCH {np.nanmax(np.abs(got - want))}"
+        res[n]["numpy"], _ = bench(NP[n], x, budget=budget)
+    try:
+        torch, T = torch_fns()
+        torch.set_num_threads(os.cpu_count() or 1)
+        for n in names:
+            tx = torch.from_numpy(xs[n])
+            res[n]["torch"], _ = bench(T[n], tx, budget=budget)
+            if not args.no_torch_compile:
+                try:
+                    tc = torch.compile(T[n])
+                    res[n]["torch.compile"], first[n]["torch.compile"] = bench(tc, tx, budget=budget)
+                except Exception as e:  # noqa: BLE001
+                    print(f"torch.compile {n}: {type(e).__name__}: {e}", file=sys.stderr)
+    except ImportError:
+        pass
+    try:
+        jax, J = jax_fns()
+        for n in names:
+            jx = jax.device_put(xs[n])
+            res[n]["jax.jit"], first[n]["jax.jit"] = bench(J[n], jx, sync=lambda r: r.block_until_ready(),
+                                                           budget=budget)
+    except ImportError:
+        pass
+    warm = first_calls_in_new_process(names)
+    add = dg.compile(lambda a, b: a + b, fullgraph=True)
+    a1, b1 = dg.ones(4), dg.ones(4)
+    overhead, _ = bench(lambda _: add(a1, b1), None, budget=budget, max_reps=2001, min_reps=201)
+
+    cols = ["dg.compile", "jax.jit", "torch.compile", "torch", "numpy", "dg eager", "memcpy"]
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"python {platform.python_version()}, numpy {np.__version__}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("\nmedian per call (ms), after warm-up\n")
+    print("| workload | " + " | ".join(cols) + " | dg.compile / jax.jit |")
+    print("|---" * (len(cols) + 2) + "|")
+    ratios = []
+    for n in names:
+        r = res[n]
+        cells = [f"{r[c] * 1e3:.3f}" if c in r else "-" for c in cols]
+        ratio = r["dg.compile"] / r["jax.jit"] if "jax.jit" in r else None
+        if ratio:
+            ratios.append(ratio)
+        print(f"| {n} | " + " | ".join(cells) + f" | {ratio:.2f} |" if ratio else " - |")
+    if ratios:
+        gm = float(np.exp(np.mean(np.log(ratios))))
+        print(f"\ngeometric mean dg.compile / jax.jit: {gm:.2f}")
+    for n in ("gelu", "softmax"):
+        if n in res:
+            print(f"{n}: dg.compile = {res[n]['dg.compile'] / res[n]['memcpy']:.2f}x memcpy"
+                  + (f", jax.jit = {res[n]['jax.jit'] / res[n]['memcpy']:.2f}x" if "jax.jit" in res[n] else ""))
+    print("\nfirst call (s): dg.compile cold (empty disk cache, this process) / new process with warm "
+          "disk cache; jax.jit; torch.compile; result check")
+    print("| workload | dg.compile cold | dg.compile warm-disk new process | jax.jit | torch.compile | check |")
+    print("|---|---|---|---|---|---|")
+    for n in names:
+        f = first[n]
+        cell = lambda k: f"{f[k]:.3f}" if k in f else "-"  # noqa: E731
+        w = f"{warm[n]:.3f}" if n in warm else "-"
+        print(f"| {n} | {cell('dg.compile')} | {w} | {cell('jax.jit')} | {cell('torch.compile')} | {f['check']} |")
+    print(f"\ncall overhead of a cache hit, 2-argument function `a + b` on 4 floats: "
+          f"{overhead * 1e6:.1f} us")
+    if "import" in warm:
+        print(f"\n(new process: `import dualgraph` + benchmark module took {warm['import']:.2f} s, not included above)")
+
+
+if __name__ == "__main__":
+    main()

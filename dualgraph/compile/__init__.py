@@ -1,0 +1,1 @@
+"""Compilation of dualgraph IR to numba kernels (the code generator lives here)."""

@@ -1,0 +1,267 @@
+"""``dg.compile``: per-signature cache of traced, optimized graphs run as numba kernels."""
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+
+import numpy as np
+
+from ..eager.grad_mode import is_grad_enabled
+from ..eager.tensor import TRACE, Tensor
+from ..static.interpreter import GraphExecutionError, eval_graph
+from ..static.ir import Lit
+from ..static.passes import optimize
+from ..static.tracer import TracerError, trace_function
+from ..static.tree import tree_flatten, tree_unflatten
+from .codegen import CompileError
+from .signature import signature
+
+RETRACE_WARN = 8
+
+
+class CompileWarning(UserWarning):
+    """dg.compile fell back to eager execution, or keeps retracing."""
+
+
+def _attach_lowerings():
+    from ..ops import lowering
+
+    lowering.attach_static()
+
+
+_attach_lowerings()
+
+
+class _Entry:
+    """One signature's compiled program."""
+
+    __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "any_rg", "single", "py_outs")
+
+    def __init__(self, graph=None, kernel=None, tensor_pos=(), out_tree=None, eager=False,
+                 any_rg=True):
+        self.graph = graph
+        self.kernel = kernel
+        self.tensor_pos = tensor_pos
+        self.out_tree = out_tree
+        self.eager = eager
+        self.any_rg = any_rg  # some argument requires grad
+        self.single = out_tree is not None and out_tree.kind == "leaf"
+        self.py_outs = ()  # (position, value): Python numbers the function returned as is
+
+    def result(self, outs):
+        for i, v in self.py_outs:
+            outs[i] = v
+        return tree_unflatten(self.out_tree, outs)
+
+
+def _as_tensor(x):
+    return x if x.__class__ is Tensor else Tensor(np.asarray(x))
+
+
+class CompiledFunction:
+    """``dg.compile(fn)``: call it like ``fn``."""
+
+    def __init__(self, fn, fullgraph=False, backend="numba"):
+        if backend not in ("numba", "interpreter"):
+            raise ValueError(f"dg.compile: unknown backend {backend!r} (numba or interpreter)")
+        functools.update_wrapper(self, fn)
+        self._fn = fn
+        self.fullgraph = fullgraph
+        self.backend = backend
+        self._cache = {}
+        self._stats = {"traces": 0, "hits": 0, "misses": 0}
+        self._keys = []
+        self._warned_retrace = False
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        return f"<dg.compile of {getattr(self._fn, '__qualname__', self._fn)!r}>"
+
+    def __get__(self, obj, objtype=None):  # methods
+        return self if obj is None else functools.partial(self, obj)
+
+    def cache_info(self):
+        """``{"traces", "hits", "misses", "entries"}``."""
+        return dict(self._stats, entries=len(self._cache))
+
+    def cache_clear(self):
+        self._cache.clear()
+
+    def graphs(self):
+        """The optimized graphs compiled so far."""
+        return [e.graph for e in self._cache.values() if e.graph is not None]
+
+    def source(self, *args, **kwargs):
+        """The generated numba source for these arguments (traced if needed)."""
+        key, _ = signature(args, kwargs)
+        e = self._cache.get(key) or self._build(key, args, kwargs)
+        if e.kernel is None:
+            raise CompileError("dg.compile: no kernel for this signature (eager fallback or "
+                               "interpreter backend)")
+        return e.kernel.source
+
+    def __call__(self, *args, **kwargs):
+        if TRACE[0] is not None:
+            return self._fn(*args, **kwargs)  # inside another trace: inline
+        key, fast = signature(args, kwargs)
+        entry = self._cache.get(key)
+        if fast and entry is not None and entry.kernel is not None and not (
+                entry.any_rg and is_grad_enabled()):
+            # the hot path: a cache hit on Tensors
+            self._stats["hits"] += 1
+            try:
+                res = entry.kernel.fast([t._value for t in args])
+            except CompileError as e:
+                return self._kernel_failed(entry, e, args, kwargs)
+            if res is not None:
+                if entry.single and not entry.py_outs:
+                    return Tensor._make(res[0])
+                return entry.result([Tensor._make(a) for a in res])
+            return self._fn(*args, **kwargs)
+        if entry is None:
+            with self._lock:
+                entry = self._cache.get(key)
+                if entry is None:
+                    self._stats["misses"] += 1
+                    entry = self._build(key, args, kwargs)
+                else:
+                    self._stats["hits"] += 1
+        else:
+            self._stats["hits"] += 1
+        if entry.eager:
+            return self._fn(*args, **kwargs)
+        if fast:
+            tensors = args
+        else:
+            leaves, _ = tree_flatten((args, kwargs))
+            tensors = [leaves[i] for i in entry.tensor_pos]
+        k = entry.kernel
+        if k is not None:
+            for t in tensors:
+                if t.__class__ is Tensor and t._requires_grad and is_grad_enabled():
+                    k = None  # gradients: run the graph on the tape (compiled backward: next issue)
+                    break
+        if k is not None:
+            try:
+                res = k([t._value if t.__class__ is Tensor else np.asarray(t) for t in tensors])
+            except CompileError as e:
+                return self._kernel_failed(entry, e, args, kwargs)
+            if res is not None:
+                return entry.result([Tensor._make(a) for a in res])
+            # a run-time check failed (an index out of range, ...): eager code raises its
+            # own error, naming the user's line (or, if it does not raise, gives the result)
+            return self._fn(*args, **kwargs)
+        try:
+            outs = eval_graph(entry.graph, [_as_tensor(t) for t in tensors])
+        except GraphExecutionError as e:
+            cause = e.__cause__
+            while isinstance(cause, GraphExecutionError) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if cause is not None and not isinstance(cause, GraphExecutionError):
+                raise cause.with_traceback(None) from None  # eager's own error
+            raise
+        return entry.result(list(outs))
+
+    def _kernel_failed(self, entry, err, args, kwargs):
+        """numba rejected the generated kernel (a code generator gap): CompileError with
+        fullgraph=True, else one warning and eager execution for this signature."""
+        if self.fullgraph:
+            raise err
+        warnings.warn(f"{err}; running eagerly", CompileWarning, stacklevel=3)
+        entry.kernel = None
+        entry.eager = True
+        return self._fn(*args, **kwargs)
+
+    # -- a miss ---------------------------------------------------------------------
+    def _fail(self, key, reason):
+        if self.fullgraph:
+            raise CompileError(reason)
+        warnings.warn(f"{reason}; running eagerly", CompileWarning, stacklevel=4)
+        entry = _Entry(eager=True)
+        self._cache[key] = entry
+        return entry
+
+    def _build(self, key, args, kwargs):
+        self._stats["traces"] += 1
+        self._keys.append(key)
+        self._maybe_warn_retrace()
+        fn = self._fn
+        # ---- AutoGraph plug-in point (lead: wire dualgraph.static.autograph.convert here) ----
+        try:
+            from ..static.autograph import convert
+        except ImportError:
+            convert = None
+        if convert is not None:
+            try:
+                fn = convert(fn)
+            except Exception:  # noqa: BLE001 - unconvertible source: trace it as written
+                fn = self._fn
+        # -------------------------------------------------------------------------------------
+        name = getattr(self._fn, "__qualname__", "function")
+        try:
+            # trace_function, not dg.trace: dg.trace may convert again (AutoGraph), and the
+            # wrapper lambda is ours, not the user's code
+            graph, _ = trace_function(lambda a, k: fn(*a, **k), (args, kwargs))
+        except TracerError as e:
+            return self._fail(key, f"dg.compile: could not capture `{name}`: {e}")
+        except Exception as e:  # noqa: BLE001
+            # an error eager code raises too (a shape mismatch, ...)?  Then eager's own
+            # error is what the caller gets; if eager runs, the function was not captured
+            try:
+                self._fn(*args, **kwargs)
+            except Exception:  # noqa: BLE001
+                self._stats["traces"] -= 1
+                self._keys.pop()
+                return _Entry(eager=True)  # not cached: the call runs eagerly and raises
+            return self._fail(key, f"dg.compile: could not capture `{name}`: "
+                                   f"{type(e).__name__}: {e}")
+        out_tree = graph.out_tree
+        py_outs = tuple((i, x.value) for i, x in enumerate(graph.outputs)
+                        if isinstance(x, Lit) and isinstance(x.value, (bool, int, float)))
+        leaves, _ = tree_flatten((args, kwargs))
+        pos = tuple(i for i, x in enumerate(leaves) if isinstance(x, (Tensor, np.ndarray)))
+        graph = optimize(graph)
+        kernel = None
+        if self.backend == "numba":
+            from .kernel import Kernel
+
+            try:
+                kernel = Kernel(graph)
+            except CompileError as e:
+                return self._fail(key, str(e))
+        any_rg = any(x._requires_grad for x in leaves if isinstance(x, Tensor))
+        entry = _Entry(graph, kernel, pos, out_tree, any_rg=any_rg)
+        entry.py_outs = py_outs
+        self._cache[key] = entry
+        return entry
+
+    def _maybe_warn_retrace(self):
+        n = self._stats["traces"]
+        if n <= RETRACE_WARN or self._warned_retrace:
+            return
+        self._warned_retrace = True
+        keys = self._keys[-RETRACE_WARN:]
+        changing = []
+        if all(isinstance(k, tuple) for k in keys) and len({len(k) for k in keys}) == 1:
+            # fast keys: one entry per positional argument; slow keys: (tree, leaves)
+            rows = keys if not (len(keys[0]) == 2 and hasattr(keys[0][0], "kind")) else [k[1] for k in keys]
+            if len({len(r) for r in rows}) == 1:
+                for i in range(len(rows[0])):
+                    if len({repr(r[i]) for r in rows}) > 1:
+                        changing.append(i)
+        what = (", ".join(f"argument {i}" for i in changing) or "the argument structure")
+        warnings.warn(
+            f"dg.compile: `{getattr(self._fn, '__qualname__', self._fn)}` was retraced {n} times; "
+            f"{what} keeps changing (shape, dtype, requires_grad or a non-tensor value). "
+            "Pass changing numbers as tensors, or keep shapes fixed.",
+            CompileWarning,
+            stacklevel=4,
+        )
+
+
+def compile(fn=None, *, fullgraph=False, backend="numba"):  # noqa: A001 - dg.compile
+    """``@dg.compile`` / ``dg.compile(fn, fullgraph=False, backend="numba")``."""
+    if fn is None:
+        return lambda f: CompiledFunction(f, fullgraph=fullgraph, backend=backend)
+    return CompiledFunction(fn, fullgraph=fullgraph, backend=backend)

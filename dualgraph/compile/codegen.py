@@ -1,0 +1,684 @@
+"""Graph -> readable Python source of one numba function.
+
+The generated function takes the graph's inputs (arrays; 0-d inputs as scalars), the
+graph constants, and one preallocated output buffer per result (0-d results: a 1-element
+array), and returns a status: 0, or 1 when a run-time check failed (an index out of
+range, ...): the caller then re-runs the graph eagerly, which raises eager's own error.
+
+Fusion: an elementwise or index-map equation (transpose, broadcast, getitem, full, ...)
+whose result is only read by other fusing consumers is *virtual*: no array is made, its
+consumers compute it inline at their own index (``Codegen.read``).  So a chain of
+elementwise ops is one loop nest with no temporaries, and a reduction's inner loop holds
+its producers (softmax: one pass for the max, one for exp-and-sum, one to scale).  ``cond``
+is an ``if``, ``while`` a ``while`` in the same function.  The rules that produce the text
+are the registry's lowerings (``dualgraph/ops/lowering.py``).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from ..ops import lowering as L
+from ..ops.registry import PRIMITIVES
+from ..static.ir import Graph, Lit, Var, _Namer, pp_eqn
+
+
+class CompileError(Exception):
+    """A graph (or a function) that the compiler cannot lower; the message names the op
+    and the user's source line."""
+
+
+# prange thresholds (elements of a loop nest), from NUMBA-FACTS (prange paid off above ~1e5
+# elements for cheap ops, ~5e3 for transcendentals): below them no prange variant is made.
+# Above them the kernel is compiled both ways and the faster is kept after timing the first
+# calls (kernel.py): the machines here vary, and a loaded one gains nothing from threads.
+PRANGE_MIN_CHEAP = 1 << 17
+PRANGE_MIN_HEAVY = 1 << 13
+
+FASTMATH = ("nsz", "arcp", "contract", "afn")
+
+_FUSING_READERS = None
+
+
+def _headline(eqn):
+    return pp_eqn(eqn, _Namer()).strip().splitlines()[0]
+
+
+def _where(eqn):
+    return f" (traced from {eqn.source})" if eqn.source else ""
+
+
+def _np_name(dt):
+    return f"np.{np.dtype(dt).name}" if np.dtype(dt).kind != "b" else "np.bool_"
+
+
+def _rule(eqn):
+    rule = eqn.prim.lowering
+    if rule is None:
+        raise CompileError(
+            f"dg.compile: no lowering for op `{eqn.prim.name}`{_where(eqn)}; "
+            f"`{_headline(eqn)}` cannot be compiled"
+        )
+    return rule
+
+
+def _fusible(eqn):
+    """Can ``eqn``'s result be computed inline by its consumers?"""
+    rule = eqn.prim.lowering
+    if rule is None or eqn.prim.multiple_results:
+        return False
+    if rule.kind == "elementwise":
+        return True
+    return rule.kind == "indexmap" and rule.ok(eqn)
+
+
+def _fuses_operands(eqn):
+    rule = eqn.prim.lowering
+    if rule is None:
+        return False
+    if rule.kind == "elementwise":
+        return True
+    if rule.kind == "indexmap":
+        return rule.ok(eqn)
+    return getattr(rule, "fuses", False)
+
+
+def _size(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+class Codegen:
+    def __init__(self, graph: Graph, math_resolver=None, parallel=True):
+        L.attach_all()  # primitives registered after the lowering module was imported
+        self.graph = graph
+        self.allow_parallel = parallel
+        self.lines = []
+        self.ind = 1
+        self.names = {}
+        self.virtual = {}  # Var -> producing Eqn
+        self.memo = [{}]
+        self.counter = 0
+        self.consts = []  # values passed as kernel arguments
+        self.const_params = []
+        self.imports = {}  # function name -> module
+        self.checks = 0
+        self.parallel = False
+        self.has_reduction = False
+        self.in_prange = False
+        self.out_param = {}
+        self.dyn_outs = []  # results whose shape is only known at run time: returned
+        self.direct = set()
+        self.cur_eqn = None
+        self.math_resolver = math_resolver or default_math
+        self.row = None  # (index name, extent) inside a row-fused group
+        self.depth = 0  # nesting of ``nest`` calls
+        self.prealloc = set()
+        self.rowlocal = set()  # row-fused temporaries holding one row
+        self.uses = {}
+        self.graph_outputs = set()
+
+    # -- the ctx API used by the lowering rules ----------------------------------------
+    def tmp(self, prefix="t"):
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def name(self, v):
+        n = self.names.get(v)
+        if n is None:
+            n = self.names[v] = self.tmp("v")
+        return n
+
+    def line(self, text):
+        for t in text.split("\n"):
+            self.lines.append("    " * self.ind + t)
+
+    @contextlib.contextmanager
+    def indented(self):
+        self.ind += 1
+        self.memo.append({})
+        try:
+            yield
+        finally:
+            self.memo.pop()
+            self.ind -= 1
+
+    def shape_of(self, x):
+        if isinstance(x, Lit):
+            return ()
+        if None in x.aval.shape:
+            raise CompileError(
+                f"dg.compile: dynamic shape {x.aval.str_short()} in `{_headline(self.cur_eqn)}`"
+                f"{_where(self.cur_eqn)} is not supported"
+            )
+        return tuple(x.aval.shape)
+
+    def dtype_of(self, x):
+        if isinstance(x, Lit):
+            return np.asarray(x.value).dtype
+        return x.aval.dtype
+
+    def literal(self, k):
+        x = self.cur_eqn.inputs[k]
+        return x.value if isinstance(x, Lit) else None
+
+    def const(self, value, dt):
+        dt = np.dtype(dt)
+        if dt.kind == "b":
+            return "True" if bool(value) else "False"
+        if dt.kind == "f":
+            v = float(dt.type(value))
+            if math.isnan(v):
+                body = "np.nan"
+            elif math.isinf(v):
+                body = "np.inf" if v > 0 else "-np.inf"
+            else:
+                body = repr(v)
+            return body if dt == np.float64 and not body.startswith("np") else f"{_np_name(dt)}({body})"
+        v = int(value)
+        return str(v) if dt == np.int64 else f"{_np_name(dt)}({v})"
+
+    def cast(self, expr, src, dst):
+        src, dst = np.dtype(src), np.dtype(dst)
+        if src == dst:
+            return expr
+        if dst.kind == "b":
+            return f"({expr} != 0)"
+        return f"{_np_name(dst)}({expr})"
+
+    def math(self, name, dt):
+        fname, module = self.math_resolver(name, np.dtype(dt))
+        self.imports[fname] = module
+        return fname
+
+    def check(self, cond):
+        self.checks += 1
+        self.line(f"if {cond}:")
+        self.line(f"    return {self.ret(1)}")
+
+    def ret(self, status):
+        """The return value: the status, plus the dynamically shaped results (if any)."""
+        if not self.dyn_outs:
+            return str(status)
+        return ", ".join([str(status)] + [self.names[v] for v in self.dyn_outs])
+
+    def reduction_used(self):
+        self.has_reduction = True
+
+    @staticmethod
+    def broadcast_idx(idx, out_shape, in_shape):
+        lead = len(out_shape) - len(in_shape)
+        return ["0" if d == 1 else idx[lead + k] for k, d in enumerate(in_shape)]
+
+    def bind(self, var, expr):
+        self.line(f"{self.name(var)} = {expr}")
+
+    def bind_const(self, var, value):
+        p = f"c{len(self.consts)}"
+        value = np.asarray(value)
+        if value.ndim == 0:
+            self.consts.append(value[()])
+        else:
+            self.consts.append(np.array(value, copy=True, order="C"))
+        self.const_params.append(p)
+        self.names[var] = p
+
+    def alloc(self, var):
+        shape = self.shape_of(var)
+        if var in self.prealloc:
+            return self.names[var]
+        p = self.out_param.get(var)
+        if p is not None:
+            self.names[var] = p
+            self.direct.add(var)
+            return p
+        n = self.name(var)
+        self.line(f"{n} = np.empty({shape!r}, {_np_name(var.aval.dtype)})")
+        return n
+
+    def array(self, x):
+        if isinstance(x, Lit) or x.aval.ndim == 0:
+            raise CompileError(f"internal: {x} used as an array{_where(self.cur_eqn)}")
+        return self.names[x]
+
+    def operand(self, x, dt):
+        if isinstance(x, Lit):
+            t = self.tmp("k")
+            self.line(f"{t} = {self.const(x.value, dt)}")
+            return t
+        if x in self.virtual:  # cannot happen: operands of control flow are materialized
+            raise CompileError("internal: virtual operand of control flow")
+        return self.names[x]
+
+    def is_heavy(self, x, _seen=None):
+        eqn = self.virtual.get(x)
+        if eqn is None:
+            return False
+        rule = eqn.prim.lowering
+        if getattr(rule, "heavy", False):
+            return True
+        return any(self.is_heavy(y) for y in eqn.inputs if isinstance(y, Var))
+
+    @contextlib.contextmanager
+    def nest(self, extents, parallel=None, total=None, heavy=False):
+        """Nested ``for`` loops over ``extents``; yields the index names.  The outermost is
+        a ``prange`` above the size threshold (unless the body holds a run-time check)."""
+        extents = list(extents)
+        if self.row is not None and self.depth == 0 and extents and extents[0] == self.row[1]:
+            # inside a row-fused group: the outer dim is the group's row loop
+            self.depth += 1
+            try:
+                if len(extents) == 1:
+                    self.memo.append({})
+                    try:
+                        yield [self.row[0]]
+                    finally:
+                        self.memo.pop()
+                else:
+                    with self.nest(extents[1:], parallel=False) as rest:
+                        yield [self.row[0]] + list(rest)
+            finally:
+                self.depth -= 1
+            return
+        self.depth += 1
+        try:
+            with self._nest(extents, parallel, total, heavy) as names:
+                yield names
+        finally:
+            self.depth -= 1
+
+    @contextlib.contextmanager
+    def _nest(self, extents, parallel=None, total=None, heavy=False):
+        if not extents:
+            self.memo.append({})
+            try:
+                yield []
+            finally:
+                self.memo.pop()
+            return
+        # a dim of extent 1 is index 0, no loop
+        names = ["0" if n == 1 else self.tmp("i") for n in extents]
+        looped = [(i, n) for i, n in zip(names, extents) if n != 1]
+        total = _size(extents) if total is None else total
+        thresh = PRANGE_MIN_HEAVY if heavy else PRANGE_MIN_CHEAP
+        want = (parallel is not False and self.allow_parallel and not self.in_prange and total >= thresh
+                and bool(looped) and looped[0][1] >= 2)
+        head = len(self.lines)
+        checks0 = self.checks
+        was = self.in_prange
+        for k, (i, n) in enumerate(looped):
+            rng = "prange" if (k == 0 and want) else "range"
+            self.line(f"for {i} in {rng}({n}):")
+            self.ind += 1
+            if k == 0 and want:
+                self.in_prange = True
+        self.memo.append({})
+        try:
+            yield names
+        finally:
+            self.memo.pop()
+            self.ind -= len(looped)
+            self.in_prange = was
+            if want:
+                if self.checks != checks0:
+                    self.lines[head] = self.lines[head].replace("prange(", "range(", 1)
+                else:
+                    self.parallel = True
+
+    def subgraph(self, g, ins):
+        for v, n in zip(g.inputs, ins):
+            self.names[v] = n
+        saved = self.cur_eqn
+        self.emit_graph(g, top=False)
+        self.cur_eqn = saved
+        return [self.operand(o, o.aval.dtype) for o in g.outputs]
+
+    # -- reading values: materialized names or fused producers --------------------------
+    def read(self, x, idx):
+        if isinstance(x, Lit):
+            return self.const(x.value, np.asarray(x.value).dtype)
+        eqn = self.virtual.get(x)
+        if eqn is None:
+            n = self.names[x]
+            if x.aval.ndim == 0:
+                return n
+            if x in self.rowlocal:
+                idx = idx[1:]
+            return f"{n}[{', '.join(idx)}]"
+        key = (x, tuple(idx))
+        for m in reversed(self.memo):
+            hit = m.get(key)
+            if hit is not None:
+                return hit
+        saved = self.cur_eqn
+        self.cur_eqn = eqn
+        expr = self.eval_at(eqn, list(idx))
+        self.cur_eqn = saved
+        t = self.tmp("t")
+        self.line(f"{t} = {expr}")
+        self.memo[-1][key] = t
+        return t
+
+    def eval_at(self, eqn, idx):
+        rule = eqn.prim.lowering
+        if rule.kind == "indexmap":
+            return rule.at(self, eqn, idx)
+        out = eqn.outs[0]
+        odt = out.aval.dtype
+        oshape = out.aval.shape
+        ins = eqn.inputs
+        if rule.compute == "out":
+            cdts = [odt] * len(ins)
+        elif rule.compute == "promote":
+            cd = np.result_type(*[x.value if isinstance(x, Lit) else x.aval.dtype for x in ins])
+            cdts = [cd] * len(ins)
+        elif rule.compute == "bool":
+            cdts = [np.dtype(bool)] * len(ins)
+        elif rule.compute == "where":
+            cdts = [np.dtype(bool), odt, odt]
+        else:
+            raise CompileError(f"internal: compute rule {rule.compute!r}")
+        args = []
+        for x, cd in zip(ins, cdts):
+            if isinstance(x, Lit):
+                args.append(self.const(x.value, cd))
+            else:
+                v = self.read(x, self.broadcast_idx(idx, oshape, x.aval.shape))
+                args.append(self.cast(v, x.aval.dtype, cd))
+        cd = cdts[-1]
+        expr = rule.fn(self, args, cd, **eqn.params) if getattr(rule, "params", False) else rule.fn(self, args, cd)
+        res = np.dtype(bool) if rule.compute in ("promote", "bool") else cd
+        return self.cast(expr, res, odt)
+
+    # -- graphs -----------------------------------------------------------------------
+    def analyze(self, g):
+        """Decide which results stay virtual (computed inline by their consumers)."""
+        uses = {}
+        for eqn in g.eqns:
+            for x in eqn.inputs:
+                if isinstance(x, Var):
+                    uses.setdefault(x, []).append(eqn)
+        outs = {x for x in g.outputs if isinstance(x, Var)}
+        self.uses.update(uses)  # Vars are unique across graphs: one map for all
+        for eqn in g.eqns:
+            if not _fusible(eqn):
+                continue
+            (v,) = eqn.outs
+            if v in outs or v.aval.ndim == 0 or None in v.aval.shape:
+                continue
+            us = uses.get(v, [])
+            if not us or not all(_fuses_operands(u) for u in us):
+                continue
+            if eqn.prim.lowering.kind == "elementwise" and len({id(u) for u in us}) > 1 and (
+                    eqn.prim.lowering.heavy
+                    or any(self.is_heavy(y) for y in eqn.inputs if isinstance(y, Var))):
+                continue  # a transcendental read by several loops: computed once, stored
+            if eqn.prim.lowering.kind == "elementwise":
+                # read at more points than it has (broadcast): compute once instead
+                size = _size(v.aval.shape)
+                big = False
+                for u in us:
+                    if u.prim.lowering.kind in ("elementwise", "indexmap"):
+                        us_size = _size(u.outs[0].aval.shape) if None not in u.outs[0].aval.shape else size
+                        if us_size > size:
+                            big = True
+                if big:
+                    continue
+            self.virtual[v] = eqn
+
+    # -- row fusion: a run of row reductions and row-wise maps shares one outer loop -----
+    def _row_extent(self, eqn):
+        rule = eqn.prim.lowering
+        if rule is None or eqn.prim.multiple_results:
+            return None
+        if eqn.prim.name in ("reduce_sum", "reduce_max", "reduce_min"):
+            x = eqn.inputs[0]
+            if isinstance(x, Var) and x.aval.ndim >= 2 and 0 not in eqn.params["axes"] \
+                    and None not in x.aval.shape:
+                return x.aval.shape[0], x.aval.ndim
+            return None
+        out = eqn.outs[0]
+        if _fusible(eqn) and rule.kind == "elementwise" and out.aval.ndim >= 2 \
+                and None not in out.aval.shape:
+            return out.aval.shape[0], out.aval.ndim
+        return None
+
+    def _row_safe(self, eqn, produced, R, nd):
+        """Every value of the group this equation reads is read at the row index."""
+        stack = list(eqn.inputs)
+        while stack:
+            x = stack.pop()
+            if not isinstance(x, Var):
+                continue
+            if x in produced:
+                if x.aval.ndim != nd or x.aval.shape[0] != R:
+                    return False
+                continue
+            p = self.virtual.get(x)
+            if p is None:
+                continue
+            if p.prim.lowering.kind != "elementwise" or x.aval.ndim != nd or x.aval.shape[0] != R:
+                # index maps may move the row dim: only pure maps over materialized values
+                if any(isinstance(y, Var) and y in produced for y in p.inputs):
+                    return False
+                if p.prim.lowering.kind != "elementwise":
+                    stack.extend(p.inputs)
+                continue
+            stack.extend(p.inputs)
+        return True
+
+    def row_groups(self, g):
+        eqns = [e for e in g.eqns if e.prim.multiple_results or e.outs[0] not in self.virtual]
+        groups = {}
+        i = 0
+        while i < len(eqns):
+            ext = self._row_extent(eqns[i])
+            if ext is None or ext[0] < 2:
+                i += 1
+                continue
+            R, nd = ext
+            group, produced = [], set()
+            j = i
+            while j < len(eqns):
+                e = eqns[j]
+                if self._row_extent(e) != (R, nd) or not self._row_safe(e, produced, R, nd):
+                    break
+                group.append(e)
+                produced.add(e.outs[0])
+                j += 1
+            if len(group) >= 2 and any(e.prim.lowering.kind == "emitter" for e in group):
+                groups[id(group[0])] = group
+                i = j
+            else:
+                i += 1
+        return groups
+
+    def _used_only_by(self, v, members):
+        """Is every (direct, or through fused values) reader of ``v`` in ``members``?"""
+        for u in self.uses.get(v, []):
+            if id(u) in members:
+                continue
+            if u.prim.multiple_results or u.outs[0] not in self.virtual:
+                return False
+            if not self._used_only_by(u.outs[0], members):
+                return False
+        return True
+
+    def emit_row_group(self, group):
+        R = self._row_extent(group[0])[0]
+        members = {id(e) for e in group}
+        local = []
+        for e in group:
+            self.cur_eqn = e
+            v = e.outs[0]
+            if (e.prim.lowering.kind == "elementwise" and v not in self.out_param
+                    and v not in self.graph_outputs
+                    and self._used_only_by(v, members)):
+                local.append(v)  # one row at a time, inside the row loop
+                continue
+            if v.aval.ndim > 0:
+                self.alloc(v)
+                self.prealloc.add(v)
+        total = sum(_size(e.inputs[0].aval.shape if e.prim.lowering.kind == "emitter"
+                          else e.outs[0].aval.shape) for e in group)
+        heavy = any(self.is_heavy(y) for e in group for y in e.inputs if isinstance(y, Var))
+        with self._nest([R], total=total, heavy=heavy) as (r,):
+            for v in local:
+                n = self.name(v)
+                self.line(f"{n} = np.empty({tuple(v.aval.shape[1:])!r}, {_np_name(v.aval.dtype)})")
+                self.rowlocal.add(v)
+                self.prealloc.add(v)
+            self.row = (r, R)
+            try:
+                for e in group:
+                    self.emit_eqn(e)
+            finally:
+                self.row = None
+
+    def emit_graph(self, g, top):
+        self.analyze(g)
+        self.graph_outputs.update(x for x in g.outputs if isinstance(x, Var))
+        groups = self.row_groups(g) if self.row is None else {}
+        done = set()
+        for eqn in g.eqns:
+            if not eqn.prim.multiple_results and eqn.outs[0] in self.virtual:
+                continue
+            if id(eqn) in done:
+                continue
+            grp = groups.get(id(eqn))
+            if grp is not None:
+                done.update(id(e) for e in grp)
+                self.emit_row_group(grp)
+                continue
+            self.emit_eqn(eqn)
+
+    def emit_eqn(self, eqn):
+        if True:
+            self.cur_eqn = eqn
+            rule = _rule(eqn)
+            try:
+                if _fusible(eqn):
+                    self.materialize(eqn)
+                elif rule.kind == "indexmap":
+                    rule.emit(self, eqn)
+                else:
+                    if not rule.ok(eqn):
+                        raise CompileError("this form of the op is not supported by the compiler")
+                    rule.emit(self, eqn)
+            except CompileError as e:
+                if "dg.compile:" in str(e):
+                    raise
+                raise CompileError(
+                    f"dg.compile: cannot lower `{_headline(eqn)}`{_where(eqn)}: {e}"
+                ) from None
+            except Exception as e:  # noqa: BLE001 - a bug or an unsupported form: named
+                raise CompileError(
+                    f"dg.compile: cannot lower `{_headline(eqn)}`{_where(eqn)}: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+
+    def materialize(self, eqn):
+        (out,) = eqn.outs
+        if out.aval.ndim == 0:
+            with self.nest([]):
+                expr = self.eval_at(eqn, [])
+            self.bind(out, expr)
+            return
+        dst = self.alloc(out)
+        shape = self.shape_of(out)
+        heavy = getattr(eqn.prim.lowering, "heavy", False) or any(
+            self.is_heavy(y) for y in eqn.inputs if isinstance(y, Var))
+        with self.nest(shape, heavy=heavy) as idx:
+            expr = self.eval_at(eqn, idx)
+            self.line(f"{dst}[{', '.join(idx[1:] if out in self.rowlocal else idx)}] = {expr}")
+
+    def generate(self, fname="kernel"):
+        g = self.graph
+        params = []
+        for k, v in enumerate(g.inputs):
+            if None in v.aval.shape:
+                raise CompileError(f"dg.compile: graph input {k} has a dynamic shape")
+            p = f"a{k}"
+            self.names[v] = p
+            params.append(p)
+        seen = set(g.inputs)
+        for k, v in enumerate(g.outputs):
+            if isinstance(v, Var) and None in v.aval.shape:
+                if v not in self.dyn_outs:
+                    self.dyn_outs.append(v)
+                    rest = "".join(f", {d}" for d in v.aval.shape[1:])
+                    self.line(f"{self.name(v)} = np.empty((0{rest}), {_np_name(v.aval.dtype)})")
+                continue
+            if isinstance(v, Var) and v not in seen and v.aval.ndim > 0:
+                self.out_param[v] = f"o{k}"
+            if isinstance(v, Var):
+                seen.add(v)
+        self.emit_graph(g, top=True)
+        self.cur_eqn = None
+        for k, v in enumerate(g.outputs):
+            o = f"o{k}"
+            if isinstance(v, Var) and v in self.dyn_outs:
+                continue
+            if isinstance(v, Lit):
+                self.line(f"{o}[0] = {self.const(v.value, np.asarray(v.value).dtype)}")
+            elif v.aval.ndim == 0:
+                self.line(f"{o}[0] = {self.names[v]}")
+            elif v in self.direct and self.out_param.get(v) == o:
+                continue
+            else:
+                with self.nest(v.aval.shape) as idx:
+                    self.line(f"{o}[{', '.join(idx)}] = {self.read(v, idx)}")
+        self.line(f"return {self.ret(0)}")
+        outs = [f"o{k}" for k in range(len(g.outputs))
+                if not (isinstance(g.outputs[k], Var) and g.outputs[k] in self.dyn_outs)]
+        flags = set(FASTMATH) | ({"reassoc"} if self.has_reduction else set())
+        fm = "{" + ", ".join(repr(f) for f in sorted(flags)) + "}"
+        head = [
+            "# generated by dualgraph.compile: do not edit (content-addressed kernel)",
+            "import numpy as np",
+            "from numba import njit, prange",
+        ]
+        by_mod = {}
+        for fn, mod in sorted(self.imports.items()):
+            by_mod.setdefault(mod, []).append(fn)
+        for mod, fns in sorted(by_mod.items()):
+            head.append(f"from {mod} import {', '.join(fns)}")
+        head += [
+            "",
+            "",
+            f"@njit(cache=True, nogil=True, error_model='numpy', parallel={self.parallel}, "
+            f"fastmath={fm})",
+            f"def {fname}({', '.join(params + self.const_params + outs)}):",
+        ]
+        return "\n".join(head + self.lines) + "\n"
+
+
+def default_math(name, dt):
+    """(function name, module) of the inlined scalar ``name`` for dtype ``dt``: the math
+    library (dualgraph.compile.mathlib) when it has it, else the runtime fallback."""
+    try:
+        from . import mathlib
+    except ImportError:
+        mathlib = None
+    if mathlib is not None:
+        table = getattr(mathlib, "MATH", {})
+        fn = table.get(name, {}).get(dt.name)
+        if fn is not None:
+            return fn, "dualgraph.compile.mathlib"
+        if name in ("fmax", "fmin") and hasattr(mathlib, name) and dt.kind == "f":
+            return name, "dualgraph.compile.mathlib"
+    short = {"float32": "f32", "float64": "f64"}.get(dt.name)
+    if short is None:
+        raise CompileError(f"dg.compile: no scalar `{name}` for dtype {dt.name}")
+    return f"{name}_{short}", "dualgraph.compile.runtime"
+
+
+def generate(graph, fname="kernel", parallel=True):
+    """``(source, consts, codegen)`` for ``graph``; ``parallel=False``: no ``prange``."""
+    cg = Codegen(graph, parallel=parallel)
+    src = cg.generate(fname)
+    return src, cg.consts, cg

@@ -1,0 +1,186 @@
+"""LLVM intrinsics for generated numba code, with pure-Python twins for ``NUMBA_DISABLE_JIT=1``.
+
+Every helper here is a scalar function that the loop vectorizer can widen:
+
+``fmax(a, b)`` / ``fmin(a, b)``
+    NaN-propagating maximum/minimum (``llvm.maximum`` / ``llvm.minimum``): NaN if either
+    argument is NaN, else the larger/smaller value, with ``-0.0 < +0.0``. Same values as
+    ``np.maximum``/``np.minimum`` except that numpy may return either zero for ``(-0.0, +0.0)``.
+    A reduction ``m = fmax(m, x[i])`` vectorizes (a max written with ``if`` or ``max()`` does not).
+    Float32 and float64; mixed float arguments are computed in the wider type.
+``rint(x)``      round to nearest integer, ties to even (``llvm.rint``), same float type.
+``fma(a, b, c)`` ``a*b + c`` with one rounding (``llvm.fma.f64``, float64 only). Besides
+    accuracy it is a barrier: fastmath ``reassoc`` never regroups across it.
+``copysign(a, b)``  |a| with the sign of b (``llvm.copysign``), same float type.
+``f64_as_i64 / i64_as_f64 / f32_as_i32 / i32_as_f32``  bit casts.
+
+With jit disabled (checked once at import, as numba itself does), the same names are bound to
+Python functions with identical results on numpy scalars, so generated kernels run unjitted.
+"""
+from fractions import Fraction
+import math
+
+import numpy as np
+from numba.core import config
+
+__all__ = ["fmax", "fmin", "rint", "fma", "copysign",
+           "f64_as_i64", "i64_as_f64", "f32_as_i32", "i32_as_f32"]
+
+
+# ----------------------------------------------------------------------------------------------
+# pure-Python semantics (used when jit is disabled; also the specification of the jitted ones)
+
+def _py_float_type(a, b):
+    a_t = a.dtype if isinstance(a, np.floating) else np.dtype(np.float64)
+    b_t = b.dtype if isinstance(b, np.floating) else np.dtype(np.float64)
+    return np.promote_types(a_t, b_t).type
+
+
+def py_fmax(a, b):
+    t = _py_float_type(a, b)
+    a, b = t(a), t(b)
+    if a != a:
+        return a
+    if b != b:
+        return b
+    if a == b:  # +0.0 beats -0.0
+        return a if math.copysign(1.0, a) > 0 else b
+    return a if a > b else b
+
+
+def py_fmin(a, b):
+    t = _py_float_type(a, b)
+    a, b = t(a), t(b)
+    if a != a:
+        return a
+    if b != b:
+        return b
+    if a == b:  # -0.0 beats +0.0
+        return a if math.copysign(1.0, a) < 0 else b
+    return a if a < b else b
+
+
+def py_rint(x):
+    return np.rint(x) if isinstance(x, np.floating) else np.rint(np.float64(x))
+
+
+def py_fma(a, b, c):
+    a, b, c = float(a), float(b), float(c)
+    if math.isfinite(a) and math.isfinite(b) and math.isfinite(c):
+        try:
+            return np.float64(float(Fraction(a) * Fraction(b) + Fraction(c)))
+        except OverflowError:
+            pass
+    with np.errstate(all="ignore"):
+        return np.float64(a) * np.float64(b) + np.float64(c)
+
+
+def py_copysign(a, b):
+    t = a.dtype.type if isinstance(a, np.floating) else np.float64
+    return t(np.copysign(t(a), t(b)))
+
+
+def py_f64_as_i64(x):
+    return np.float64(x).view(np.int64)
+
+
+def py_i64_as_f64(i):
+    return np.int64(i).view(np.float64)
+
+
+def py_f32_as_i32(x):
+    return np.float32(x).view(np.int32)
+
+
+def py_i32_as_f32(i):
+    return np.int32(i).view(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# jitted versions
+
+def _build_intrinsics():
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    def _suffix(ty):
+        return "f32" if ty.bitwidth == 32 else "f64"
+
+    def _call(builder, name, args):
+        fnty = ir.FunctionType(args[0].type, [a.type for a in args])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        return builder.call(fn, args)
+
+    def _minmax(llvm_name):
+        def typer(typingctx, a, b):
+            if not (isinstance(a, types.Float) and isinstance(b, types.Float)):
+                return None
+            res = a if a.bitwidth >= b.bitwidth else b
+
+            def codegen(context, builder, sig, args):
+                x = context.cast(builder, args[0], sig.args[0], res)
+                y = context.cast(builder, args[1], sig.args[1], res)
+                return _call(builder, f"llvm.{llvm_name}.{_suffix(res)}", [x, y])
+            return res(a, b), codegen
+        return typer
+
+    fmax = intrinsic(_minmax("maximum"))
+    fmin = intrinsic(_minmax("minimum"))
+
+    @intrinsic
+    def rint(typingctx, x):
+        if not isinstance(x, types.Float):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return _call(builder, f"llvm.rint.{_suffix(x)}", list(args))
+        return x(x), codegen
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        if not all(isinstance(t, types.Float) for t in (a, b, c)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            xs = [context.cast(builder, v, t, types.float64) for v, t in zip(args, sig.args)]
+            return _call(builder, "llvm.fma.f64", xs)
+        return types.float64(a, b, c), codegen
+
+    @intrinsic
+    def copysign(typingctx, a, b):
+        if not (isinstance(a, types.Float) and isinstance(b, types.Float)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            y = context.cast(builder, args[1], sig.args[1], a)
+            return _call(builder, f"llvm.copysign.{_suffix(a)}", [args[0], y])
+        return a(a, b), codegen
+
+    def _bitcast(src, dst):
+        def typer(typingctx, x):
+            if x != src:
+                return None
+
+            def codegen(context, builder, sig, args):
+                return builder.bitcast(args[0], context.get_value_type(dst))
+            return dst(x), codegen
+        return intrinsic(typer)
+
+    return dict(
+        fmax=fmax, fmin=fmin, rint=rint, fma=fma, copysign=copysign,
+        f64_as_i64=_bitcast(types.float64, types.int64),
+        i64_as_f64=_bitcast(types.int64, types.float64),
+        f32_as_i32=_bitcast(types.float32, types.int32),
+        i32_as_f32=_bitcast(types.int32, types.float32),
+    )
+
+
+JIT_DISABLED = bool(config.DISABLE_JIT)
+
+if JIT_DISABLED:
+    fmax, fmin, rint, fma, copysign = py_fmax, py_fmin, py_rint, py_fma, py_copysign
+    f64_as_i64, i64_as_f64 = py_f64_as_i64, py_i64_as_f64
+    f32_as_i32, i32_as_f32 = py_f32_as_i32, py_i32_as_f32
+else:
+    globals().update(_build_intrinsics())

@@ -1,0 +1,305 @@
+"""A compiled graph: generated source -> content-addressed file -> numba function, and the
+Python side of a call (argument checks, preallocated outputs, status).
+
+Threads and processes: a kernel is ``nogil`` and may be called from several threads at once
+(the first calls, which compile and time the serial and ``prange`` variants, take a lock).
+numba's default threading layer here is OpenMP (GNU): a process that ``fork()``s after a
+``prange`` kernel ran gets a child that dies on its next parallel call, and a fork-based
+``multiprocessing.Pool`` can hang -- use the ``spawn``/``forkserver`` start methods, or set
+``DUALGRAPH_PARALLEL=0`` (serial kernels only, fork-safe).
+
+The interface the compiled-training issue builds on: ``Kernel(graph)`` for any optimized
+graph (a forward that also returns its residuals, or a backward graph), called as
+``kernel(arrays) -> list of arrays`` (or ``None`` when a run-time check failed: the caller
+re-runs the graph eagerly, which raises eager's own error or gives eager's result).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import threading
+import warnings
+
+import numpy as np
+
+from . import cache
+from .codegen import CompileError, generate
+
+
+# a primitive lowered through object mode (ops/lowering.py, _objmode_emit) runs with the
+# GIL held: numba says so for every such block of a nogil kernel; that is expected
+warnings.filterwarnings("ignore", message="Code running in object mode won't allow parallel")
+
+def _erf(x):
+    from scipy.special import erf
+
+    return erf(x)
+
+
+# what the Python run of generated source calls for the math library's functions that the
+# runtime has no numpy fallback for (the library itself is tested on its own)
+_NUMPY_TWINS = {
+    "expm1": np.expm1,
+    "log1p": np.log1p,
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "erf": _erf,
+}
+
+_blas_capped = False
+_blas_lock = threading.Lock()
+
+
+def cap_blas_threads():
+    """OpenBLAS threads spinning after a BLAS call slow numba's prange kernels ~15x (see
+    NUMBA-FACTS): before the first parallel kernel runs, cap every loaded OpenBLAS
+    (numpy's and scipy's, which numba's np.dot calls) to one thread.  Skipped when the
+    user set ``OPENBLAS_NUM_THREADS`` or ``DUALGRAPH_KEEP_BLAS_THREADS=1``."""
+    global _blas_capped
+    if _blas_capped:
+        return
+    with _blas_lock:
+        if _blas_capped:
+            return
+        _blas_capped = True
+        if os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("DUALGRAPH_KEEP_BLAS_THREADS"):
+            return
+        try:
+            with open("/proc/self/maps") as f:
+                libs = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
+        except OSError:
+            return
+        for path in libs:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for sym in ("openblas_set_num_threads", "scipy_openblas_set_num_threads",
+                        "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_"):
+                f = getattr(lib, sym, None)
+                if f is not None:
+                    f.argtypes = [ctypes.c_int]
+                    f(1)
+
+
+class Kernel:
+    """One graph compiled to one numba function."""
+
+    def __init__(self, graph, name="kernel"):
+        self.graph = graph
+        self.source, self.consts, cg = generate(graph, name, parallel=False)
+        self.parallel = False
+        self.fn, self.path = cache.load(self.source, name)
+        self._name = name
+        # prange variant: chosen by DUALGRAPH_PARALLEL=1, refused by =0, and by default
+        # ("auto") timed against the serial kernel on the first calls (machines and their
+        # load differ too much for a fixed threshold alone)
+        self._tune = None
+        self._tune_lock = threading.Lock()
+        mode = os.environ.get("DUALGRAPH_PARALLEL", "auto")
+        if mode != "0":
+            psrc, _, pcg = generate(graph, name, parallel=True)
+            if pcg.parallel:
+                self.parallel_source = psrc
+                if mode == "1":
+                    self._use_parallel()
+                else:
+                    self._tune = {"n": 0, "ser": [], "par": []}
+        self._name = name
+        self.in_scalar = [v.aval.ndim == 0 for v in graph.inputs]
+        outs = []
+        self.dyn = []  # (output position, index in the returned tuple)
+        for k, v in enumerate(graph.outputs):
+            a = v.aval
+            if None in a.shape:
+                self.dyn.append((k, 1 + cg.dyn_outs.index(v)))
+                continue
+            outs.append(((1,) if len(a.shape) == 0 else tuple(a.shape), a.dtype, len(a.shape) == 0))
+        self.out_specs = outs
+        self._any0d = any(z for _, _, z in outs)
+        self._out_alloc = [(s, d) for s, d, _ in outs]
+        self._plain = all(v.aval.ndim > 0 for v in graph.inputs)  # no scalar arguments
+        self._in_info = []
+        for v in graph.inputs:
+            shape, it = v.aval.shape, v.aval.dtype.itemsize
+            strides, acc = [], it
+            for d in reversed(shape):
+                strides.append(acc)
+                acc *= max(d, 1)
+            st = tuple(reversed(strides))
+            # size-0/size-1 dims have arbitrary strides: let the slow check decide
+            if any(d <= 1 for d in shape):
+                st = None
+            self._in_info.append((len(shape) == 0, st))
+        self._first = True
+
+    def fast(self, values):
+        """The call path after the first calls: ``values`` are ndarrays of the expected
+        shapes and dtypes.  Returns the output arrays, or None (a run-time check failed)."""
+        if self._first or self._tune is not None or self.dyn or not self._plain:
+            return self(values)
+        for a in values:
+            if not a.flags.c_contiguous:
+                return self(values)
+        outs = [np.empty(s, d) for s, d in self._out_alloc]
+        if self.fn(*values, *self.consts, *outs):
+            return None
+        if self._any0d:
+            return [o.reshape(()) if z else o for o, (_, _, z) in zip(outs, self.out_specs)]
+        return outs
+
+    def __call__(self, arrays, _fn=None):
+        args = []
+        for a, sc in zip(arrays, self.in_scalar):
+            if sc:
+                args.append(a[()])
+            else:
+                fl = a.flags
+                if not (fl.c_contiguous and fl.writeable):
+                    a = np.array(a, order="C")
+                args.append(a)
+        outs = [np.empty(s, d) for s, d, _ in self.out_specs]
+        if self._tune is not None and _fn is None:
+            with self._tune_lock:  # the first calls: one thread at a time
+                if self._tune is not None:
+                    st = self._tune_call(args, outs)
+                else:
+                    st = self.fn(*args, *self.consts, *outs)
+        elif _fn is not None:
+            with np.errstate(all="ignore"):
+                st = _fn(*args, *self.consts, *outs)
+        elif self._first:
+            st = self._first_call(args, outs)
+        else:
+            st = self.fn(*args, *self.consts, *outs)
+        if self.dyn:
+            ret, st = st, st[0]
+        if st != 0:
+            return None
+        res = [o.reshape(()) if z else o for o, (_, _, z) in zip(outs, self.out_specs)]
+        for k, j in self.dyn:
+            res.insert(k, ret[j])
+        return res
+
+    def _use_parallel(self):
+        self.serial = (self.fn, self.path, self.source)
+        self.fn, self.path = cache.load(self.parallel_source, self._name)
+        self.source = self.parallel_source
+        self.parallel = True
+        self._first = True
+        cap_blas_threads()
+
+    def _tune_call(self, args, outs):
+        import time
+
+        t = self._tune
+        n = t["n"]
+        t["n"] = n + 1
+        if n == 0:
+            st = self._first_call(args, outs)  # serial: the cheaper compilation
+            return st
+        if n == 1:
+            self.serial = (self.fn, self.path, self.source)
+            try:
+                pfn, ppath = cache.load(self.parallel_source, self._name)
+                self.fn, self.path, self.source = pfn, ppath, self.parallel_source
+                self._first = True
+                cap_blas_threads()
+                st = self._first_call(args, outs)
+            except CompileError:
+                self.fn, self.path, self.source = self.serial
+                self._tune = None
+                return self.serial[0](*args, *self.consts, *outs)
+            t["par_fn"] = self.fn
+            return st
+        which = "par" if n % 2 == 0 else "ser"
+        fn = t["par_fn"] if which == "par" else self.serial[0]
+        t0 = time.perf_counter()
+        st = fn(*args, *self.consts, *outs)
+        t[which].append(time.perf_counter() - t0)
+        if n >= 7:
+            if min(t["par"]) < 0.9 * min(t["ser"]):
+                self.fn, self.parallel = t["par_fn"], True
+            else:
+                self.fn, self.path, self.source = self.serial
+                self.parallel = False
+            self._tune = None
+        return st
+
+    def run_python(self, arrays):
+        """Run the generated source in the Python interpreter (NUMBA_DISABLE_JIT semantics)."""
+        if getattr(self, "_pyfn", None) is None:
+            self._pyfn = python_function(self.source, self._name)
+        return self(arrays, _fn=self._pyfn)
+
+    def _first_call(self, args, outs):
+        try:
+            st = self.fn(*args, *self.consts, *outs)
+        except Exception as e:  # noqa: BLE001
+            # a corrupt numba cache entry: drop it and compile again, once
+            cache.purge_numba_cache(self.path)
+            for k in [k for k, m in sys.modules.items() if getattr(m, "__file__", None) == self.path]:
+                del sys.modules[k]
+            try:
+                self.fn, self.path = cache.load(self.source, self._name)
+                st = self.fn(*args, *self.consts, *outs)
+            except Exception as e2:  # noqa: BLE001
+                raise CompileError(
+                    f"dg.compile: numba could not compile the generated kernel {self.path}: "
+                    f"{type(e2).__name__}: {e2}"
+                ) from e
+        self._first = False
+        return st
+
+
+def cache_blas_done():
+    return _blas_capped
+
+
+class _PyDispatcher:
+    """``njit`` stand-in for running generated source as plain Python."""
+
+    def __init__(self, *a, **kw):
+        self.fn = a[0] if a and callable(a[0]) else None
+
+    def __call__(self, *args, **kw):
+        if self.fn is None:
+            return _PyDispatcher(args[0])
+        return self.fn(*args, **kw)
+
+
+def python_function(source, name="kernel"):
+    """The generated function run by the Python interpreter (as under NUMBA_DISABLE_JIT=1):
+    numba decorators become no-ops, ``prange`` is ``range``, and the math helpers are their
+    pure-Python originals (``py_func``)."""
+    import importlib
+
+    ns = {}
+    lines = []
+    for line in source.splitlines():
+        if line.startswith("from numba import"):
+            ns["njit"] = _PyDispatcher
+            ns["prange"] = range
+            ns["objmode"] = lambda **types: contextlib.nullcontext()  # already Python
+            continue
+        if line.startswith("from dualgraph.compile."):
+            # the math library's functions are checked under NUMBA_DISABLE_JIT by its own
+            # tests; here they are the numpy fallbacks (what matters is the generated code)
+            mod, names = line[5:].split(" import ")
+            rt = importlib.import_module("dualgraph.compile.runtime")
+            src_mod = importlib.import_module(mod)
+            for n in names.split(", "):
+                if hasattr(rt, n):
+                    f = getattr(rt, n)
+                elif hasattr(rt, n + "_f64"):
+                    f = getattr(rt, n + "_f64")
+                elif n.rsplit("_", 1)[0] in _NUMPY_TWINS:  # a numpy twin of the math function
+                    f = _NUMPY_TWINS[n.rsplit("_", 1)[0]]
+                else:
+                    f = getattr(src_mod, n)
+                ns[n] = getattr(f, "py_func", f)
+            continue
+        lines.append(line)
+    exec(compile("\n".join(lines), f"<dualgraph kernel {name}>", "exec"), ns)
+    return ns[name].fn

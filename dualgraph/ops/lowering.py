@@ -1,0 +1,779 @@
+"""Lowering rules: how each primitive becomes numba source text.
+
+Every rule produces *text* (this module never imports numba); the code generator in
+``dualgraph.compile.codegen`` calls them through a small context object ``ctx``:
+
+  ctx.read(atom, idx)     -> scalar expression of a Var/Lit at index ``idx`` (a list of
+                             index expressions, one per dimension), fusing virtual producers
+  ctx.cast(expr, src, dst)-> ``expr`` converted from dtype ``src`` to ``dst``
+  ctx.const(value, dtype) -> a typed literal (``np.float32(0.5)`` in float32 code)
+  ctx.math(name, dtype)   -> the name of an inlined scalar function (``exp_f32``)
+  ctx.check(cond)         -> emit "if cond: give up" (the call re-runs eagerly and raises
+                             eager's exact error, or returns eager's result)
+  ctx.line(text)          -> emit one statement; ``ctx.loop(extent)`` a for loop
+  ctx.name(var)           -> the local holding a materialized value
+  ctx.alloc(var)          -> name of a fresh C-contiguous output array for ``var``
+  ctx.array(atom)         -> name of a materialized array (never a scalar)
+  ctx.subgraph(graph, in_names) -> emit a sub-graph inline, return its output expressions
+
+Three kinds of rule (``PRIMITIVES[name].lowering``):
+  Elementwise(fn, compute)  scalar template ``fn(ctx, args, dtype) -> expr`` on operands
+                            already cast to the compute dtype (``"out"``: the result dtype,
+                            ``"promote"``: numpy's promotion of the operands, ``"bool"``)
+  IndexMap(at, ok)          a pure index transformation (transpose, broadcast, getitem, ...):
+                            ``at(ctx, eqn, idx) -> expr``; fused into consumers
+  Emitter(emit)             anything else: ``emit(ctx, eqn)`` writes statements and binds
+                            the outputs' names
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import PRIMITIVES
+
+
+class Elementwise:
+    kind = "elementwise"
+
+    def __init__(self, fn, compute="out", heavy=False, params=False):
+        self.fn = fn
+        self.compute = compute
+        self.heavy = heavy  # transcendental: worth parallelising at smaller sizes
+        self.params = params  # fn also takes the equation's params as keywords
+
+
+class IndexMap:
+    kind = "indexmap"
+
+    def __init__(self, at, ok=None):
+        self.at = at
+        self.ok = ok or (lambda eqn: True)  # can this equation be fused as an index map?
+
+
+class Emitter:
+    kind = "emitter"
+
+    def __init__(self, emit, fuses=False, ok=None):
+        self.emit = emit
+        self.fuses = fuses  # reads its operands with ctx.read: their producers fuse into it
+        self.ok = ok or (lambda eqn: True)
+
+
+RULES: dict = {}  # name -> rule, also for primitives registered after this module loads
+
+
+def _attach(name, rule):
+    RULES[name] = rule
+    if name in PRIMITIVES:
+        PRIMITIVES[name].lowering = rule
+
+
+def attach_all():
+    """Attach every known rule to its registered primitive (primitives registered after
+    this module was imported -- by the static layer or later modules -- included)."""
+    for name, rule in RULES.items():
+        p = PRIMITIVES.get(name)
+        if p is not None and p.lowering is None:
+            p.lowering = rule
+
+
+# ----------------------------------------------------------------------------------------
+# elementwise
+# ----------------------------------------------------------------------------------------
+
+
+def _isf(dt):
+    return np.dtype(dt).kind == "f"
+
+
+def _isb(dt):
+    return np.dtype(dt).kind == "b"
+
+
+_attach("add", Elementwise(lambda c, a, dt: f"({a[0]} | {a[1]})" if _isb(dt) else f"({a[0]} + {a[1]})"))
+_attach("sub", Elementwise(lambda c, a, dt: f"({a[0]} - {a[1]})"))
+_attach("mul", Elementwise(lambda c, a, dt: f"({a[0]} & {a[1]})" if _isb(dt) else f"({a[0]} * {a[1]})"))
+_attach("div", Elementwise(lambda c, a, dt: f"({a[0]} / {a[1]})"))
+
+
+def _pow(c, a, dt, eqn=None):
+    x, y = a
+    lit = c.literal(1)  # the exponent as a Python number when it is a literal, else None
+    if lit is not None and not isinstance(lit, bool):
+        # as the eager impl: small integer powers multiply (numpy's float pow is slow)
+        if lit == 2:
+            return f"({x} * {x})"
+        if lit == 3:
+            return f"({x} * {x} * {x})"
+        if lit == 1:
+            return x
+    if not _isf(dt):
+        if lit is None or lit < 0:
+            c.check(f"{y} < 0")  # numpy raises "Integers to negative integer powers ..."
+        return f"({x} ** {y})"
+    return f"({x} ** {y})"
+
+
+_attach("pow", Elementwise(_pow, heavy=True))
+
+
+def _max_rule(c, a, dt):
+    if _isb(dt):
+        return f"({a[0]} | {a[1]})"
+    if _isf(dt):
+        # numpy: NaN propagates, ties give the second operand
+        return f"({a[0]} if ({a[0]} > {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
+    return f"max({a[0]}, {a[1]})"
+
+
+def _min_rule(c, a, dt):
+    if _isb(dt):
+        return f"({a[0]} & {a[1]})"
+    if _isf(dt):
+        return f"({a[0]} if ({a[0]} < {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
+    return f"min({a[0]}, {a[1]})"
+
+
+_attach("maximum", Elementwise(_max_rule))
+_attach("minimum", Elementwise(_min_rule))
+_attach("neg", Elementwise(lambda c, a, dt: f"(-{a[0]})"))
+for _n in ("exp", "log", "tanh", "sigmoid", "erf"):
+    _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"{c.math(n, dt)}({a[0]})")(_n), heavy=True))
+_attach("sqrt", Elementwise(lambda c, a, dt: f"np.sqrt({a[0]})"))
+_attach(
+    "abs",
+    Elementwise(lambda c, a, dt: a[0] if _isb(dt) else f"abs({a[0]})"),
+)
+
+
+def _sign(c, a, dt):
+    x = a[0]
+    one, mone, zero = c.const(1, dt), c.const(-1, dt), c.const(0, dt)
+    return f"({one} if {x} > {zero} else ({mone} if {x} < {zero} else {zero}))"
+
+
+_attach("sign", Elementwise(_sign))
+_attach("tanh_backward", Elementwise(lambda c, a, dt: f"({a[0]} - {a[0]} * {a[1]} * {a[1]})"))
+_attach("sigmoid_backward", Elementwise(lambda c, a, dt: f"({a[0]} * ({a[1]} - {a[1]} * {a[1]}))"))
+for _n, _op in (("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="), ("eq", "=="), ("ne", "!=")):
+    _attach(_n, Elementwise((lambda op: lambda c, a, dt: f"({a[0]} {op} {a[1]})")(_op), compute="promote"))
+_attach("and", Elementwise(lambda c, a, dt: f"({a[0]} & {a[1]})", compute="bool"))
+_attach("or", Elementwise(lambda c, a, dt: f"({a[0]} | {a[1]})", compute="bool"))
+_attach("not", Elementwise(lambda c, a, dt: f"(not {a[0]})", compute="bool"))
+# where: the condition is cast to bool, the branches to the result dtype
+_attach("where", Elementwise(lambda c, a, dt: f"({a[1]} if {a[0]} else {a[2]})", compute="where"))
+_attach("convert", Elementwise(lambda c, a, dt: a[0]))
+
+# float functions of the op-breadth issue (registered on main after this branch started):
+# scalar libm calls through numpy (correct, not vectorized), or the math library's versions
+for _n, _np in (("sin", "sin"), ("cos", "cos"), ("tan", "tan"), ("asin", "arcsin"),
+                ("acos", "arccos"), ("atan", "arctan"), ("sinh", "sinh"), ("cosh", "cosh"),
+                ("log2", "log2"), ("log10", "log10"), ("exp2", "exp2")):
+    _attach(_n, Elementwise((lambda f: lambda c, a, dt: f"np.{f}({a[0]})")(_np), heavy=True))
+for _n in ("expm1", "log1p"):
+    _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"{c.math(n, dt)}({a[0]})")(_n), heavy=True))
+for _n in ("floor", "ceil", "trunc"):
+    _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"np.{n}({a[0]})" if _isf(dt) else a[0])(_n)))
+_attach("atan2", Elementwise(lambda c, a, dt: f"np.arctan2({a[0]}, {a[1]})", heavy=True))
+# the identity (gradients were taken before code generation)
+_attach("stop_gradient", Elementwise(lambda c, a, dt: a[0]))
+def _round(c, a, dt, decimals=0):
+    # numpy's round: rint(x * 10**d) / 10**d (x / 10**-d for d < 0), in the array's dtype
+    if not _isf(dt):
+        return a[0]
+    if decimals == 0:
+        return f"np.rint({a[0]})"
+    if decimals > 0:
+        k = c.const(10.0 ** decimals, dt)
+        return f"(np.rint({a[0]} * {k}) / {k})"
+    k = c.const(10.0 ** -decimals, dt)
+    return f"(np.rint({a[0]} / {k}) * {k})"
+
+
+_attach("round", Elementwise(_round, params=True))
+
+
+def _int_div(fn):
+    def rule(c, a, dt):
+        if not _isf(dt):
+            c.check(f"{a[1]} == 0")  # eager raises (integer division by zero)
+        return f"np.{fn}({a[0]}, {a[1]})"
+
+    return rule
+
+
+for _n, _f in (("fmod", "fmod"), ("remainder", "remainder"), ("floor_divide", "floor_divide")):
+    _attach(_n, Elementwise(_int_div(_f)))
+
+# ----------------------------------------------------------------------------------------
+# index maps: fused into their consumers as index arithmetic
+# ----------------------------------------------------------------------------------------
+
+
+def _transpose_at(c, eqn, idx):
+    perm = eqn.params["perm"]
+    src = [None] * len(perm)
+    for o, p in enumerate(perm):
+        src[p] = idx[o]
+    return c.read(eqn.inputs[0], src)
+
+
+_attach("transpose", IndexMap(_transpose_at))
+
+
+def _broadcast_at(c, eqn, idx):
+    x = eqn.inputs[0]
+    return c.read(x, c.broadcast_idx(idx, eqn.outs[0].aval.shape, c.shape_of(x)))
+
+
+_attach("broadcast_to", IndexMap(_broadcast_at))
+
+
+def _squeezable(eqn):
+    """A reshape that only inserts or removes size-1 dims is an index map."""
+    a = [d for d in eqn.inputs[0].aval.shape if d != 1]
+    b = [d for d in eqn.params["shape"] if d != 1]
+    return a == b
+
+
+def _reshape_at(c, eqn, idx):
+    x = eqn.inputs[0]
+    big = [i for i, d in zip(idx, eqn.params["shape"]) if d != 1]
+    it = iter(big)
+    src = ["0" if d == 1 else next(it) for d in c.shape_of(x)]
+    return c.read(x, src)
+
+
+def _reshape_emit(c, eqn):
+    (out,) = eqn.outs
+    src = c.array(eqn.inputs[0])
+    shape = tuple(out.aval.shape)
+    c.bind(out, f"{src}.reshape({shape!r})")
+
+
+_reshape_rule = IndexMap(_reshape_at, ok=_squeezable)
+_reshape_rule.emit = _reshape_emit  # the general case: a view
+_attach("reshape", _reshape_rule)
+
+
+def _full_at(c, eqn, idx):
+    return c.const(eqn.params["value"], eqn.outs[0].aval.dtype)
+
+
+_attach("full", IndexMap(_full_at))
+
+
+def getitem_plan(x_shape, spec, array_shapes):
+    """numpy's indexing rule as a plan: ``(out_shape, items)`` where ``items`` lists, per
+    input dim, how to compute its index from the output index: ``("fix", k)``,
+    ``("out", j, start, step)`` or ``("arr", k, dim, [out dims of the broadcast])``.
+    Returns None for what it does not model."""
+    n_consume = sum(1 for s in spec if s is not None and s is not Ellipsis)
+    items = []
+    for s in spec:
+        if s is Ellipsis:
+            items += [("s", None, None, None)] * (len(x_shape) - n_consume)
+        else:
+            items.append(s)
+    if Ellipsis not in spec:
+        items += [("s", None, None, None)] * (len(x_shape) - n_consume)
+    has_arr = any(isinstance(s, tuple) and s[0] == "a" for s in items)
+    adv_pos = [i for i, s in enumerate(items)
+               if (isinstance(s, tuple) and s[0] == "a") or (has_arr and isinstance(s, int))]
+    bshape = ()
+    if has_arr:
+        try:
+            bshape = np.broadcast_shapes(*[array_shapes[s[1]] for s in items
+                                           if isinstance(s, tuple) and s[0] == "a"])
+        except ValueError:
+            return None
+    adjacent = bool(adv_pos) and adv_pos == list(range(adv_pos[0], adv_pos[-1] + 1))
+    out_shape = []
+    plan = []  # per input dim
+    nb = len(bshape)
+    bdims = None
+    if has_arr and not adjacent:
+        bdims = list(range(nb))
+        out_shape += list(bshape)
+    dim = 0
+    for i, s in enumerate(items):
+        if s is None:
+            out_shape.append(1)
+            continue
+        size = x_shape[dim]
+        if isinstance(s, int) and not has_arr:
+            k = s + size if s < 0 else s
+            plan.append(("fix", k))
+        elif isinstance(s, int) or s[0] == "a":
+            if bdims is None:
+                bdims = list(range(len(out_shape), len(out_shape) + nb))
+                out_shape += list(bshape)
+            if isinstance(s, int):
+                plan.append(("fix", s + size if s < 0 else s))
+            else:
+                plan.append(("arr", s[1], size, bdims))
+        else:
+            start, stop, step = slice(s[1], s[2], s[3]).indices(size)
+            n = len(range(start, stop, step))
+            plan.append(("out", len(out_shape), start, step))
+            out_shape.append(n)
+        dim += 1
+    return tuple(out_shape), plan
+
+
+def _getitem_ok(eqn):
+    x, *arrays = eqn.inputs
+    if any(a.aval.dtype.kind not in "iu" for a in arrays):
+        return False
+    plan = getitem_plan(x.aval.shape, eqn.params["spec"], [a.aval.shape for a in arrays])
+    return plan is not None and plan[0] == tuple(eqn.outs[0].aval.shape)
+
+
+def getitem_src(c, x_shape, spec, arrays, idx):
+    """The input index (list of expressions) that output index ``idx`` reads."""
+    out_shape, plan = getitem_plan(x_shape, spec, [c.shape_of(a) for a in arrays])
+    src = []
+    for p in plan:
+        if p[0] == "fix":
+            src.append(str(p[1]))
+        elif p[0] == "out":
+            _, j, start, step = p
+            e = idx[j]
+            if step != 1:
+                e = f"{e} * {step}"
+            if start:
+                e = f"{start} + {e}"
+            src.append(f"({e})")
+        else:
+            _, k, size, bdims = p
+            a = arrays[k]
+            bidx = [idx[d] for d in bdims]
+            v = c.read(a, c.broadcast_idx(bidx, tuple(out_shape[d] for d in bdims), c.shape_of(a)))
+            w = c.tmp("ix")
+            c.line(f"{w} = np.int64({v})")
+            c.line(f"if {w} < 0: {w} += {size}")
+            c.check(f"{w} < 0 or {w} >= {size}")
+            src.append(w)
+    return src
+
+
+def _getitem_at(c, eqn, idx):
+    x, *arrays = eqn.inputs
+    return c.read(x, getitem_src(c, c.shape_of(x), eqn.params["spec"], arrays, idx))
+
+
+_attach("getitem", IndexMap(_getitem_at, ok=_getitem_ok))
+
+# ----------------------------------------------------------------------------------------
+# reductions: loops over the kept dims outside, the reduced dims inside, a scalar
+# accumulator; the operand's producers are fused into the inner loop by ``ctx.read``.
+# ----------------------------------------------------------------------------------------
+
+
+def _reduce_emitter(op):
+    def emit(c, eqn):
+        x = eqn.inputs[0]
+        (out,) = eqn.outs
+        axes, keepdims = eqn.params["axes"], eqn.params["keepdims"]
+        shape = c.shape_of(x)
+        xdt, odt = c.dtype_of(x), out.aval.dtype
+        kept = [d for d in range(len(shape)) if d not in axes]
+        red = [d for d in range(len(shape)) if d in axes]
+        nred = 1
+        for d in red:
+            nred *= shape[d]
+        nout = 1
+        for d in kept:
+            nout *= shape[d]
+        if op in ("max", "min") and nred == 0 and nout > 0:
+            c.check("True")  # numpy: zero-size array to reduction operation ... no identity
+        if op in ("sum", "prod"):
+            adt = np.dtype(np.float64) if _isf(odt) else odt
+            init = c.const(0 if op == "sum" else 1, adt)
+        else:
+            adt = xdt
+            if _isf(xdt):
+                init = c.const(-np.inf if op == "max" else np.inf, adt)
+            elif _isb(xdt):
+                init = "False" if op == "max" else "True"
+            else:
+                info = np.iinfo(xdt)
+                init = c.const(info.min if op == "max" else info.max, adt)
+        scalar_out = len(out.aval.shape) == 0
+        dst = None if scalar_out else c.alloc(out)
+        acc = c.tmp("acc")
+        heavy = c.is_heavy(x)
+        c.reduction_used()
+        with c.nest([shape[d] for d in kept], total=nout * max(nred, 1), heavy=heavy) as oidx:
+            c.line(f"{acc} = {init}")
+            with c.nest([shape[d] for d in red], parallel=False) as ridx:
+                full = [None] * len(shape)
+                for d, i in zip(kept, oidx):
+                    full[d] = i
+                for d, i in zip(red, ridx):
+                    full[d] = i
+                v = c.cast(c.read(x, full), xdt, adt)
+                if op == "sum":
+                    c.line(f"{acc} += {v}")
+                elif op == "prod":
+                    c.line(f"{acc} *= {v}")
+                elif _isb(adt):
+                    c.line(f"{acc} = {acc} {'|' if op == 'max' else '&'} {v}")
+                elif not _isf(adt):
+                    c.line(f"{acc} = {op}({acc}, {v})")
+                else:
+                    c.line(f"{acc} = {c.math('f' + op, adt)}({acc}, {v})")
+            if not scalar_out:
+                didx = []
+                it = iter(oidx)
+                for d in range(len(shape)):
+                    if d in axes:
+                        if keepdims:
+                            didx.append("0")
+                    else:
+                        didx.append(next(it))
+                c.line(f"{dst}[{', '.join(didx)}] = {c.cast(acc, adt, odt)}")
+        if scalar_out:
+            c.bind(out, c.cast(acc, adt, odt))
+
+    return Emitter(emit, fuses=True)
+
+
+_attach("reduce_sum", _reduce_emitter("sum"))
+_attach("reduce_max", _reduce_emitter("max"))
+_attach("reduce_min", _reduce_emitter("min"))
+_attach("reduce_prod", _reduce_emitter("prod"))
+
+
+def _arg_emitter(op):
+    def emit(c, eqn):
+        x = eqn.inputs[0]
+        (out,) = eqn.outs
+        axis, keepdims = eqn.params["axis"], eqn.params["keepdims"]
+        shape = c.shape_of(x)
+        xdt = c.dtype_of(x)
+        red = list(range(len(shape))) if axis is None else [axis]
+        kept = [d for d in range(len(shape)) if d not in red]
+        nred = 1
+        for d in red:
+            nred *= shape[d]
+        if nred == 0:
+            c.check("True")  # numpy: attempt to get argmax of an empty sequence
+        scalar_out = len(out.aval.shape) == 0
+        dst = None if scalar_out else c.alloc(out)
+        best, bi, k = c.tmp("best"), c.tmp("bi"), c.tmp("k")
+        cmp = ">" if op == "max" else "<"
+        with c.nest([shape[d] for d in kept], parallel=False) as oidx:
+            c.line(f"{bi} = 0")
+            c.line(f"{k} = 0")
+            first = True
+            with c.nest([shape[d] for d in red], parallel=False) as ridx:
+                full = [None] * len(shape)
+                for d, i in zip(kept, oidx):
+                    full[d] = i
+                for d, i in zip(red, ridx):
+                    full[d] = i
+                v = c.read(x, full)
+                c.line(f"if {k} == 0:")
+                c.line(f"    {best} = {v}")
+                if _isf(xdt):
+                    c.line(f"elif ({v} {cmp} {best}) or ({v} != {v} and {best} == {best}):")
+                else:
+                    c.line(f"elif {v} {cmp} {best}:")
+                c.line(f"    {best} = {v}")
+                c.line(f"    {bi} = {k}")
+                c.line(f"{k} += 1")
+            if not scalar_out:
+                didx = []
+                it = iter(oidx)
+                for d in range(len(shape)):
+                    if d in red:
+                        if keepdims:
+                            didx.append("0")
+                    else:
+                        didx.append(next(it))
+                c.line(f"{dst}[{', '.join(didx)}] = {bi}")
+        if scalar_out:
+            c.bind(out, f"np.int64({bi})")
+
+    return Emitter(emit, fuses=True)
+
+
+_attach("argmax", _arg_emitter("max"))
+_attach("argmin", _arg_emitter("min"))
+
+# ----------------------------------------------------------------------------------------
+# data movement, matmul, indexing updates, creation
+# ----------------------------------------------------------------------------------------
+
+
+def _concat_emit(c, eqn):
+    (out,) = eqn.outs
+    axis = eqn.params["axis"]
+    odt = out.aval.dtype
+    dst = c.alloc(out)
+    off = 0
+    for x in eqn.inputs:
+        shape = c.shape_of(x)
+        with c.nest(shape) as idx:
+            didx = list(idx)
+            if off:
+                didx[axis] = f"{off} + {idx[axis]}"
+            c.line(f"{dst}[{', '.join(didx)}] = {c.cast(c.read(x, list(idx)), c.dtype_of(x), odt)}")
+        off += shape[axis]
+
+
+_attach("concatenate", Emitter(_concat_emit, fuses=True))
+
+
+def _matmul_emit(c, eqn):
+    a, b = eqn.inputs
+    (out,) = eqn.outs
+    sa, sb, so = c.shape_of(a), c.shape_of(b), tuple(out.aval.shape)
+    dt = out.aval.dtype
+    blas = _isf(dt) and 0 not in sa and 0 not in sb
+    if len(so) == 0:
+        an, bn = c.array(a), c.array(b)
+        if blas:
+            c.bind(out, f"np.dot({an}, {bn})")
+            return
+        acc = c.name(out)
+        c.line(f"{acc} = {c.const(0, dt)}")
+        with c.nest([sa[0]], parallel=False) as (k,):
+            c.line(f"{acc} += {an}[{k}] * {bn}[{k}]")
+        return
+    an, bn = c.array(a), c.array(b)
+    dst = c.alloc(out)
+    a2 = len(sa) >= 2
+    b2 = len(sb) >= 2
+    batch = so[: len(so) - (1 if a2 else 0) - (1 if b2 else 0)]
+    ba, bb = sa[:-2] if a2 else (), sb[:-2] if b2 else ()
+    with c.nest(batch, parallel=False) as bidx:
+        ai = c.broadcast_idx(list(bidx), batch, ba)
+        bi = c.broadcast_idx(list(bidx), batch, bb)
+        asub = f"{an}[{', '.join(ai)}]" if ai else an
+        bsub = f"{bn}[{', '.join(bi)}]" if bi else bn
+        osub = f"{dst}[{', '.join(bidx)}]" if bidx else dst
+        if blas:
+            c.line(f"np.dot({asub}, {bsub}, {osub})")
+        else:
+            m = sa[-2] if a2 else None
+            n = sb[-1] if b2 else None
+            kk = sa[-1]
+            av, bv, ov = c.tmp("A"), c.tmp("B"), c.tmp("O")
+            c.line(f"{av} = {asub}")
+            c.line(f"{bv} = {bsub}")
+            c.line(f"{ov} = {osub}")
+            rows = [m] if m is not None else []
+            cols = [n] if n is not None else []
+            with c.nest(rows + cols, parallel=False) as oi:
+                oi = list(oi)
+                i = oi[0] if m is not None else None
+                j = oi[-1] if n is not None else None
+                s = c.tmp("s")
+                c.line(f"{s} = {c.const(0, dt)}")
+                with c.nest([kk], parallel=False) as (k,):
+                    ae = f"{av}[{i}, {k}]" if i is not None else f"{av}[{k}]"
+                    be = f"{bv}[{k}, {j}]" if j is not None else f"{bv}[{k}]"
+                    c.line(f"{s} += {ae} * {be}")
+                c.line(f"{ov}[{', '.join(oi)}] = {s}")
+
+
+_attach("matmul", Emitter(_matmul_emit))
+
+
+def _index_update(op):
+    return lambda c, eqn: _index_add_emit(c, eqn, op)
+
+
+def _index_add_emit(c, eqn, op="+="):
+    base, g, *arrays = eqn.inputs
+    (out,) = eqn.outs
+    dt = out.aval.dtype
+    dst = c.alloc(out)
+    shape = c.shape_of(base)
+    with c.nest(shape) as idx:
+        c.line(f"{dst}[{', '.join(idx)}] = {c.cast(c.read(base, list(idx)), c.dtype_of(base), dt)}")
+    spec = eqn.params["spec"]
+    out_shape, _ = getitem_plan(shape, spec, [c.shape_of(a) for a in arrays])
+    with c.nest(out_shape, parallel=False) as idx:
+        src = getitem_src(c, shape, spec, arrays, list(idx))
+        v = c.read(g, c.broadcast_idx(list(idx), out_shape, c.shape_of(g)))
+        tgt = f"{dst}[{', '.join(src)}]" if src else dst
+        c.line(f"{tgt} {op} {c.cast(v, c.dtype_of(g), dt)}")
+
+
+def _index_add_ok(eqn):
+    base, g, *arrays = eqn.inputs
+    if any(a.aval.dtype.kind not in "iu" for a in arrays):
+        return False
+    plan = getitem_plan(base.aval.shape, eqn.params["spec"], [a.aval.shape for a in arrays])
+    return plan is not None
+
+
+_attach("index_add", Emitter(_index_update("+="), fuses=True, ok=_index_add_ok))
+# base[idx] = value (main's index_set): the same loops, assignment (the last write wins)
+_attach("index_set", Emitter(_index_update("="), fuses=True, ok=_index_add_ok))
+
+
+def _dynamic_zeros_emit(c, eqn):
+    (out,) = eqn.outs
+    n = c.read(eqn.inputs[0], [])
+    shape = ", ".join([f"np.int64({n})"] + [str(d) for d in eqn.params["shape"]])
+    c.bind(out, f"np.zeros(({shape},), np.{np.dtype(eqn.params['dtype']).name})")
+
+
+def _dynamic_index_emit(c, eqn):
+    buf, i = eqn.inputs
+    (out,) = eqn.outs
+    b = c.array(buf)
+    iv = c.tmp("di")
+    c.line(f"{iv} = np.int64({c.read(i, [])})")
+    c.line(f"if {iv} < 0: {iv} += len({b})")
+    c.check(f"{iv} < 0 or {iv} >= len({b})")
+    if len(out.aval.shape) == 0:
+        c.bind(out, f"{b}[{iv}]")
+    else:
+        c.bind(out, f"{b}[{iv}].copy()")
+
+
+def _dynamic_update_emit(c, eqn):
+    buf, i, x = eqn.inputs
+    (out,) = eqn.outs
+    b = c.array(buf)
+    dt = out.aval.dtype
+    iv, n, o = c.tmp("di"), c.tmp("dn"), c.name(out)
+    inner = tuple(out.aval.shape[1:])
+    c.line(f"{iv} = np.int64({c.read(i, [])})")
+    c.line(f"{n} = len({b})")
+    c.check(f"{iv} < 0")
+    c.line(f"if {iv} >= {n}:")
+    tail = "".join(f", {d}" for d in inner)
+    c.line(f"    {o} = np.zeros((max(2 * {n}, {iv} + 1){tail}), np.{dt.name})")
+    c.line(f"    {o}[:{n}] = {b}")
+    c.line("else:")
+    c.line(f"    {o} = {b}.copy()")
+    with c.nest(inner, parallel=False) as idx:
+        tgt = ", ".join([iv] + list(idx))
+        v = c.read(x, c.broadcast_idx(list(idx), inner, c.shape_of(x)))
+        c.line(f"{o}[{tgt}] = {c.cast(v, c.dtype_of(x), dt)}")
+
+
+_attach("dynamic_zeros", Emitter(_dynamic_zeros_emit))
+_attach("dynamic_index", Emitter(_dynamic_index_emit))
+_attach("dynamic_update", Emitter(_dynamic_update_emit))
+_attach("dynamic_len", Emitter(
+    lambda c, eqn: c.bind(eqn.outs[0], f"np.int64(len({c.array(eqn.inputs[0])}))")))
+
+
+# ----------------------------------------------------------------------------------------
+# graph constants and control flow (registered in static/: attached by attach_static())
+# ----------------------------------------------------------------------------------------
+
+
+def _const_emit(c, eqn):
+    c.bind_const(eqn.outs[0], eqn.params["value"])
+
+
+def _cond_emit(c, eqn):
+    pred, *ops = eqn.inputs
+    outs = [c.name(v) for v in eqn.outs]
+    p = c.read(pred, [])
+    c.line(f"if {p}:")
+    for key in ("true_branch", "false_branch"):
+        if key == "false_branch":
+            c.line("else:")
+        with c.indented():
+            g = eqn.params[key]
+            res = c.subgraph(g, [c.operand(x, v.aval.dtype) for x, v in zip(ops, g.inputs)])
+            for o, r, v in zip(outs, res, eqn.outs):
+                c.line(f"{o} = {r}")
+            if not outs:
+                c.line("pass")
+
+
+def _while_emit(c, eqn):
+    p = eqn.params
+    ncarry = len(eqn.inputs) - p["cond_nconsts"] - p["body_nconsts"]
+    dts = ([v.aval.dtype for v in eqn.outs] + [v.aval.dtype for v in p["cond_graph"].inputs[ncarry:]]
+           + [v.aval.dtype for v in p["body_graph"].inputs[ncarry:]])
+    ins = [c.operand(x, dt) for x, dt in zip(eqn.inputs, dts)]
+    carry, cc, bc = ins[:ncarry], ins[ncarry:ncarry + p["cond_nconsts"]], ins[ncarry + p["cond_nconsts"]:]
+    names = [c.name(v) for v in eqn.outs]
+    for n, x in zip(names, carry):
+        c.line(f"{n} = {x}")
+    c.line("while True:")
+    with c.indented():
+        (pr,) = c.subgraph(p["cond_graph"], names + cc)
+        c.line(f"if not {pr}:")
+        c.line("    break")
+        res = c.subgraph(p["body_graph"], names + bc)
+        if names:
+            c.line(f"{', '.join(names)}{',' if len(names) == 1 else ''} = "
+                   f"{', '.join(res)}{',' if len(res) == 1 else ''}")
+
+
+# ----------------------------------------------------------------------------------------
+# any primitive, through its numpy implementation called back from the kernel
+# ----------------------------------------------------------------------------------------
+
+
+def _param_src(v):
+    """Python source text of a parameter value (ints, floats, bools, None, strings,
+    Ellipsis, dtypes and tuples/lists of them)."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return repr(v)
+    if v is Ellipsis:
+        return "..."
+    if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic)):
+        return f"np.dtype({np.dtype(v).name!r})"
+    if isinstance(v, np.generic):
+        return repr(v.item())
+    if isinstance(v, tuple):
+        return "(" + "".join(_param_src(x) + ", " for x in v) + ")"
+    if isinstance(v, list):
+        return "[" + ", ".join(_param_src(x) for x in v) + "]"
+    raise TypeError(f"no source form for the parameter value {v!r}")
+
+
+def _numba_type(aval):
+    dt = np.dtype(aval.dtype).name
+    if aval.ndim == 0:
+        return dt
+    return f"{dt}[{', '.join([':'] * (aval.ndim - 1) + ['::1'])}]"
+
+
+def _objmode_emit(c, eqn):
+    """``out = impl(*operands, **params)`` called back into Python from the kernel (numba's
+    object mode): correct for any primitive (the eager implementation itself), not fast.
+    The rule of the primitives with no loop-level lowering yet (conv, scans, sorts,
+    gathers and scatters)."""
+    (out,) = eqn.outs
+    args = []
+    for x in eqn.inputs:
+        if not hasattr(x, "aval") or x.__class__.__name__ == "Lit":
+            args.append(_param_src(x.value if hasattr(x, "value") else x))
+        elif x.aval.ndim == 0:
+            args.append(c.operand(x, x.aval.dtype))
+        else:
+            args.append(c.array(x))
+    params = "{" + ", ".join(f"{k!r}: {_param_src(v)}" for k, v in sorted(eqn.params.items())) + "}"
+    c.imports["objmode"] = "numba"
+    c.imports["call_primitive"] = "dualgraph.compile.runtime"
+    n = c.name(out)
+    c.line(f"with objmode({n}={_numba_type(out.aval)!r}):")
+    c.line(f"    {n} = call_primitive({eqn.prim.name!r}, {params}{''.join(', ' + a for a in args)})")
+
+
+for _name in ("argsort", "conv2d", "conv2d_weight", "conv_transpose2d", "cumsum", "gather",
+              "max_pool2d_indices", "scatter", "scatter_add"):
+    _attach(_name, Emitter(_objmode_emit))
+
+
+def attach_static():
+    """Attach the lowerings of the primitives registered by the static layer (``const``,
+    ``cond``, ``while``); call after importing ``dualgraph.static``."""
+    for name, rule in (("const", Emitter(_const_emit)), ("cond", Emitter(_cond_emit)),
+                       ("while", Emitter(_while_emit))):
+        _attach(name, rule)
+    attach_all()

@@ -1,0 +1,117 @@
+"""Golden tests of the generated source: gelu is one loop with no temporaries, softmax
+fuses its passes under one row loop (max; exp into a row buffer; sum; scale), and a while loop holding a
+cond is a Python `while` holding an `if` in the same function.  Small sizes: serial loops.
+
+If the code generator changes on purpose, update the text (print ``cf.source(x)``)."""
+import numpy as np
+
+import dualgraph as dg
+from dualgraph.compile.codegen import generate
+from dualgraph.static import optimize
+
+GELU = """\
+def kernel(a0, o0):
+    for i1 in range(1000):
+        t2 = (np.float32(0.5) * a0[i1])
+        t3 = (a0[i1] * a0[i1] * a0[i1])
+        t4 = (np.float32(0.044714998453855515) * t3)
+        t5 = (a0[i1] + t4)
+        t6 = (np.float32(0.7978845834732056) * t5)
+        t7 = tanh_f32(t6)
+        t8 = (np.float32(1.0) + t7)
+        o0[i1] = (t2 * t8)
+    return 0
+"""
+
+SOFTMAX = """\
+def kernel(a0, o0):
+    v1 = np.empty((64, 1), np.float32)
+    v2 = np.empty((64, 1), np.float32)
+    for i3 in range(64):
+        v4 = np.empty((1,), np.float32)
+        v5 = np.empty((32,), np.float32)
+        acc6 = np.float32(-np.inf)
+        for i7 in range(32):
+            acc6 = fmax(acc6, a0[i3, i7])
+        v1[i3, 0] = acc6
+        v4[0] = v1[i3, 0]
+        for i8 in range(32):
+            t9 = (a0[i3, i8] - v4[0])
+            v5[i8] = exp_f32(t9)
+        acc10 = 0.0
+        for i11 in range(32):
+            acc10 += np.float64(v5[i11])
+        v2[i3, 0] = np.float32(acc10)
+        for i12 in range(32):
+            o0[i3, i12] = (v5[i12] / v2[i3, 0])
+    return 0
+"""
+
+SEED_LOOP = """\
+def kernel(a0, c0, o0):
+    v1 = c0
+    v2 = a0
+    while True:
+        v3 = (v1 < 100)
+        if not v3:
+            break
+        v4 = (v1 + 1)
+        acc5 = 0.0
+        for i6 in range(1000):
+            acc5 += np.float64(v2[i6])
+        v7 = np.float32(acc5)
+        v8 = (v7 > np.float32(0.0))
+        if v8:
+            v10 = np.empty((1000,), np.float32)
+            for i11 in range(1000):
+                v10[i11] = (v2[i11] * np.float32(2.0))
+            v9 = v10
+        else:
+            v12 = np.empty((1000,), np.float32)
+            for i13 in range(1000):
+                v12[i13] = (v2[i13] + np.float32(1.0))
+            v9 = v12
+        v1, v2 = v4, v9
+    for i14 in range(1000):
+        o0[i14] = v2[i14]
+    return 0
+"""
+
+
+def _body(fn, x):
+    src, _, _ = generate(optimize(dg.trace(fn, x)))
+    return src[src.index("def kernel"):]
+
+
+def gelu(x):
+    return 0.5 * x * (1 + dg.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
+
+
+def seed_loop(x):
+    return dg.fori_loop(0, 100, lambda i, r: dg.cond(r.sum() > 0, lambda r: r * 2, lambda r: r + 1, r), x)
+
+
+def test_gelu_is_one_loop_without_temporaries():
+    body = _body(gelu, dg.ones(1000))
+    assert body == GELU
+    assert body.count("for ") == 1 and "np.empty" not in body
+
+
+def test_softmax_fused_passes():
+    body = _body(lambda x: dg.softmax(x, 1), dg.ones(64, 32))
+    assert body == SOFTMAX
+    assert body.count("for ") == 5  # rows: max; exp (stored once per row); sum; scale
+
+
+def test_while_holding_cond():
+    body = _body(seed_loop, dg.ones(1000))
+    assert body == SEED_LOOP
+    assert "while True:" in body and "if v8:" in body
+
+
+def test_golden_programs_run():
+    x = dg.tensor(np.linspace(-2, 2, 1000, dtype=np.float32))
+    m = dg.tensor(np.linspace(-2, 2, 64 * 32, dtype=np.float32).reshape(64, 32))
+    for f, a in ((gelu, x), (lambda t: dg.softmax(t, 1), m), (seed_loop, x - 0.3)):
+        got = dg.compile(f, fullgraph=True)(a).numpy()
+        np.testing.assert_allclose(got, f(a).numpy(), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,209 @@
+"""dg.compile == eager over the op table, values and errors; every lowering also run as
+plain Python (the generated source under NUMBA_DISABLE_JIT semantics).
+
+Samples are batched: one compiled function per chunk of samples, so numba compiles a few
+kernels rather than hundreds (compile time counts toward the suite's budget)."""
+import numpy as np
+import pytest
+
+import dualgraph as dg
+from dualgraph.compile.api import CompiledFunction
+from dualgraph.ops.registry import PRIMITIVES
+from tests.op_table import BOOL, F32, F64, I64, OPS, to_tensors
+
+CHUNK = 40
+
+
+def test_every_primitive_has_a_lowering():
+    import dualgraph.compile.api  # noqa: F401 - attaches cond/while/const
+    from dualgraph.ops.lowering import attach_all
+
+    attach_all()
+    missing = [name for name, p in PRIMITIVES.items() if p.lowering is None]
+    assert not missing, f"primitives without a lowering: {missing}"
+
+
+def _flat(out):
+    if isinstance(out, tuple):  # named tuples (max with dim) included
+        return list(out)
+    return [out]
+
+
+def _cases(dtype):
+    """(label, info, sample, eager outputs) for samples eager evaluates, and
+    (label, info, sample, exception) for those it rejects."""
+    ok, bad = [], []
+    for info in OPS:
+        if dtype not in info.dtypes:
+            continue
+        for k, s in enumerate(info.samples(dtype)):
+            label = f"{info.name}[{s.desc or k}]"
+            try:
+                out = _flat(info.op(*to_tensors(s.args), **s.kwargs))
+            except Exception as e:  # noqa: BLE001
+                bad.append((label, info, s, e))
+                continue
+            ok.append((label, info, s, out))
+    return ok, bad
+
+
+def _batch_fn(items):
+    def f(*arrays):
+        it = iter(arrays)
+        outs = []
+        for _, info, s, _ in items:
+            args = [next(it) if isinstance(a, np.ndarray) else a for a in s.args]
+            outs.append(_flat(info.op(*args, **s.kwargs)))
+        return outs
+
+    return f
+
+
+def _check(label, got, want, info, sample):
+    assert len(got) == len(want), label
+    for g, w in zip(got, want):
+        g, w = np.asarray(g), w.numpy()
+        assert g.dtype == w.dtype, f"{label}: dtype {g.dtype} != eager {w.dtype}"
+        assert g.shape == w.shape, f"{label}: shape {g.shape} != eager {w.shape}"
+        if w.dtype.kind == "f":
+            # float32: the op table's tolerance (1e-5); float64: 1e-12
+            tol = {"rtol": 1e-5, "atol": 1e-5} if w.dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+            np.testing.assert_allclose(g, w, equal_nan=True, err_msg=label, **tol)
+            assert np.array_equal(np.isnan(g), np.isnan(w)), label
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=label)
+
+
+DTYPES = [F32, F64, I64, BOOL]
+
+
+def _arrays(items):
+    return [dg.tensor(a) for _, _, s, _ in items for a in s.args if isinstance(a, np.ndarray)]
+
+
+def _run_batches(items, chunk, numba=True, python=True):
+    for start in range(0, len(items), chunk):
+        part = items[start:start + chunk]
+        arrays = _arrays(part)
+        cf = dg.compile(_batch_fn(part), fullgraph=True)
+        if numba:
+            got = cf(*arrays)
+            assert cf.cache_info()["traces"] == 1
+            for (label, info, s, want), g in zip(part, got):
+                _check(label, [x.numpy() for x in g], want, info, s)
+        if python:
+            cf.source(*arrays)
+            (entry,) = cf._cache.values()
+            py = entry.kernel.run_python([a.numpy() for a in arrays])
+            assert py is not None
+            k = 0
+            for label, info, s, want in part:
+                _check(label + " (python)", py[k:k + len(want)], want, info, s)
+                k += len(want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_op_table_generated_source_as_python(dtype):
+    """Every sample of every entry: the generated source run by Python (no numba
+    compilation: fast), one kernel for the whole table."""
+    ok, _ = _cases(dtype)
+    assert ok
+    _run_batches(ok, len(ok), numba=False)
+
+
+@pytest.mark.parametrize("dtype", [F32] + [pytest.param(d, marks=pytest.mark.slow) for d in DTYPES[1:]],
+                         ids=lambda d: d.name)
+def test_op_table_compiled_equals_eager(dtype):
+    """The first sample of every entry through numba, float32 (the other samples and dtypes
+    run as Python above, and through numba with --runslow: numba compile time counts)."""
+    ok, _ = _cases(dtype)
+    first, seen = [], set()
+    for item in ok:
+        if item[1].name not in seen:
+            seen.add(item[1].name)
+            first.append(item)
+    _run_batches(first, 30, python=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_op_table_compiled_equals_eager_all_samples(dtype):
+    ok, _ = _cases(dtype)
+    _run_batches(ok, CHUNK, python=False)
+
+
+@pytest.mark.parametrize("dtype", [F32, I64], ids=lambda d: d.name)
+def test_op_table_errors_as_eager(dtype):
+    _, bad = _cases(dtype)
+    for label, info, s, err in bad:
+        cf = dg.compile(lambda *a, info=info, s=s: info.op(*a, **s.kwargs))
+        args = to_tensors(s.args)
+        with pytest.raises(type(err)) as e:
+            cf(*args)
+        assert str(e.value) == str(err), label
+
+
+def test_runtime_index_error_is_eager_error():
+    idx = dg.tensor(np.array([0, 5]))
+
+    def f(x, i):
+        return x[i] * 2
+
+    x = dg.ones(4)
+    with pytest.raises(IndexError) as eager:
+        f(x, idx)
+    cf = dg.compile(f, fullgraph=True)
+    with pytest.raises(IndexError) as comp:
+        cf(x, idx)
+    assert str(comp.value) == str(eager.value)
+    # in range: the compiled kernel runs (no fallback)
+    np.testing.assert_array_equal(cf(x, dg.tensor(np.array([3, -1]))).numpy(), [2, 2])
+    assert cf.cache_info()["traces"] == 1
+
+
+def test_shape_mismatch_raises_eager_error():
+    def f(a, b):
+        return a + b
+
+    cf = dg.compile(f)
+    with pytest.raises(RuntimeError) as comp:
+        cf(dg.ones(3), dg.ones(4))
+    with pytest.raises(RuntimeError) as eager:
+        f(dg.ones(3), dg.ones(4))
+    assert str(comp.value) == str(eager.value)
+
+
+def test_special_values_and_promotion():
+    x = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, 3e38, -2.0], np.float32)
+
+    def f(x, i, b):
+        return (dg.maximum(x, 0.0), dg.minimum(x, 1.0), x.max(), x.min(), x * 2.5, x / 0.0,
+                i * 1.5, i + x, i / 2, b + b, b * b, dg.sqrt(x), -x, dg.abs(x), x > 0.1,
+                dg.where(b, i, x), (i * 3) // 1 if False else i ** 2, dg.sign(x))
+
+    i = np.arange(-4, 4, dtype=np.int64)
+    b = np.array([True, False] * 4)
+    args = (dg.tensor(x), dg.tensor(i), dg.tensor(b))
+    want = f(*args)
+    got = dg.compile(f, fullgraph=True)(*args)
+    for k, (g, w) in enumerate(zip(got, want)):
+        _check(f"out {k}", [g.numpy()], [w], None, None)
+
+
+def test_nan_max_reduction_rows():
+    x = np.random.default_rng(0).standard_normal((5, 7)).astype(np.float32)
+    x[1, 3] = np.nan
+    x[4, 0] = np.nan
+    def f(t):
+        return t.max(1)[0], t.min(0)[0], dg.softmax(t, 1), t.argmax(1), t.argmin(), t.max(), t.sum(0)
+
+    got = dg.compile(f, fullgraph=True)(dg.tensor(x))
+    for g, w in zip(got, f(dg.tensor(x))):
+        g, w = g.numpy(), w.numpy()
+        if g.dtype.kind == "f":
+            assert np.array_equal(np.isnan(g), np.isnan(w))
+        np.testing.assert_allclose(g, w, rtol=1e-6, equal_nan=True)
+
+
+def test_compiled_function_type():
+    assert isinstance(dg.compile(lambda x: x), CompiledFunction)
