@@ -13,6 +13,11 @@ Every helper here is a scalar function that the loop vectorizer can widen:
     accuracy it is a barrier: fastmath ``reassoc`` never regroups across it.
 ``copysign(a, b)``  |a| with the sign of b (``llvm.copysign``), same float type.
 ``f64_as_i64 / i64_as_f64 / f32_as_i32 / i32_as_f32``  bit casts.
+``fma_f32(a, b, c)``  float32 ``a*b + c`` with one rounding (``llvm.fma.f32``); a reassoc barrier too.
+``pow2_f32(k)``   2**k as float32 for an integer-valued float32 k in [-126, 127] (exponent bits
+    from an int32 convert and shift: vectorizes as 8 x i32).
+``ldexp_f32(p, k)``  p * 2**k by an int32 add to p's exponent bits (exact while the result is a
+    normal number; p normal, k integer-valued float32).
 
 With jit disabled (checked once at import, as numba itself does), the same names are bound to
 Python functions with identical results on numpy scalars, so generated kernels run unjitted.
@@ -24,7 +29,8 @@ import numpy as np
 from numba.core import config
 
 __all__ = ["fmax", "fmin", "rint", "fma", "copysign",
-           "f64_as_i64", "i64_as_f64", "f32_as_i32", "i32_as_f32"]
+           "f64_as_i64", "i64_as_f64", "f32_as_i32", "i32_as_f32",
+           "fma_f32", "pow2_f32", "ldexp_f32"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,6 +100,35 @@ def py_f32_as_i32(x):
 
 def py_i32_as_f32(i):
     return np.int32(i).view(np.float32)
+
+
+def py_fma_f32(a, b, c):
+    """a*b + c rounded once to float32 (exact rational arithmetic, ties to even)."""
+    a, b, c = np.float32(a), np.float32(b), np.float32(c)
+    if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)):
+        with np.errstate(all="ignore"):
+            return np.float32(a * b + c)
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    with np.errstate(all="ignore"):
+        f = np.float32(float(exact))
+    if not np.isfinite(f):
+        return f
+    best = f
+    for g in (np.nextafter(f, np.float32(np.inf)), np.nextafter(f, np.float32(-np.inf))):
+        if not np.isfinite(g):
+            continue
+        dg, db = abs(Fraction(float(g)) - exact), abs(Fraction(float(best)) - exact)
+        if dg < db or (dg == db and (int(g.view(np.int32)) & 1) == 0):
+            best = g
+    return np.float32(best)
+
+
+def py_pow2_f32(k):
+    return np.float32(np.ldexp(np.float32(1.0), int(k)))
+
+
+def py_ldexp_f32(p, k):
+    return np.float32(np.ldexp(np.float32(p), int(k)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,7 +202,45 @@ def _build_intrinsics():
             return dst(x), codegen
         return intrinsic(typer)
 
+    @intrinsic
+    def fma_f32(typingctx, a, b, c):
+        if not all(isinstance(t, types.Float) for t in (a, b, c)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            xs = [context.cast(builder, v, t, types.float32) for v, t in zip(args, sig.args)]
+            return _call(builder, "llvm.fma.f32", xs)
+        return types.float32(a, b, c), codegen
+
+    i32 = ir.IntType(32)
+
+    def _exp_bits(builder, k):
+        # (int32(k) + 127) << 23: the bit pattern of 2**k (k integer-valued, in [-126, 127])
+        ki = builder.fptosi(k, i32)
+        return builder.shl(builder.add(ki, ir.Constant(i32, 127)), ir.Constant(i32, 23))
+
+    @intrinsic
+    def pow2_f32(typingctx, k):
+        if k != types.float32:
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(_exp_bits(builder, args[0]), ir.FloatType())
+        return types.float32(k), codegen
+
+    @intrinsic
+    def ldexp_f32(typingctx, p, k):
+        if p != types.float32 or k != types.float32:
+            return None
+
+        def codegen(context, builder, sig, args):
+            pb = builder.bitcast(args[0], i32)
+            kb = builder.shl(builder.fptosi(args[1], i32), ir.Constant(i32, 23))
+            return builder.bitcast(builder.add(pb, kb), ir.FloatType())
+        return types.float32(p, k), codegen
+
     return dict(
+        fma_f32=fma_f32, pow2_f32=pow2_f32, ldexp_f32=ldexp_f32,
         fmax=fmax, fmin=fmin, rint=rint, fma=fma, copysign=copysign,
         f64_as_i64=_bitcast(types.float64, types.int64),
         i64_as_f64=_bitcast(types.int64, types.float64),
@@ -182,5 +255,6 @@ if JIT_DISABLED:
     fmax, fmin, rint, fma, copysign = py_fmax, py_fmin, py_rint, py_fma, py_copysign
     f64_as_i64, i64_as_f64 = py_f64_as_i64, py_i64_as_f64
     f32_as_i32, i32_as_f32 = py_f32_as_i32, py_i32_as_f32
+    fma_f32, pow2_f32, ldexp_f32 = py_fma_f32, py_pow2_f32, py_ldexp_f32
 else:
     globals().update(_build_intrinsics())

@@ -17,9 +17,12 @@ API for the code generator (one scalar in, one scalar of the same dtype out)::
 
 Design:
 
-* float32 functions convert to float64, evaluate a float64 approximation good to ~1e-11
-  relative and round once to float32, so they are (nearly always) correctly rounded; the work is
-  4-wide float64 on AVX2 but stays branch-free and vectorizes with the float32 loop.
+* ``exp_f32`` and ``tanh_f32`` are float32-native (8-wide on AVX2): Cody-Waite reduction with
+  ``fma_f32``, minimax polynomials with float32 coefficients, powers of two from int32 exponent
+  bits; <= 1 ulp from the correctly rounded result over all float32 inputs.  The other float32
+  functions (and ``exp_f32_wide``/``tanh_f32_wide``) convert to float64, evaluate a float64
+  approximation good to ~1e-11 relative and round once to float32, so they are (nearly always)
+  correctly rounded; that work is 4-wide float64 on AVX2, about 2x slower.
 * float64 functions use Cody-Waite range reduction with ``fma`` (also a barrier against
   ``reassoc``), exact Taylor / atanh series on the reduced range, and fitted polynomials for erf
   (regenerate with ``benchmarks/mathlib_coeffs.py``).
@@ -43,7 +46,7 @@ import numpy as np
 from numba import njit
 
 from .intrinsics import (  # noqa: F401  (fmax/fmin re-exported for the code generator)
-    copysign, f64_as_i64, fma, fmax, fmin, i64_as_f64, rint,
+    copysign, f64_as_i64, fma, fma_f32, fmax, fmin, i64_as_f64, ldexp_f32, pow2_f32, rint,
 )
 
 # numba's cache keys a kernel on its own file only, not on what it inlined: put this in the name
@@ -77,6 +80,17 @@ def _horner(name, coefs):
         expr = f"{float(c)!r} + u * ({expr})"
     src = f"def {name}(u):\n    return {expr}\n"
     ns = {}
+    exec(compile(src, f"<mathlib {name}>", "exec"), ns)
+    return _inline(ns[name])
+
+
+def _horner32(name, coefs):
+    """As _horner, with float32 coefficients (float32 arithmetic on a float32 argument)."""
+    ns = {f"c{k}": np.float32(c) for k, c in enumerate(coefs)}
+    expr = f"c{len(coefs) - 1}"
+    for k in reversed(range(len(coefs) - 1)):
+        expr = f"c{k} + u * ({expr})"
+    src = f"def {name}(u):\n    return {expr}\n"
     exec(compile(src, f"<mathlib {name}>", "exec"), ns)
     return _inline(ns[name])
 
@@ -152,6 +166,29 @@ _erfc_r64b = _horner("_erfc_r64b", _ERFC_R64_B)
 _erfc_r32 = _horner("_erfc_r32", _ERFC_R32)
 
 
+# float32-native (8-wide) exp and tanh: minimax fits (Lawson iterations on Chebyshev nodes,
+# float32 coefficients; benchmarks/mathlib_coeffs.py --f32 regenerates them).
+# e^r = 1 + r + r^2 * Q(r), |r| <= ln2/2: relative error 3.1e-9 (0.03 ulp)
+_EXP32_Q = (0.4999999403953552, 0.1666652113199234, 0.04166838899254799, 0.0083687175065279,
+            0.0013814596459269524)
+# tanh(a) = a + a^3 * P(a^2), 0 <= a <= 0.625: relative error 4.1e-9
+_TANH32_P = (-0.3333328366279602, 0.13331490755081177, -0.05374349281191826, 0.020650574937462807,
+             -0.005717032589018345)
+_exp32_q = _horner32("_exp32_q", _EXP32_Q)
+_tanh32_p = _horner32("_tanh32_p", _TANH32_P)
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_F2 = np.float32(2.0)
+_FHALF = np.float32(0.5)
+_F32_LOG2E = np.float32(1.4426950408889634)
+_F32_NLN2_HI = np.float32(-0.693145751953125)        # 0x3F317200: k * this is exact, |k| <= 2^8
+_F32_NLN2_LO = np.float32(-1.428606765330187e-06)    # ln2 - 0.693145751953125, rounded
+_F32_EXP_LO = np.float32(-104.0)
+_F32_EXP_HI = np.float32(89.0)
+_F32_TANH_CUT = np.float32(0.625)
+_F32_TANH_SAT = np.float32(10.0)
+
+
 # --- building blocks ---------------------------------------------------------------------------
 @_inline
 def _pow2(kf):
@@ -219,7 +256,29 @@ def _expm1_core64(xs):
 
 # --- exp ---------------------------------------------------------------------------------------
 @_inline
+def _exp32_red(xs):
+    """(e^r, k) with xs = k ln2 + r, |r| <= ln2/2, for finite float32 xs in [-104, 89]; all
+    float32. e^r = 1 + fma(r*r, Q, r): the fma keeps ``reassoc`` from regrouping the sum."""
+    kf = rint(xs * _F32_LOG2E)
+    r = fma_f32(kf, _F32_NLN2_HI, xs)        # exact (Cody-Waite, 16-bit ln2 head)
+    r = fma_f32(kf, _F32_NLN2_LO, r)
+    return _F1 + fma_f32(r * r, _exp32_q(r), r), kf
+
+
+@_inline
 def exp_f32(x):
+    x = np.float32(x)
+    xs = x if x > _F32_EXP_LO else _F32_EXP_LO    # NaN -> -104 here, restored below
+    xs = xs if xs < _F32_EXP_HI else _F32_EXP_HI
+    p, kf = _exp32_red(xs)
+    k1 = rint(kf * _FHALF)                         # two steps: subnormal results round once
+    res = ldexp_f32(p, k1) * pow2_f32(kf - k1)
+    return res if x == x else x
+
+
+@_inline
+def exp_f32_wide(x):
+    """exp in float64 rounded once (correctly rounded nearly always; 4-wide, slower)."""
     xd = np.float64(x)
     xs = xd if xd > -104.0 else -104.0        # NaN -> -104 here, restored below
     xs = xs if xs < 89.0 else 89.0
@@ -329,6 +388,21 @@ def log1p_f64(x):
 # --- tanh --------------------------------------------------------------------------------------
 @_inline
 def tanh_f32(x):
+    x = np.float32(x)
+    a = abs(x)
+    a = a if a < _F32_TANH_SAT else _F32_TANH_SAT   # NaN -> 10 (tanh(10) rounds to 1)
+    u = a * a
+    small = fma_f32(a * u, _tanh32_p(u), a)          # |x| < 0.625
+    p, kf = _exp32_red(a + a)
+    e = p * pow2_f32(kf)                             # e^(2a), 2a <= 20
+    big = _F1 - _F2 / (e + _F1)                      # 2/(e+1) < 1/2 here: error <= ~1 ulp
+    res = copysign(small if a < _F32_TANH_CUT else big, x)
+    return res if x == x else x
+
+
+@_inline
+def tanh_f32_wide(x):
+    """tanh in float64 rounded once (4-wide, slower)."""
     xd = np.float64(x)
     a = abs(xd)
     a = a if a < 20.0 else 20.0               # NaN -> 20
