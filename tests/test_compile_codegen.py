@@ -1,5 +1,6 @@
 """Golden tests of the generated source: gelu is one loop with no temporaries, softmax
-fuses its passes under one row loop (max; exp into a row buffer; sum; scale), and a while loop holding a
+fuses its passes under one row loop (max; exp-and-sum, the exps stored into the output row;
+scale in place; row buffers allocated once outside a serial row loop), and a while loop holding a
 cond is a Python `while` holding an `if` in the same function.  Small sizes: serial loops.
 
 If the code generator changes on purpose, update the text (print ``cf.source(x)``)."""
@@ -27,23 +28,23 @@ SOFTMAX = """\
 def kernel(a0, o0):
     v1 = np.empty((64, 1), np.float32)
     v2 = np.empty((64, 1), np.float32)
-    for i3 in range(64):
-        v4 = np.empty((1,), np.float32)
-        v5 = np.empty((32,), np.float32)
+    v3 = np.empty((1,), np.float32)
+    for i4 in range(64):
+        v5 = o0[i4]
         acc6 = np.float32(-np.inf)
         for i7 in range(32):
-            acc6 = fmax(acc6, a0[i3, i7])
-        v1[i3, 0] = acc6
-        v4[0] = v1[i3, 0]
-        for i8 in range(32):
-            t9 = (a0[i3, i8] - v4[0])
-            v5[i8] = exp_f32(t9)
-        acc10 = 0.0
-        for i11 in range(32):
-            acc10 += np.float64(v5[i11])
-        v2[i3, 0] = np.float32(acc10)
+            acc6 = fmax(acc6, a0[i4, i7])
+        v1[i4, 0] = acc6
+        v3[0] = v1[i4, 0]
+        acc8 = 0.0
+        for i9 in range(32):
+            t10 = (a0[i4, i9] - v3[0])
+            t11 = exp_f32(t10)
+            v5[i9] = t11
+            acc8 += np.float64(t11)
+        v2[i4, 0] = np.float32(acc8)
         for i12 in range(32):
-            o0[i3, i12] = (v5[i12] / v2[i3, 0])
+            o0[i4, i12] = (v5[i12] / v2[i4, 0])
     return 0
 """
 
@@ -100,7 +101,8 @@ def test_gelu_is_one_loop_without_temporaries():
 def test_softmax_fused_passes():
     body = _body(lambda x: dg.softmax(x, 1), dg.ones(64, 32))
     assert body == SOFTMAX
-    assert body.count("for ") == 5  # rows: max; exp (stored once per row); sum; scale
+    assert body.count("for ") == 4  # rows: max; exp-and-sum (exps stored in the output row); scale
+    assert "v5 = o0[i4]" in body and body.count("np.empty") == 3  # no per-row allocation
 
 
 def test_while_holding_cond():

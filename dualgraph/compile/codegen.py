@@ -121,6 +121,8 @@ class Codegen:
         self.rowlocal = set()  # row-fused temporaries holding one row
         self.uses = {}
         self.graph_outputs = set()
+        self.pending_store = {}  # Var -> its map Eqn, computed by the reduction that reads it
+        self.stored = set()
 
     # -- the ctx API used by the lowering rules ----------------------------------------
     def tmp(self, prefix="t"):
@@ -342,6 +344,8 @@ class Codegen:
         if isinstance(x, Lit):
             return self.const(x.value, np.asarray(x.value).dtype)
         eqn = self.virtual.get(x)
+        if eqn is None and x in self.pending_store:
+            return self._store_on_read(x, idx)
         if eqn is None:
             n = self.names[x]
             if x.aval.ndim == 0:
@@ -361,6 +365,27 @@ class Codegen:
         t = self.tmp("t")
         self.line(f"{t} = {expr}")
         self.memo[-1][key] = t
+        return t
+
+    def _store_on_read(self, x, idx):
+        """The first read of a row-local map fused into the reduction after it: compute the
+        value here, store it into its row buffer, and let the reduction use it (one pass)."""
+        key = (x, tuple(idx))
+        for m in reversed(self.memo):
+            hit = m.get(key)
+            if hit is not None:
+                return hit
+        eqn = self.pending_store[x]
+        saved = self.cur_eqn
+        self.cur_eqn = eqn
+        expr = self.eval_at(eqn, list(idx))
+        self.cur_eqn = saved
+        t = self.tmp("t")
+        self.line(f"{t} = {expr}")
+        n = self.names[x]
+        self.line(f"{n}[{', '.join(idx[1:] if x in self.rowlocal else idx)}] = {t}")
+        self.memo[-1][key] = t
+        self.stored.add(x)
         return t
 
     def eval_at(self, eqn, idx):
@@ -526,18 +551,96 @@ class Codegen:
         total = sum(_size(e.inputs[0].aval.shape if e.prim.lowering.kind == "emitter"
                           else e.outs[0].aval.shape) for e in group)
         heavy = any(self.is_heavy(y) for e in group for y in e.inputs if isinstance(y, Var))
+        # a row buffer that dies where an output row is written at the same index lives in
+        # that output row (no buffer); the others are allocated once outside a serial row loop
+        alias = {v: self._out_row_alias(v, group) for v in local}
+        serial = not self._would_prange(R, total, heavy)
+        for v in local:
+            if serial and alias[v] is None:
+                self.line(f"{self.name(v)} = np.empty({tuple(v.aval.shape[1:])!r}, "
+                          f"{_np_name(v.aval.dtype)})")
         with self._nest([R], total=total, heavy=heavy) as (r,):
             for v in local:
                 n = self.name(v)
-                self.line(f"{n} = np.empty({tuple(v.aval.shape[1:])!r}, {_np_name(v.aval.dtype)})")
+                if alias[v] is not None:
+                    self.line(f"{n} = {alias[v]}[{r}]")
+                elif not serial:
+                    self.line(f"{n} = np.empty({tuple(v.aval.shape[1:])!r}, {_np_name(v.aval.dtype)})")
                 self.rowlocal.add(v)
                 self.prealloc.add(v)
             self.row = (r, R)
             try:
-                for e in group:
+                for k, e in enumerate(group):
+                    nxt = group[k + 1] if k + 1 < len(group) else None
+                    if nxt is not None and self._fuse_into_reduction(e, nxt):
+                        self.pending_store[e.outs[0]] = e
+                        continue
                     self.emit_eqn(e)
+                    for v in list(self.pending_store):
+                        if v not in self.stored:
+                            raise CompileError("internal: a map fused into a reduction was not read")
+                        del self.pending_store[v]
             finally:
                 self.row = None
+
+    def _would_prange(self, R, total, heavy):
+        thresh = PRANGE_MIN_HEAVY if heavy else PRANGE_MIN_CHEAP
+        return self.allow_parallel and not self.in_prange and total >= thresh and R >= 2
+
+    def _fuse_into_reduction(self, e, red):
+        """Is ``e`` (a row-fused map) read only by the reduction ``red`` right after it (and by
+        later members through its buffer), over whole rows at its own index?"""
+        if e.prim.lowering.kind != "elementwise" or red.prim.lowering.kind != "emitter":
+            return False
+        if red.prim.name not in ("reduce_sum", "reduce_max", "reduce_min"):
+            return False
+        v = e.outs[0]
+        if red.inputs[0] is not v or v.aval.ndim < 2:
+            return False
+        return set(red.params["axes"]) == set(range(1, v.aval.ndim))
+
+    def _out_row_alias(self, v, group):
+        """The output parameter whose row can hold row buffer ``v``: the last group member
+        reading ``v`` writes that output elementwise at ``v``'s own index."""
+        readers = [k for k, e in enumerate(group) if self._reads(e, v)]
+        if not readers:
+            return None
+        last = group[readers[-1]]
+        out = last.outs[0]
+        p = self.out_param.get(out)
+        if (p is None or last.prim.lowering.kind != "elementwise"
+                or out.aval.shape != v.aval.shape or out.aval.dtype != v.aval.dtype):
+            return None
+        return p if self._reads_at_own_index(last, v) else None
+
+    def _reads(self, e, v):
+        stack = [y for y in e.inputs if isinstance(y, Var)]
+        while stack:
+            y = stack.pop()
+            if y is v:
+                return True
+            p = self.virtual.get(y)
+            if p is not None:
+                stack.extend(z for z in p.inputs if isinstance(z, Var))
+        return False
+
+    def _reads_at_own_index(self, e, v):
+        """Every path from ``e`` to ``v`` goes through same-shape elementwise values only."""
+        shape = e.outs[0].aval.shape
+        stack = [y for y in e.inputs if isinstance(y, Var)]
+        while stack:
+            y = stack.pop()
+            if y is v:
+                continue
+            p = self.virtual.get(y)
+            if p is None:
+                continue
+            if not self._reads(p, v) and not any(z is v for z in p.inputs):
+                continue
+            if p.prim.lowering.kind != "elementwise" or y.aval.shape != shape:
+                return False
+            stack.extend(z for z in p.inputs if isinstance(z, Var))
+        return all(not isinstance(y, Var) or y is not v or y.aval.shape == shape for y in e.inputs)
 
     def emit_graph(self, g, top):
         self.analyze(g)
