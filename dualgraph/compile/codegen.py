@@ -123,6 +123,13 @@ class Codegen:
         self.graph_outputs = set()
         self.pending_store = {}  # Var -> its map Eqn, computed by the reduction that reads it
         self.stored = set()
+        # buffer reuse (top-level straight-line code): a temporary whose readers have all been
+        # emitted gives its buffer to the next allocation of the same shape and dtype
+        self.level = 0           # nesting of cond/while subgraphs
+        self.owned = {}          # Var -> buffer name, allocated here at the top level
+        self.pool = {}           # (shape, dtype) -> free buffer names
+        self.emitted = set()     # ids of top-level equations already emitted
+        self.reused = 0
 
     # -- the ctx API used by the lowering rules ----------------------------------------
     def tmp(self, prefix="t"):
@@ -239,8 +246,46 @@ class Codegen:
             self.direct.add(var)
             return p
         n = self.name(var)
-        self.line(f"{n} = np.empty({shape!r}, {_np_name(var.aval.dtype)})")
+        key = (shape, np.dtype(var.aval.dtype).str)
+        top = self.level == 0 and self.row is None
+        free = self.pool.get(key) if top else None
+        if free:
+            self.line(f"{n} = {free.pop()}  # a dead buffer, reused")
+            self.reused += 1
+        else:
+            self.line(f"{n} = np.empty({shape!r}, {_np_name(var.aval.dtype)})")
+        if top:
+            self.owned[var] = n
         return n
+
+    _READ_ONLY = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod")
+
+    def _readers(self, v, out):
+        """The emitted equations that read ``v`` (through fused values); False if one of them
+        might keep a reference to its buffer (a view, a control-flow carry, ...)."""
+        for u in self.uses.get(v, []):
+            if not u.prim.multiple_results and u.outs[0] in self.virtual:
+                if not self._readers(u.outs[0], out):
+                    return False
+                continue
+            kind = u.prim.lowering.kind if u.prim.lowering is not None else None
+            if not (_fusible(u) or u.prim.name in self._READ_ONLY) and kind != "elementwise":
+                return False
+            out.append(u)
+        return True
+
+    def _release_dead(self):
+        for v, n in list(self.owned.items()):
+            if v in self.graph_outputs:
+                del self.owned[v]
+                continue
+            readers = []
+            if not self._readers(v, readers):
+                del self.owned[v]  # pinned: never reused
+                continue
+            if all(id(u) in self.emitted for u in readers):
+                del self.owned[v]
+                self.pool.setdefault((self.shape_of(v), np.dtype(v.aval.dtype).str), []).append(n)
 
     def array(self, x):
         if isinstance(x, Lit) or x.aval.ndim == 0:
@@ -335,7 +380,11 @@ class Codegen:
         for v, n in zip(g.inputs, ins):
             self.names[v] = n
         saved = self.cur_eqn
-        self.emit_graph(g, top=False)
+        self.level += 1
+        try:
+            self.emit_graph(g, top=False)
+        finally:
+            self.level -= 1
         self.cur_eqn = saved
         return [self.operand(o, o.aval.dtype) for o in g.outputs]
 
@@ -656,8 +705,14 @@ class Codegen:
             if grp is not None:
                 done.update(id(e) for e in grp)
                 self.emit_row_group(grp)
+                if top:
+                    self.emitted.update(id(e) for e in grp)
+                    self._release_dead()
                 continue
             self.emit_eqn(eqn)
+            if top:
+                self.emitted.add(id(eqn))
+                self._release_dead()
 
     def emit_eqn(self, eqn):
         if True:

@@ -404,6 +404,13 @@ def _reduce_emitter(op):
         acc = c.tmp("acc")
         heavy = c.is_heavy(x)
         c.reduction_used()
+        if not kept and getattr(c, "row", None) is None and nred >= 2 * RED_BLOCK:
+            _blocked_reduction(c, eqn, op, x, shape, red, acc, adt, init, heavy)
+            if scalar_out:
+                c.bind(out, c.cast(acc, adt, odt))
+            else:
+                c.line(f"{dst}[{', '.join(['0'] * len(out.aval.shape))}] = {c.cast(acc, adt, odt)}")
+            return
         with c.nest([shape[d] for d in kept], total=nout * max(nred, 1), heavy=heavy) as oidx:
             c.line(f"{acc} = {init}")
             with c.nest([shape[d] for d in red], parallel=False) as ridx:
@@ -437,6 +444,56 @@ def _reduce_emitter(op):
             c.bind(out, c.cast(acc, adt, odt))
 
     return Emitter(emit, fuses=True)
+
+
+# full reductions over >= 2 * RED_BLOCK elements: per-block partials (a ``prange`` over the
+# blocks above the size threshold, ``range`` below), then the blocks combined in order.  The
+# block size depends on the shape only, so serial and parallel kernels give the same bits.
+RED_BLOCK = 1 << 13
+
+
+def _accumulate(c, op, acc, v, adt):
+    if op == "sum":
+        c.line(f"{acc} += {v}")
+    elif op == "prod":
+        c.line(f"{acc} *= {v}")
+    elif _isb(adt):
+        c.line(f"{acc} = {acc} {'|' if op == 'max' else '&'} {v}")
+    elif not _isf(adt):
+        c.line(f"{acc} = {op}({acc}, {v})")
+    else:
+        c.line(f"{acc} = {c.math('f' + op, adt)}({acc}, {v})")
+
+
+def _blocked_reduction(c, eqn, op, x, shape, red, acc, adt, init, heavy):
+    xdt = c.dtype_of(x)
+    n0 = shape[red[0]]
+    inner = 1
+    for d in red[1:]:
+        inner *= shape[d]
+    b0 = max(1, RED_BLOCK // max(inner, 1))
+    nb = -(-n0 // b0)
+    parts = c.tmp("p")
+    c.line(f"{parts} = np.empty({nb}, {'np.bool_' if _isb(adt) else 'np.' + np.dtype(adt).name})")
+    bacc = c.tmp("acc")  # the block's own accumulator (private to a prange iteration)
+    with c.nest([nb], total=n0 * inner, heavy=heavy) as (b,):
+        c.line(f"{bacc} = {init}")
+        j = c.tmp("i")
+        c.line(f"for {j} in range({b} * {b0}, min({b} * {b0} + {b0}, {n0})):")
+        with c.indented():
+            with c.nest([shape[d] for d in red[1:]], parallel=False) as ridx:
+                full = [None] * len(shape)
+                full[red[0]] = j
+                for d, i in zip(red[1:], ridx):
+                    full[d] = i
+                v = c.cast(c.read(x, full), xdt, adt)
+                _accumulate(c, op, bacc, v, adt)
+        c.line(f"{parts}[{b}] = {bacc}")
+    c.line(f"{acc} = {init}")
+    k = c.tmp("i")
+    c.line(f"for {k} in range({nb}):")
+    with c.indented():
+        _accumulate(c, op, acc, f"{parts}[{k}]", adt)
 
 
 _attach("reduce_sum", _reduce_emitter("sum"))
