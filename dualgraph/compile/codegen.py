@@ -602,7 +602,11 @@ class Codegen:
         heavy = any(self.is_heavy(y) for e in group for y in e.inputs if isinstance(y, Var))
         # a row buffer that dies where an output row is written at the same index lives in
         # that output row (no buffer); the others are allocated once outside a serial row loop
-        alias = {v: self._out_row_alias(v, group) for v in local}
+        alias, taken = {}, set()
+        for v in local:  # one row buffer per output row
+            a = self._out_row_alias(v, group)
+            alias[v] = a if a not in taken else None
+            taken.add(a)
         serial = not self._would_prange(R, total, heavy)
         for v in local:
             if serial and alias[v] is None:
@@ -689,7 +693,7 @@ class Codegen:
             if p.prim.lowering.kind != "elementwise" or y.aval.shape != shape:
                 return False
             stack.extend(z for z in p.inputs if isinstance(z, Var))
-        return all(not isinstance(y, Var) or y is not v or y.aval.shape == shape for y in e.inputs)
+        return True
 
     def emit_graph(self, g, top):
         self.analyze(g)
