@@ -20,13 +20,16 @@ Rows:
   through the data-dependent ``while_loop`` (JAX refuses reverse mode through it); the
   compiled forward alone is timed beside it (``newton_fwd``).
 
-Per row and system: the median time per call after warm-up, and (apart) the first call.
+Per row and system: the median time per call after warm-up (the systems of a row timed in
+three rounds of blocks, so changes of machine load touch them alike), and (apart) the
+first call.
 dualgraph's first call compiles with an empty disk cache (``DUALGRAPH_CACHE_DIR`` is set to
 a fresh temporary directory unless given).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -266,19 +269,31 @@ def jax_steps():
 # ---- timing -------------------------------------------------------------------------------
 
 
-def bench(fn, budget=1.0, max_reps=61, min_reps=7):
+def first_call(fn, warmup=3):
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
-    for _ in range(3):
+    for _ in range(warmup):
         fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), first
+    return first
+
+
+def round_robin(fns, budget=1.0, rounds=3):
+    """Median time of each ``fns[name] = (fn, max_reps)``: ``rounds`` rounds, in each a block
+    of calls per function (its first call after the switch not counted: thread pools of the
+    previous library may still spin), so a change of machine load touches them alike."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, (fn, m) in fns.items():
+            fn()
+            start = time.perf_counter()
+            n = 0
+            while n < max(2, m // rounds) and (n < 2 or time.perf_counter() - start < budget / rounds):
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+                n += 1
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _close(a, b, rtol=1e-4, atol=1e-5):
@@ -300,45 +315,49 @@ def main():
     check = {}
     note = {}
 
-    def put(row, col, fn, **kw):
-        res[row][col], first[row][col] = bench(fn, budget=budget, **kw)
+    todo = {n: {} for n in res}
+
+    def put(row, col, fn, *fargs, max_reps=61):
+        fn = functools.partial(fn, *fargs)  # bound now: the names below are reused
+        first[row][col] = first_call(fn)
+        todo[row][col] = (fn, max_reps)
 
     # -- dualgraph
     if "mlp" in rows:
         d = D["mlp"]
         ts = [dg.tensor(d[k]) for k in MLP_ARGS]
         step = dg.compile(dg_mlp_step, fullgraph=True)
-        put("mlp", "dg.compile", lambda: step(*ts))
+        put("mlp", "dg.compile", step, *ts)
         ref = np_mlp_step(*[d[k] for k in MLP_ARGS])
         check["mlp"] = _close([t.numpy() for t in step(*ts)], ref)
         ps = [dg.tensor(d[k].copy(), requires_grad=True) for k in MLP_ARGS[:4]]
         rest = [dg.tensor(d["X"]), dg.tensor(d["Y"])]
         eager = dg_eager_step(dg_mlp_loss, 4)
-        put("mlp", "dg eager", lambda: eager(ps, rest))
-        put("mlp", "numpy", lambda: np_mlp_step(*[d[k] for k in MLP_ARGS]))
+        put("mlp", "dg eager", eager, ps, rest)
+        put("mlp", "numpy", np_mlp_step, *[d[k] for k in MLP_ARGS])
     if "rnn" in rows:
         d = D["rnn"]
         ts = [dg.tensor(d[k]) for k in RNN_ARGS]
         step = dg.compile(dg_rnn_step, fullgraph=True)
-        put("rnn", "dg.compile", lambda: step(*ts))
+        put("rnn", "dg.compile", step, *ts)
         ref = np_rnn_step(*[d[k] for k in RNN_ARGS])
         check["rnn"] = _close([t.numpy() for t in step(*ts)], ref)
         ps = [dg.tensor(d[k].copy(), requires_grad=True) for k in RNN_ARGS[:2]]
         rest = [dg.tensor(d["xs"])]
         eager = dg_eager_step(dg_rnn_loss, 2)
-        put("rnn", "dg eager", lambda: eager(ps, rest), max_reps=11, min_reps=3)
-        put("rnn", "numpy", lambda: np_rnn_step(*[d[k] for k in RNN_ARGS]))
+        put("rnn", "dg eager", eager, ps, rest, max_reps=11)
+        put("rnn", "numpy", np_rnn_step, *[d[k] for k in RNN_ARGS])
     if "newton_grad" in rows:
         a = dg.tensor(D["newton_grad"]["a"])
         g = dg.compile(dg_newton_grad, fullgraph=True)
-        put("newton_grad", "dg.compile", lambda: g(a))
+        put("newton_grad", "dg.compile", g, a)
         ref = np_newton_grad(D["newton_grad"]["a"])
         check["newton_grad"] = _close([g(a).numpy()], [ref])
-        put("newton_grad", "dg eager", lambda: dg_newton_grad(a))
-        put("newton_grad", "numpy", lambda: np_newton_grad(D["newton_grad"]["a"]))
+        put("newton_grad", "dg eager", dg_newton_grad, a)
+        put("newton_grad", "numpy", np_newton_grad, D["newton_grad"]["a"])
         fwd = dg.compile(dg_newton, fullgraph=True)
-        put("newton_fwd", "dg.compile", lambda: fwd(a))
-        put("newton_fwd", "dg eager", lambda: dg_newton(a))
+        put("newton_fwd", "dg.compile", fwd, a)
+        put("newton_fwd", "dg eager", dg_newton, a)
 
     # -- torch
     try:
@@ -355,15 +374,15 @@ def main():
                     d = D["mlp"]
                     ps = [torch.tensor(d[k], requires_grad=True) for k in MLP_ARGS[:4]]
                     rest = [torch.from_numpy(d["X"]), torch.from_numpy(d["Y"])]
-                    put("mlp", col, lambda: mlp_step(ps, rest))
+                    put("mlp", col, mlp_step, ps, rest)
                 if "rnn" in rows:
                     d = D["rnn"]
                     ps = [torch.tensor(d[k], requires_grad=True) for k in RNN_ARGS[:2]]
                     rest = [torch.from_numpy(d["xs"])]
-                    put("rnn", col, lambda: rnn_step(ps, rest), max_reps=31 if compiled else 11)
+                    put("rnn", col, rnn_step, ps, rest, max_reps=31 if compiled else 11)
                 if "newton_grad" in rows and not compiled:
                     ta = torch.from_numpy(D["newton_grad"]["a"])
-                    put("newton_grad", col, lambda: newton_grad(ta))
+                    put("newton_grad", col, newton_grad, ta)
             except Exception as e:  # noqa: BLE001
                 print(f"{col}: {type(e).__name__}: {e}", file=sys.stderr)
     except ImportError:
@@ -372,23 +391,29 @@ def main():
     # -- jax
     try:
         jax, j_mlp, j_rnn, j_newton_grad, j_newton = jax_steps()
-        block = lambda r: jax.block_until_ready(r)  # noqa: E731
+        def run(f, xs):
+            return jax.block_until_ready(f(*xs))
+
         if "mlp" in rows:
             xs = [jax.device_put(D["mlp"][k]) for k in MLP_ARGS]
-            put("mlp", "jax.jit", lambda: block(j_mlp(*xs)))
+            put("mlp", "jax.jit", run, j_mlp, xs)
         if "rnn" in rows:
             xs = [jax.device_put(D["rnn"][k]) for k in RNN_ARGS]
-            put("rnn", "jax.jit", lambda: block(j_rnn(*xs)))
+            put("rnn", "jax.jit", run, j_rnn, xs)
         if "newton_grad" in rows:
             ja = jax.device_put(D["newton_grad"]["a"])
             try:
-                block(j_newton_grad(ja))
-                put("newton_grad", "jax.jit", lambda: block(j_newton_grad(ja)))
+                run(j_newton_grad, [ja])
+                put("newton_grad", "jax.jit", run, j_newton_grad, [ja])
             except Exception as e:  # noqa: BLE001 - reverse mode through while_loop
                 note["newton_grad"] = f"JAX refuses ({type(e).__name__})"
-            put("newton_fwd", "jax.jit", lambda: block(j_newton(ja)))
+            put("newton_fwd", "jax.jit", run, j_newton, [ja])
     except ImportError:
         pass
+
+    for n in todo:
+        if todo[n]:
+            res[n] = round_robin(todo[n], budget=budget)
 
     cols = ["dg.compile", "jax.jit", "torch.compile", "torch", "numpy", "dg eager"]
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
