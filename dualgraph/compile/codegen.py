@@ -130,6 +130,7 @@ class Codegen:
         self.pool = {}           # (shape, dtype) -> free buffer names
         self.emitted = set()     # ids of top-level equations already emitted
         self.reused = 0
+        self.bufplan = None  # buffers.BufferPlan: tape buffers in place / views / workspaces
 
     # -- the ctx API used by the lowering rules ----------------------------------------
     def tmp(self, prefix="t"):
@@ -210,10 +211,19 @@ class Codegen:
         self.line(f"    return {self.ret(1)}")
 
     def ret(self, status):
-        """The return value: the status, plus the dynamically shaped results (if any)."""
-        if not self.dyn_outs:
+        """The return value: the status, plus the dynamically shaped results (if any),
+        plus the workspaces (kept by the kernel for the next call)."""
+        ws = self.ws_params()
+        if not self.dyn_outs and not ws:
             return str(status)
-        return ", ".join([str(status)] + [self.names[v] for v in self.dyn_outs])
+        return ", ".join([str(status)] + [self.names[v] for v in self.dyn_outs] + ws)
+
+    def ws_params(self):
+        return [f"w{k}" for k in range(len(self.bufplan.slots))] if self.bufplan else []
+
+    def workspace(self, slot):
+        """The name of workspace ``slot``: a kernel argument, returned grown."""
+        return f"w{slot}"
 
     def reduction_used(self):
         self.has_reduction = True
@@ -485,6 +495,9 @@ class Codegen:
             if v in outs or v.aval.ndim == 0 or None in v.aval.shape:
                 continue
             us = uses.get(v, [])
+            if us and (self._transpose_view(eqn, us) or self._row_view_for_matmul(eqn, us)):
+                self.virtual[v] = eqn  # read by matmuls as ``x.T`` (a view, no copy)
+                continue
             if not us or not all(_fuses_operands(u) for u in us):
                 continue
             if eqn.prim.lowering.kind == "elementwise" and len({id(u) for u in us}) > 1 and (
@@ -503,6 +516,70 @@ class Codegen:
                 if big:
                     continue
             self.virtual[v] = eqn
+
+    def _transpose_view(self, eqn, us):
+        """A 2-D transpose of a materialized array read only by matmuls (or fusing
+        readers): BLAS reads it as the view ``x.T``."""
+        if eqn.prim.name != "transpose" or tuple(eqn.params["perm"]) != (1, 0):
+            return False
+        x = eqn.inputs[0]
+        if not isinstance(x, Var) or x.aval.ndim != 2 or None in x.aval.shape:
+            return False
+        if x in self.virtual and not self._row_view(self.virtual[x]):
+            return False
+        if np.dtype(x.aval.dtype).kind != "f":
+            return False
+        return any(u.prim.name == "matmul" for u in us) and all(
+            u.prim.name == "matmul" or _fuses_operands(u) for u in us)
+
+    def _row_view(self, eqn):
+        """``x[i]`` (one integer index on the leading dim of a materialized array, the
+        other dims whole): readable as the C-contiguous view ``x[i]``."""
+        if eqn.prim.name != "getitem":
+            return False
+        x, *arrays = eqn.inputs
+        if not isinstance(x, Var) or x in self.virtual or x.aval.ndim < 2 or None in x.aval.shape:
+            return False
+        if any(a.aval.ndim != 0 for a in arrays):
+            return False
+        plan = L.getitem_plan(x.aval.shape, eqn.params["spec"], [a.aval.shape for a in arrays])
+        if plan is None:
+            return False
+        out_shape, items = plan
+        if tuple(out_shape) != tuple(x.aval.shape[1:]) or items[0][0] not in ("fix", "arr"):
+            return False
+        return all(it[0] == "out" and it[2] == 0 and it[3] == 1 and out_shape[it[1]] == d
+                   for it, d in zip(items[1:], x.aval.shape[1:]))
+
+    def _row_view_for_matmul(self, eqn, us):
+        return (np.dtype(eqn.outs[0].aval.dtype).kind == "f" and self._row_view(eqn)
+                and any(u.prim.name == "matmul" for u in us)
+                and all(u.prim.name == "matmul" or _fuses_operands(u) for u in us))
+
+    def _row_view_expr(self, eqn):
+        x, *arrays = eqn.inputs
+        _, items = L.getitem_plan(x.aval.shape, eqn.params["spec"], [a.aval.shape for a in arrays])
+        it = items[0]
+        if it[0] == "fix":
+            return f"{self.names[x]}[{it[1]}]"
+        size = x.aval.shape[0]
+        w = self.tmp("ix")
+        self.line(f"{w} = np.int64({self.read(arrays[it[1]], [])})")
+        self.line(f"if {w} < 0: {w} += {size}")
+        self.check(f"{w} < 0 or {w} >= {size}")
+        return f"{self.names[x]}[{w}]"
+
+    def matmul_operand(self, x):
+        """The array expression of a matmul operand: ``a.T`` for a virtual transpose,
+        ``a[i]`` for a virtual row of ``a`` (views, no copies)."""
+        eqn = self.virtual.get(x)
+        if eqn is not None and eqn.prim.name == "transpose":
+            y = eqn.inputs[0]
+            inner = self.virtual.get(y)
+            return f"{self._row_view_expr(inner) if inner is not None else self.names[y]}.T"
+        if eqn is not None and eqn.prim.name == "getitem":
+            return self._row_view_expr(eqn)
+        return self.array(x)
 
     # -- row fusion: a run of row reductions and row-wise maps shares one outer loop -----
     def _row_extent(self, eqn):
@@ -759,7 +836,10 @@ class Codegen:
             self.line(f"{dst}[{', '.join(idx[1:] if out in self.rowlocal else idx)}] = {expr}")
 
     def generate(self, fname="kernel"):
+        from .buffers import BufferPlan
+
         g = self.graph
+        self.bufplan = BufferPlan(g)
         params = []
         for k, v in enumerate(g.inputs):
             if None in v.aval.shape:
@@ -814,7 +894,7 @@ class Codegen:
             "",
             f"@njit(cache=True, nogil=True, error_model='numpy', parallel={self.parallel}, "
             f"fastmath={fm})",
-            f"def {fname}({', '.join(params + self.const_params + outs)}):",
+            f"def {fname}({', '.join(params + self.ws_params() + self.const_params + outs)}):",
         ]
         return "\n".join(head + self.lines) + "\n"
 

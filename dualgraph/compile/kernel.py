@@ -132,12 +132,21 @@ class Kernel:
             if any(d <= 1 for d in shape):
                 st = None
             self._in_info.append((len(shape) == 0, st))
+        # tape workspaces (compile/buffers.py): one set per concurrent call, kept and reused
+        self.ws_specs = list(cg.bufplan.slots) if cg.bufplan is not None else []
+        self._ws_pool = []
         self._first = True
+
+    def _take_ws(self):
+        try:
+            return self._ws_pool.pop()  # atomic under the GIL: no two calls share a set
+        except IndexError:
+            return [np.empty((0,) + tuple(s), d) for s, d in self.ws_specs]
 
     def fast(self, values):
         """The call path after the first calls: ``values`` are ndarrays of the expected
         shapes and dtypes.  Returns the output arrays, or None (a run-time check failed)."""
-        if self._first or self._tune is not None or self.dyn or not self._plain:
+        if self._first or self._tune is not None or self.dyn or self.ws_specs or not self._plain:
             return self(values)
         for a in values:
             if not a.flags.c_contiguous:
@@ -160,6 +169,9 @@ class Kernel:
                     a = np.array(a, order="C")
                 args.append(a)
         outs = [np.empty(s, d) for s, d, _ in self.out_specs]
+        nws = len(self.ws_specs)
+        if nws:
+            args.extend(self._take_ws())
         if self._tune is not None and _fn is None:
             with self._tune_lock:  # the first calls: one thread at a time
                 if self._tune is not None:
@@ -173,8 +185,10 @@ class Kernel:
             st = self._first_call(args, outs)
         else:
             st = self.fn(*args, *self.consts, *outs)
-        if self.dyn:
+        if self.dyn or nws:
             ret, st = st, st[0]
+            if nws:
+                self._ws_pool.append(list(ret[len(ret) - nws:]))
         if st != 0:
             return None
         res = [o.reshape(()) if z else o for o, (_, _, z) in zip(outs, self.out_specs)]

@@ -589,8 +589,9 @@ def _matmul_emit(c, eqn):
     sa, sb, so = c.shape_of(a), c.shape_of(b), tuple(out.aval.shape)
     dt = out.aval.dtype
     blas = _isf(dt) and 0 not in sa and 0 not in sb
+    arr = getattr(c, "matmul_operand", c.array)  # ``x.T`` views of virtual transposes
     if len(so) == 0:
-        an, bn = c.array(a), c.array(b)
+        an, bn = arr(a), arr(b)
         if blas:
             c.bind(out, f"np.dot({an}, {bn})")
             return
@@ -599,7 +600,7 @@ def _matmul_emit(c, eqn):
         with c.nest([sa[0]], parallel=False) as (k,):
             c.line(f"{acc} += {an}[{k}] * {bn}[{k}]")
         return
-    an, bn = c.array(a), c.array(b)
+    an, bn = arr(a), arr(b)
     dst = c.alloc(out)
     a2 = len(sa) >= 2
     b2 = len(sb) >= 2
@@ -673,11 +674,25 @@ _attach("index_add", Emitter(_index_update("+="), fuses=True, ok=_index_add_ok))
 _attach("index_set", Emitter(_index_update("="), fuses=True, ok=_index_add_ok))
 
 
+def _bufplan(c):
+    return getattr(c, "bufplan", None)  # compile/buffers.py: in place, views, workspaces
+
+
 def _dynamic_zeros_emit(c, eqn):
     (out,) = eqn.outs
     n = c.read(eqn.inputs[0], [])
     shape = ", ".join([f"np.int64({n})"] + [str(d) for d in eqn.params["shape"]])
-    c.bind(out, f"np.zeros(({shape},), np.{np.dtype(eqn.params['dtype']).name})")
+    dt = np.dtype(eqn.params["dtype"]).name
+    bp = _bufplan(c)
+    slot = bp.slot.get(out) if bp is not None else None
+    if slot is not None:
+        # scratch rows (written before read) from the buffer the kernel keeps across calls
+        w = c.workspace(slot)
+        c.line(f"if len({w}) < {n}:")
+        c.line(f"    {w} = np.empty(({shape},), np.{dt})")
+        c.bind(out, w)
+        return
+    c.bind(out, f"np.zeros(({shape},), np.{dt})")
 
 
 def _dynamic_index_emit(c, eqn):
@@ -688,8 +703,11 @@ def _dynamic_index_emit(c, eqn):
     c.line(f"{iv} = np.int64({c.read(i, [])})")
     c.line(f"if {iv} < 0: {iv} += len({b})")
     c.check(f"{iv} < 0 or {iv} >= len({b})")
+    bp = _bufplan(c)
     if len(out.aval.shape) == 0:
         c.bind(out, f"{b}[{iv}]")
+    elif bp is not None and id(eqn) in bp.views:
+        c.bind(out, f"{b}[{iv}]")  # a view: the buffer is not written while it lives
     else:
         c.bind(out, f"{b}[{iv}].copy()")
 
@@ -701,15 +719,24 @@ def _dynamic_update_emit(c, eqn):
     dt = out.aval.dtype
     iv, n, o = c.tmp("di"), c.tmp("dn"), c.name(out)
     inner = tuple(out.aval.shape[1:])
+    bp = _bufplan(c)
+    inplace = bp is not None and id(eqn) in bp.inplace
+    slot = bp.slot.get(out) if inplace else None
     c.line(f"{iv} = np.int64({c.read(i, [])})")
     c.line(f"{n} = len({b})")
     c.check(f"{iv} < 0")
     c.line(f"if {iv} >= {n}:")
     tail = "".join(f", {d}" for d in inner)
-    c.line(f"    {o} = np.zeros((max(2 * {n}, {iv} + 1){tail}), np.{dt.name})")
+    # grown by doubling: rows past the old end are written before they are read when the
+    # buffer is scratch; zeros otherwise, as the eager implementation
+    fill = "empty" if slot is not None else "zeros"
+    c.line(f"    {o} = np.{fill}((max(2 * {n}, {iv} + 1){tail}), np.{dt.name})")
     c.line(f"    {o}[:{n}] = {b}")
+    if slot is not None:
+        c.line(f"    {c.workspace(slot)} = {o}")
     c.line("else:")
-    c.line(f"    {o} = {b}.copy()")
+    # in place: the old buffer is owned and read by nobody after this write
+    c.line(f"    {o} = {b}" if inplace else f"    {o} = {b}.copy()")
     with c.nest(inner, parallel=False) as idx:
         tgt = ", ".join([iv] + list(idx))
         v = c.read(x, c.broadcast_idx(list(idx), inner, c.shape_of(x)))

@@ -1134,7 +1134,9 @@ index_set_p = register(
 # ----------------------------------------------------------------------------------------
 
 
-def _dynamic_zeros_impl(n, shape, dtype):
+def _dynamic_zeros_impl(n, shape, dtype, scratch=False):
+    # scratch=True: every row is written before it is read (the carry tapes of while
+    # autodiff), so a compiled kernel may hand out reused memory; eagerly, zeros
     return np.zeros((int(n),) + tuple(shape), dtype)
 
 
@@ -1142,10 +1144,10 @@ dynamic_zeros_p = register(
     Primitive(
         "dynamic_zeros",
         _dynamic_zeros_impl,
-        lambda n, shape, dtype: ShapedArray((None,) + tuple(shape), dtype),
+        lambda n, shape, dtype, scratch=False: ShapedArray((None,) + tuple(shape), dtype),
         kind="indexing",
         arity=1,
-        dtype_rule=lambda n, shape, dtype: np.dtype(dtype),
+        dtype_rule=lambda n, shape, dtype, scratch=False: np.dtype(dtype),
         may_raise=True,
     )
 )

@@ -325,16 +325,31 @@ def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_
         (cts[i] if cts[i] is not None else _zeros_like(outs[i])) for i in diff_carry
     )
     ct_bc = tuple(_zeros_like(bc[j]) for j in diff_bc)
+    # Row n of each float carry's tape holds the loop's result, so row k+1 is iteration
+    # k's result: the VJP of the body reads it instead of recomputing it (tanh's VJP
+    # reads its output: the pre-activation and its matmuls become dead code).
+    traced = _context.get().trace is not None
+    if traced:
+        tape = list(tape)
+        for i in diff_carry:
+            if isinstance(outs[i], Tensor):
+                tape[i] = P.dynamic_update(tape[i], n_iter, outs[i])
 
     def bwd_body(j, state):
         ctc, ctb = state
         k = n_iter - 1 - j
         xs = [P.dynamic_index(b, k) for b in tape]
+        nxt = {i: P.dynamic_index(tape[i], k + 1) for i in diff_carry
+               if traced and isinstance(outs[i], Tensor)}
         cts_out = [None] * nc
         for i, c in zip(diff_carry, ctc):
             cts_out[i] = c
         wrt = diff_carry + [nc + jj for jj in diff_bc]
-        _, gs = eval_with_vjp(body_graph, xs + list(bc), wrt, cts_out)
+        builder = _context.get().trace
+        start = len(builder.eqns) if builder is not None else 0
+        ys, gs = eval_with_vjp(body_graph, xs + list(bc), wrt, cts_out)
+        if builder is not None and nxt:
+            _read_taped_results(builder, start, ys, nxt)
         new_ctc = tuple(gs[: len(diff_carry)])
         new_ctb = tuple(a + g for a, g in zip(ctb, gs[len(diff_carry):]))
         return new_ctc, new_ctb
@@ -349,10 +364,28 @@ def _while_vjp(cts, outs, ins, need, cond_graph, body_graph, cond_nconsts, body_
     return tuple(grads)
 
 
+def _read_taped_results(builder, start, ys, nxt):
+    """In the equations traced since ``start`` (the body's replay and its VJP), read the
+    replayed results ``ys[i]`` from the tape rows ``nxt[i]`` (equal values: what the
+    forward loop computed), so the replay that only produced them is dead code."""
+    sub = {}
+    for i, t in nxt.items():
+        y = ys[i]._value if isinstance(ys[i], Tensor) else None
+        if y.__class__ is Tracer and y.builder is builder and any(
+                y.var in e.outs for e in builder.eqns[start:]):
+            sub[y.var] = t._value.var
+    if not sub:
+        return
+    for e in builder.eqns[start:]:
+        if any(x in sub for x in e.inputs if x.__class__ is Var):
+            e.inputs = [sub.get(x, x) if x.__class__ is Var else x for x in e.inputs]
+
+
 def _taped_loop(carry0, cc, bc, cond_graph, body_graph):
     """``while`` over ``(count, carry, tapes)``: the loop of ``cond_graph``/``body_graph``
     that also counts its iterations and writes carry k into row k of each tape."""
-    bufs0 = [P.dynamic_zeros(_TAPE_CAPACITY, shape=tuple(x.shape), dtype=x.dtype) for x in carry0]
+    bufs0 = [P.dynamic_zeros(_TAPE_CAPACITY, shape=tuple(x.shape), dtype=x.dtype, scratch=True)
+             for x in carry0]
 
     def fwd_cond(state):
         n, carry, bufs = state
