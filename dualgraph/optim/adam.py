@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
-from .optimizer import Optimizer, step_under_no_grad, _step_tensor, _zeros_like
+from ..ops import primitives as P
+from .optimizer import Optimizer, first_step_eagerly, step_under_no_grad, traced, _step_tensor, _zeros_like
 
 
 def _check(lr, eps, betas, weight_decay):
@@ -52,13 +52,25 @@ class Adam(Optimizer):
                     g = -g
                 state = self.state[p]
                 if not state:
+                    first_step_eagerly(self)
                     state["step"] = _step_tensor()
                     state["exp_avg"] = _zeros_like(p)
                     state["exp_avg_sq"] = _zeros_like(p)
                     if amsgrad:
                         state["max_exp_avg_sq"] = _zeros_like(p)
                 state["step"] += 1
-                step = float(state["step"].item())
+                if traced(state["step"]):
+                    # inside dg.compile: the bias corrections as tensor ops on the step count,
+                    # in float64 as the Python floats below, rounded to the parameter's dtype
+                    # where eager code's Python floats meet float32 tensors
+                    step = state["step"].double()
+                    dt = p.dtype
+                    bias1 = (lr / (1 - beta1 ** step))._cast(dt)
+                    bias2_sqrt = (1 - beta2 ** step).sqrt()._cast(dt)
+                else:
+                    step = float(state["step"].item())
+                    bias1 = lr / (1 - beta1 ** step)
+                    bias2_sqrt = math.sqrt(1 - beta2 ** step)
                 if wd != 0:
                     if decoupled:
                         p *= 1 - lr * wd
@@ -68,14 +80,12 @@ class Adam(Optimizer):
                 m += (g - m) * (1 - beta1)  # torch's lerp_
                 v *= beta2
                 v += g * g * (1 - beta2)
-                bias1 = 1 - beta1 ** step
-                bias2_sqrt = math.sqrt(1 - beta2 ** step)
                 if amsgrad:
                     vmax = state["max_exp_avg_sq"]
-                    np.maximum(vmax._value, v._value, out=vmax._value)
+                    vmax.copy_(P.maximum(vmax, v))
                     v = vmax
                 denom = v.sqrt() / bias2_sqrt + eps
-                p -= (lr / bias1) * m / denom
+                p -= bias1 * m / denom
 
 
 class AdamW(Adam):

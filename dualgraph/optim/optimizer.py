@@ -14,6 +14,8 @@ import numpy as np
 
 from ..eager.grad_mode import enable_grad, no_grad
 from ..eager.tensor import Tensor
+from ..ops import context as _context
+from ..ops.context import EagerFirst
 
 
 class _RequiredParameter:
@@ -49,6 +51,9 @@ def step_under_no_grad(step):
 
     @functools.wraps(step)
     def wrapped(self, closure=None):
+        tr = _context.get().trace
+        if tr is not None:  # under dg.compile: the program holds while these stay the same
+            tr.guard(self._traced_state)
         loss = None
         if closure is not None:
             with enable_grad():
@@ -133,6 +138,16 @@ class Optimizer:
                     with no_grad():
                         p.grad.zero_()
 
+    def _traced_state(self):
+        """What a traced step reads of the optimizer's Python state: hyperparameters, the
+        parameters and the state tensors (by identity)."""
+        groups = tuple(tuple((k, v) for k, v in g.items() if k not in ("params", "param_names"))
+                       for g in self.param_groups)
+        params = tuple(id(p) for g in self.param_groups for p in g["params"])
+        state = tuple((id(p), tuple((k, id(v) if isinstance(v, Tensor) else v) for k, v in s.items()))
+                      for p, s in self.state.items())
+        return groups, params, id(self.state), state
+
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__}.step is not implemented")
 
@@ -187,6 +202,18 @@ class Optimizer:
         if _is_tensor_like(val):
             return _as_tensor(val, p)
         return copy.deepcopy(val)
+
+
+def first_step_eagerly(opt):
+    """Called where a step creates its state lazily: under a trace (dg.compile) this call
+    runs eagerly instead, and the compiled function traces the next one."""
+    if _context.get().trace is not None:
+        raise EagerFirst(f"{type(opt).__name__}.step creates its state on the first step")
+
+
+def traced(t):
+    """``t`` holds a traced value (inside dg.compile), not an array."""
+    return t._value.__class__ is not np.ndarray
 
 
 def _zeros_like(p):

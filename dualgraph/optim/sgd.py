@@ -1,7 +1,7 @@
 """SGD with momentum, dampening, Nesterov momentum and weight decay (torch's update rule)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, step_under_no_grad, _copy, required
+from .optimizer import Optimizer, first_step_eagerly, step_under_no_grad, _copy, required
 
 
 class SGD(Optimizer):
@@ -41,6 +41,7 @@ class SGD(Optimizer):
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
                     if buf is None:
+                        first_step_eagerly(self)
                         buf = state["momentum_buffer"] = _copy(g)
                     else:
                         buf *= momentum
