@@ -39,7 +39,7 @@ class _Entry:
     """One signature's compiled program."""
 
     __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "any_rg", "single", "py_outs",
-                 "fx")
+                 "fx", "done")
 
     def __init__(self, graph=None, kernel=None, tensor_pos=(), out_tree=None, eager=False,
                  any_rg=True):
@@ -52,6 +52,7 @@ class _Entry:
         self.single = out_tree is not None and out_tree.kind == "leaf"
         self.py_outs = ()  # (position, value): Python numbers the function returned as is
         self.fx = None  # captured tensors and their write-backs (effects.py)
+        self.done = None  # (result,) of the eager run made while building (not cached)
 
     def result(self, outs):
         for i, v in self.py_outs:
@@ -134,6 +135,8 @@ class CompiledFunction:
         else:
             self._stats["hits"] += 1
         if entry.eager:
+            if entry.done is not None:  # the eager run that judged a capture failure
+                return entry.done[0]
             return self._fn(*args, **kwargs)
         if entry.fx is not None:  # captured tensors: read at call time, written back after
             return _effects.call(self, key, entry, args, kwargs)
@@ -220,13 +223,15 @@ class CompiledFunction:
             # an error eager code raises too (a shape mismatch, ...)?  Then eager's own
             # error is what the caller gets; if eager runs, the function was not captured
             try:
-                self._fn(*args, **kwargs)
+                res = self._fn(*args, **kwargs)
             except Exception:  # noqa: BLE001
                 self._stats["traces"] -= 1
                 self._keys.pop()
                 return _Entry(eager=True)  # not cached: the call runs eagerly and raises
-            return self._fail(key, f"dg.compile: could not capture `{name}`: "
-                                   f"{type(e).__name__}: {e}")
+            self._fail(key, f"dg.compile: could not capture `{name}`: {type(e).__name__}: {e}")
+            done = _Entry(eager=True)  # this call's result: the function is not run twice
+            done.done = (res,)  # (it may update parameters and optimizer state)
+            return done
         out_tree = graph.out_tree
         py_outs = tuple((i, x.value) for i, x in enumerate(graph.outputs)
                         if isinstance(x, Lit) and isinstance(x.value, (bool, int, float)))

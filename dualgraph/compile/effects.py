@@ -35,6 +35,7 @@ a graph constant, as before; its writes are dropped (nobody can see them).
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import sys
 
@@ -217,14 +218,25 @@ class Live:
         for r in self.recs.values():
             if r.grad is not None:
                 held[id(r.grad)] = held.get(id(r.grad), 0) + 1
+        if not self._find_dropped(held):
+            # something looks reachable: maybe only through garbage cycles the trace left
+            # (frames of a caught exception, ...); the young generations hold them
+            gc.collect(1)
+            self._find_dropped(held)
+
+    def _find_dropped(self, held):
+        """Adds the unreachable temporaries to ``dropped``; True if that is all records."""
+        every = True
         for k, r in self.recs.items():
-            # references: the record, getrefcount's argument, other records' snapshots
-            if sys.getrefcount(r.t) - held.get(k, 0) > 2:
+            if k in self.dropped:
                 continue
-            # the array: the record, the tensor, getrefcount's argument
-            if sys.getrefcount(r.value) > 3:
+            # references: the record, getrefcount's argument, other records' snapshots;
+            # the array's: the record, the tensor, getrefcount's argument
+            if sys.getrefcount(r.t) - held.get(k, 0) > 2 or sys.getrefcount(r.value) > 3:
+                every = False
                 continue
             self.dropped.add(k)
+        return every
 
     # -- the program ---------------------------------------------------------------------
     def program(self, graph):
@@ -341,9 +353,11 @@ class Effects:
         self.inputs.sort(key=lambda s: s.pos)
         self.variants = None  # on the first entry of a signature: all its entries
         self.calls = 0
-        self.checked = False
         self.retraces = 0
         self.fingerprint = None
+        # a program that writes nothing needs no stability check (see call)
+        self.checked = not any(s.write is not None or s.gkind is not None or s.delta
+                               or s.rg_after is not None for s in specs)
 
     def bind(self):
         """``(located tensors, input arrays)`` or None when a guard fails."""
@@ -493,8 +507,8 @@ def call(cf, key, head, args, kwargs):
                 "signature (the Python-side state it reads -- .grad being None or not, "
                 "requires_grad flags, optimizer hyperparameters -- keeps changing)"), args, kwargs)
         new = _retrace(cf, key, head, args, kwargs)
-        if new is None:
-            return cf._fn(*args, **kwargs)
+        if new.eager:
+            return _eager_call(cf, new, args, kwargs)
         variants.append(new)
         entry = new
         bound = new.fx.bind()
@@ -508,16 +522,12 @@ def call(cf, key, head, args, kwargs):
         # the second use of a variant: trace again; a different program means the first
         # trace saw Python state that changed since (lazily made state, a counter)
         new = _retrace(cf, key, head, args, kwargs)
-        if new is None:
-            return cf._fn(*args, **kwargs)
+        if new.eager:
+            return _eager_call(cf, new, args, kwargs)
         if new.fx.fingerprint == fx.fingerprint:
             fx.checked = True
         else:
-            head.fx.retraces += 1
-            if head.fx.retraces > MAX_RETRACES:
-                return _eager_after(cf, key, head, (
-                    f"dg.compile: `{name}` gives a different program each time it is traced (it "
-                    "branches on Python state that changes between calls)"), args, kwargs)
+            # the new trace is this call's (its Python code ran once, in the trace): run it
             variants[variants.index(entry)] = new
             new.fx.calls = 1
             entry = new
@@ -525,17 +535,26 @@ def call(cf, key, head, args, kwargs):
             bound = fx.bind()
             if bound is None:
                 return cf._fn(*args, **kwargs)
+            head.fx.retraces += 1
+            if head.fx.retraces >= MAX_RETRACES:
+                # from the next call on: eager
+                cf._cache.pop(key, None)
+                cf._fail(key, f"dg.compile: `{name}` gives a different program each time it is "
+                              "traced (it branches on Python state that changes between calls)")
     return _run(cf, entry, bound, args, kwargs)
 
 
+def _eager_call(cf, entry, args, kwargs):
+    return entry.done[0] if entry.done is not None else cf._fn(*args, **kwargs)
+
+
 def _retrace(cf, key, head, args, kwargs):
-    """A new traced entry for ``key`` (``head`` stays the cached one), or None when this
-    call must run eagerly (and the cache entry then says so if it was a capture failure)."""
+    """A new traced entry for ``key`` (``head`` stays the cached one), or an eager entry:
+    a capture failure (cached by _fail: the signature runs eagerly from now on), or a call
+    that must run eagerly (not cached)."""
     new = cf._build(key, args, kwargs)
     if new.eager:
-        # a capture failure (cached by _fail: the signature runs eagerly from now on), or a
-        # first call that must run eagerly (not cached)
-        return None
+        return new
     cf._cache[key] = head
     if new.fx is None:  # no captured tensor this time: a variant without guards
         new.fx = Effects([], [], len(new.graph.outputs), len(new.graph.inputs))
