@@ -38,15 +38,20 @@ from __future__ import annotations
 import gc
 import hashlib
 import sys
+import warnings
 
 import numpy as np
 
 from ..eager.engine import INPLACE
+from ..eager.grad_mode import is_grad_enabled
 from ..eager.tensor import Tensor, _counter
 from ..ops.primitives import const_p
 from ..ops.registry import ShapedArray
+from ..static.interpreter import GraphExecutionError, eval_graph
 from ..static.ir import Eqn, Graph, Var
 from ..static.tracer import Tracer, TracerError, trace_function
+from ..static.tree import tree_flatten
+from .codegen import CompileError
 
 _nd = np.ndarray
 MAX_VARIANTS = 8  # traced variants (guard sets) per argument signature
@@ -349,12 +354,11 @@ class Effects:
         self.guards = guards
         self.n_user = n_user
         self.n_args = n_args
-        self.inputs = [s for s in specs if s.pos is not None]
-        self.inputs.sort(key=lambda s: s.pos)
         self.variants = None  # on the first entry of a signature: all its entries
         self.calls = 0
         self.retraces = 0
         self.fingerprint = None
+        self._plan = None
         # a program that writes nothing needs no stability check (see call)
         self.checked = not any(s.write is not None or s.gkind is not None or s.delta
                                or s.rg_after is not None for s in specs)
@@ -368,49 +372,75 @@ class Effects:
             except Exception:  # noqa: BLE001 - the state it reads is gone
                 return None
         located = []
+        arrays = []
         for s in self.specs:
             t = s.locate()
             if t is None:
                 return None
             located.append(t)
-        if any(s.gobj is not None and s.gobj.locate() is None for s in self.specs):
-            return None
-        arrays = [t._value for s, t in zip(self.specs, located) if s.pos is not None]
+            if s.pos is not None:
+                arrays.append(t._value)
+            if s.gobj is not None and s.gobj.locate() is None:
+                return None
         return located, arrays
 
     def apply(self, located, outs, inputs):
         """Write the effect outputs ``outs`` (the graph's outputs past the user's)."""
-        n_user = self.n_user
-        seen = {id(a) for a in inputs}
-        for s, t in zip(self.specs, located):
-            if s.write is not None:
-                new = outs[s.write - n_user]
-                v = t._value
-                if v.flags.writeable:
-                    np.copyto(v, new, casting="unsafe")
-                else:
-                    t._value = np.array(new, dtype=v.dtype, copy=True)
-            if s.delta:
-                c = _counter(t)
-                c[0] += s.delta
-                INPLACE[0] += s.delta
-        for s, t in zip(self.specs, located):
-            k = s.gkind
-            if k is None:
-                pass
-            elif k == "none":
-                t._grad = None
-            elif k == "new":
-                a = outs[s.gnew - n_user]
-                a = np.asarray(a)
-                if id(a) in seen or not a.flags.writeable or a.base is not None:
-                    a = np.array(a, copy=True)
-                seen.add(id(a))
-                t._grad = Tensor._make(a)
-            else:  # "obj"
-                t._grad = s.gobj.locate()
-            if s.rg_after is not None:
-                t._requires_grad = s.rg_after
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = self._make_plan()
+        writes, deltas, slots = plan
+        for i, k in writes:
+            t = located[i]
+            new = outs[k]
+            v = t._value
+            if v.flags.writeable:
+                np.copyto(v, new, casting="unsafe")
+            else:
+                t._value = np.array(new, dtype=v.dtype, copy=True)
+        if deltas:
+            total = 0
+            for i, d in deltas:
+                t = located[i]
+                m = t._meta
+                c = None if m is None else m.version
+                if c is None:
+                    c = _counter(t)
+                c[0] += d
+                total += d
+            INPLACE[0] += total
+        if slots:
+            seen = None
+            for i, kind, arg, rg in slots:
+                t = located[i]
+                if kind == "none":
+                    t._grad = None
+                elif kind == "new":
+                    a = outs[arg]
+                    if a.__class__ is not _nd:
+                        a = np.asarray(a)
+                    if seen is None:
+                        seen = {id(x) for x in inputs}
+                    if id(a) in seen or not a.flags.writeable or a.base is not None:
+                        a = np.array(a, copy=True)
+                    seen.add(id(a))
+                    t._grad = Tensor._make(a)
+                elif kind == "obj":
+                    t._grad = arg.locate()
+                if rg is not None:
+                    t._requires_grad = rg
+
+    def _make_plan(self):
+        n = self.n_user
+        writes = [(i, s.write - n) for i, s in enumerate(self.specs) if s.write is not None]
+        deltas = [(i, s.delta) for i, s in enumerate(self.specs) if s.delta]
+        slots = []
+        for i, s in enumerate(self.specs):
+            if s.gkind is None and s.rg_after is None:
+                continue
+            arg = s.gnew - n if s.gkind == "new" else s.gobj
+            slots.append((i, s.gkind, arg, s.rg_after))
+        return writes, deltas, slots
 
     def key(self):
         return (tuple(s.key() for s in self.specs), tuple(v for _, v in self.guards), self.n_user)
@@ -433,8 +463,6 @@ def trace(fn, args, kwargs):
     live = Live()
     graph, _ = trace_function(lambda a, k: fn(*a, **k), (args, kwargs), live=live)
     if live.backward_ran:
-        from ..static.tree import tree_flatten
-
         leaves, _ = tree_flatten((args, kwargs))
         if any(isinstance(x, Tensor) and x._requires_grad for x in leaves):
             raise TracerError(
@@ -563,27 +591,24 @@ def _retrace(cf, key, head, args, kwargs):
 
 
 def _run(cf, entry, bound, args, kwargs):
-    from ..static.interpreter import GraphExecutionError, eval_graph
-    from ..static.tree import tree_flatten
-    from .codegen import CompileError
-
     located, live_arrays = bound
     fx = entry.fx
-    if all(a.__class__ is Tensor for a in args) and not kwargs:
-        tensors = args
-    else:
+    if kwargs or any(a.__class__ is not Tensor for a in args):
         leaves, _ = tree_flatten((args, kwargs))
-        tensors = [leaves[i] for i in entry.tensor_pos]
-    arrays = [t._value if t.__class__ is Tensor else np.asarray(t) for t in tensors] + live_arrays
+        args_t = [leaves[i] for i in entry.tensor_pos]
+        arrays = [t._value if t.__class__ is Tensor else np.asarray(t) for t in args_t]
+    else:
+        arrays = [t._value for t in args]
+    arrays += live_arrays
     k = entry.kernel
+    if entry.any_rg and is_grad_enabled():
+        k = None  # arguments that require grad: the graph runs on the tape (as api.py does)
     if k is not None:
         try:
-            res = k(arrays)
+            res = k.fast(arrays)
         except CompileError as e:
             if cf.fullgraph:
                 raise
-            import warnings
-
             from .api import CompileWarning
 
             warnings.warn(f"{e}; running eagerly", CompileWarning, stacklevel=4)
@@ -593,8 +618,14 @@ def _run(cf, entry, bound, args, kwargs):
         if res is None:  # a run-time check failed: eager code raises its own error
             return cf._fn(*args, **kwargs)
     else:
+        if kwargs or any(a.__class__ is not Tensor for a in args):
+            ins = [t if t.__class__ is Tensor else Tensor(np.asarray(t)) for t in args_t]
+        else:
+            ins = list(args)
+        # the captured tensors themselves: gradients reach parameters as eagerly
+        ins += [t for s, t in zip(fx.specs, located) if s.pos is not None]
         try:
-            outs = eval_graph(entry.graph, [Tensor._make(a) for a in arrays])
+            outs = eval_graph(entry.graph, ins)
         except GraphExecutionError as e:
             cause = e.__cause__
             while isinstance(cause, GraphExecutionError) and cause.__cause__ is not None:
@@ -602,7 +633,11 @@ def _run(cf, entry, bound, args, kwargs):
             if cause is not None and not isinstance(cause, GraphExecutionError):
                 raise cause.with_traceback(None) from None
             raise
-        res = [o._value for o in outs]
+        n = fx.n_user
+        fx.apply(located, [o._value for o in outs[n:]], arrays)
+        return entry.result(list(outs[:n]))
     n = fx.n_user
     fx.apply(located, res[n:], arrays)
+    if entry.single and not entry.py_outs:
+        return Tensor._make(res[0])
     return entry.result([Tensor._make(a) for a in res[:n]])

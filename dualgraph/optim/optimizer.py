@@ -118,6 +118,7 @@ class Optimizer:
             if v is required and k not in group:
                 raise ValueError(f"parameter group didn't specify a value of required optimization parameter {k}")
             group.setdefault(k, v)
+        self._epoch = getattr(self, "_epoch", 0) + 1  # a compiled step traces again
         if len({id(p) for p in params}) != len(params):
             raise ValueError("optimizer contains a parameter group with duplicate parameters")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
@@ -139,14 +140,11 @@ class Optimizer:
                         p.grad.zero_()
 
     def _traced_state(self):
-        """What a traced step reads of the optimizer's Python state: hyperparameters, the
-        parameters and the state tensors (by identity)."""
-        groups = tuple(tuple((k, v) for k, v in g.items() if k not in ("params", "param_names"))
-                       for g in self.param_groups)
-        params = tuple(id(p) for g in self.param_groups for p in g["params"])
-        state = tuple((id(p), tuple((k, id(v) if isinstance(v, Tensor) else v) for k, v in s.items()))
-                      for p, s in self.state.items())
-        return groups, params, id(self.state), state
+        """What a traced step reads of the optimizer's Python state (checked before each
+        call of a compiled step): the hyperparameters, and which parameters and state
+        tensors there are (``_epoch`` moves when groups are added or state is loaded)."""
+        return (getattr(self, "_epoch", 0), id(self.state), len(self.state),
+                tuple(tuple(v for k, v in g.items() if k != "params") for g in self.param_groups))
 
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__}.step is not implemented")
@@ -188,6 +186,7 @@ class Optimizer:
             p = id_map[k]
             state[p] = {name: self._restore(name, val, p) for name, val in v.items()}
         self.state = state
+        self._epoch = getattr(self, "_epoch", 0) + 1
         new_groups = []
         for g, s in zip(self.param_groups, saved):
             ng = {k: copy.deepcopy(v) for k, v in s.items() if k != "params"}
@@ -221,7 +220,7 @@ def _zeros_like(p):
 
 
 def _copy(t):
-    return Tensor(np.array(t._value, copy=True))
+    return Tensor(np.array(t._value, copy=True, order="C"))
 
 
 def _step_tensor():
