@@ -266,3 +266,55 @@ def test_write_inside_a_branch_falls_back_with_the_right_result():
         for x, y in _data(3):
             _close(eager(x, y), comp(x, y), "loss")
             _same_state(me, mc)
+
+
+@pytest.mark.parametrize("form", ["data_add_", "detach_sub_", "data_isub_grad_on"])
+def test_detached_aliases_write_the_parameter(form):
+    """``p.data`` and ``p.detach()`` share the parameter's memory eagerly: writes through
+    them update the parameter in the compiled step too (no fallback)."""
+    me, mc = _mlp(), _mlp()
+
+    def old_style(model):
+        def step(x, y):
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            for p in model.parameters():
+                if form == "data_add_":
+                    p.data.add_(p.grad, alpha=-0.1)
+                elif form == "detach_sub_":
+                    p.detach().sub_(0.1 * p.grad)
+                else:
+                    p.data -= 0.1 * p.grad
+                p.grad = None
+            return loss
+        return step
+
+    eager, comp = old_style(me), dg.compile(old_style(mc), fullgraph=True, backend="interpreter")
+    for x, y in _data(3):
+        _close(eager(x, y), comp(x, y), "loss")
+        _same_state(me, mc)
+    for p, q in zip(me.parameters(), mc.parameters()):
+        assert p._meta.version[0] == q._meta.version[0]
+
+
+def test_scalar_state_and_grad_writes_compile():
+    """0-d state written with fill_, a .grad zeroed in place and kept (numba kernel)."""
+    w = dg.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    w.grad = dg.tensor(np.array([5.0, 5.0], np.float32))
+    g = w.grad
+    count = dg.tensor(np.float32(3.0))
+
+    @dg.compile(fullgraph=True)
+    def f(x):
+        with dg.no_grad():
+            w.grad.zero_()
+            w.add_(x)
+            count.fill_(count + 1)
+        return x * 2
+
+    for k in range(3):
+        np.testing.assert_array_equal(f(dg.ones(2)).numpy(), [2.0, 2.0])
+        np.testing.assert_array_equal(w.detach().numpy(), [2.0 + k, 3.0 + k])
+        assert w.grad is g and not g.numpy().any()
+        assert float(count.item()) == 4.0 + k
+    assert count._meta.version[0] == 3 and w._meta.version[0] == 3

@@ -557,7 +557,14 @@ def _put_back(t, ctx):
         return
     base, prim, rest, params, _ = m.view
     traced = ctx.trace is not None or base._value.__class__ is not _ndarray
-    if traced or (ctx.grad_enabled and (t._requires_grad or base._requires_grad)):
+    if prim is P.stop_gradient_p:
+        # a detached alias (traced x.detach() / x.data): the base takes the value, keeping
+        # its own autograd history, as the shared memory does eagerly
+        if traced:
+            if ctx.trace is not None:
+                ctx.trace.note_write(base)
+            base._value = t._value
+    elif traced or (ctx.grad_enabled and (t._requires_grad or base._requires_grad)):
         if base._requires_grad and base._grad_fn is None and ctx.grad_enabled:
             raise RuntimeError(
                 f"a view of a leaf Variable that requires grad is being used in an in-place "
@@ -826,6 +833,17 @@ class Tensor:
 
     @property
     def data(self):
+        tr = _get().trace
+        if tr is not None and tr.live is not None:
+            # under dg.compile: an alias of this (captured) tensor, as eagerly, so that
+            # ``p.data -= lr * g`` writes ``p`` (compile/effects.py)
+            tr.live.adopt(self)
+            with _context.using(grad_enabled=False):
+                d = P.stop_gradient(self)
+            m = d._meta
+            if m is not None and m.view is not None:  # its own version counter (torch's .data)
+                m.version = [m.version[0]]
+            return d
         return Tensor._make(self._value)
 
     @data.setter
