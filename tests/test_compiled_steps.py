@@ -318,3 +318,18 @@ def test_scalar_state_and_grad_writes_compile():
         assert w.grad is g and not g.numpy().any()
         assert float(count.item()) == 4.0 + k
     assert count._meta.version[0] == 3 and w._meta.version[0] == 3
+
+
+def test_learning_rate_schedule_needs_no_new_trace():
+    """The learning rate is read at each call: a scheduler changing it every step keeps one
+    compiled program."""
+    me, mc = _mlp(), _mlp()
+    oe, oc = dg.optim.AdamW(list(me.parameters()), lr=0.02), dg.optim.AdamW(list(mc.parameters()), lr=0.02)
+    se = dg.optim.lr_scheduler.ExponentialLR(oe, gamma=0.8)
+    sc = dg.optim.lr_scheduler.ExponentialLR(oc, gamma=0.8)
+    eager, comp = _opt_step(me, oe), dg.compile(_opt_step(mc, oc), fullgraph=True, backend="interpreter")
+    for x, y in _data(12):
+        _close(eager(x, y), comp(x, y), "loss")
+        _same_state(me, mc, oe, oc)
+        se.step(), sc.step()
+    assert comp.cache_info()["traces"] <= 3

@@ -114,6 +114,7 @@ class Live:
         self.guards = []  # (fn, value): Python state the trace depends on
         self.n_effect_outs = 0
         self.dropped = set()  # ids of unreachable temporaries (constants)
+        self.scalars = []  # (fn, var): Python numbers read at call time (a learning rate)
 
     # -- during the trace (from the Builder's hooks) --------------------------------------
     def register(self, t):
@@ -153,6 +154,13 @@ class Live:
 
     def guard(self, fn):
         self.guards.append((fn, fn()))
+
+    def scalar(self, fn, dtype=np.float64):
+        """A 0-d traced tensor whose value is ``fn()`` at each call (not baked in)."""
+        np.asarray(fn(), dtype)  # fails now rather than at call time
+        tracer = self.root.new_input(ShapedArray((), np.dtype(dtype)))
+        self.scalars.append((fn, tracer.var, np.dtype(dtype)))
+        return Tensor._make(tracer)
 
     # -- when the function returned ----------------------------------------------------
     def effect_outputs(self, out_leaves):
@@ -248,7 +256,7 @@ class Live:
         """``(graph', Effects)``: dropped temporaries become constants, unused inputs go."""
         recs = list(self.recs.values())
         live_vars = [r.var for r in recs if r.var is not None]
-        n_live = len(live_vars)
+        n_live = len(live_vars) + len(self.scalars)
         n_args = len(graph.inputs) - n_live
         arg_inputs = graph.inputs[:n_args]
         n_user = len(graph.outputs) - self.n_effect_outs
@@ -295,13 +303,18 @@ class Live:
                 pos = len(inputs)
                 inputs.append(r.var)
             entries.append(_Spec(r, owner.get(id(r.t)), pos, write, gnew))
+        scalars = []
+        for fn, var, dt in self.scalars:
+            if var in used:
+                inputs.append(var)
+                scalars.append((fn, dt))
         for e in entries:  # a .grad set to another captured tensor: where to find it
             if e.gkind == "obj":
                 target = e.gobj
                 e.gobj = next((x for x in entries if x.t is target.t), None) or _Spec(
                     target, owner.get(id(target.t)), None, None, None)
         g = Graph(inputs, eqns, out_atoms, graph.in_tree, graph.out_tree)
-        fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args)
+        fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args, scalars)
         return g, fx
 
 
@@ -349,8 +362,9 @@ class _Spec:
 class Effects:
     """The captured inputs, guards and write-backs of one traced variant."""
 
-    def __init__(self, specs, guards, n_user, n_args):
+    def __init__(self, specs, guards, n_user, n_args, scalars=()):
         self.specs = specs
+        self.scalars = list(scalars)  # (fn, dtype): trailing inputs after the tensors
         self.guards = guards
         self.n_user = n_user
         self.n_args = n_args
@@ -381,6 +395,11 @@ class Effects:
             if s.pos is not None:
                 arrays.append(t._value)
             if s.gobj is not None and s.gobj.locate() is None:
+                return None
+        for fn, dt in self.scalars:
+            try:
+                arrays.append(np.asarray(fn(), dt))
+            except Exception:  # noqa: BLE001 - the state it reads is gone
                 return None
         return located, arrays
 
@@ -443,7 +462,8 @@ class Effects:
         return writes, deltas, slots
 
     def key(self):
-        return (tuple(s.key() for s in self.specs), tuple(v for _, v in self.guards), self.n_user)
+        return (tuple(s.key() for s in self.specs), tuple(v for _, v in self.guards), self.n_user,
+                tuple(str(dt) for _, dt in self.scalars))
 
 
 def _desc(t):
@@ -468,7 +488,7 @@ def trace(fn, args, kwargs):
             raise TracerError(
                 "backward() inside a compiled function called with tensors that require grad "
                 "(their .grad would be set too): not supported by dg.compile")
-    if not live.recs and not live.guards:
+    if not live.recs and not live.guards and not live.scalars:
         return graph, None
     return live.program(graph)
 
@@ -624,6 +644,7 @@ def _run(cf, entry, bound, args, kwargs):
             ins = list(args)
         # the captured tensors themselves: gradients reach parameters as eagerly
         ins += [t for s, t in zip(fx.specs, located) if s.pos is not None]
+        ins += [Tensor._make(a) for a in arrays[len(ins):]]  # live scalars
         try:
             outs = eval_graph(entry.graph, ins)
         except GraphExecutionError as e:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import math
 
 
+from ..eager.tensor import Tensor
 from ..ops import primitives as P
-from .optimizer import Optimizer, first_step_eagerly, step_under_no_grad, traced, _step_tensor, _zeros_like
+from .optimizer import (Optimizer, first_step_eagerly, live_lr, step_under_no_grad, traced, _step_tensor,
+                        _zeros_like)
 
 
 def _check(lr, eps, betas, weight_decay):
@@ -41,7 +43,7 @@ class Adam(Optimizer):
     @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
-            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            lr, (beta1, beta2), eps = live_lr(group), group["betas"], group["eps"]
             wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
             decoupled = group.get("decoupled_weight_decay", False)
             for p in group["params"]:
@@ -73,7 +75,8 @@ class Adam(Optimizer):
                     bias2_sqrt = math.sqrt(1 - beta2 ** step)
                 if wd != 0:
                     if decoupled:
-                        p *= 1 - lr * wd
+                        decay = 1 - lr * wd
+                        p *= decay._cast(p.dtype) if isinstance(decay, Tensor) else decay
                     else:
                         g = g + wd * p
                 m, v = state["exp_avg"], state["exp_avg_sq"]

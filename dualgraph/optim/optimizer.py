@@ -144,7 +144,8 @@ class Optimizer:
         call of a compiled step): the hyperparameters, and which parameters and state
         tensors there are (``_epoch`` moves when groups are added or state is loaded)."""
         return (getattr(self, "_epoch", 0), id(self.state), len(self.state),
-                tuple(tuple(v for k, v in g.items() if k != "params") for g in self.param_groups))
+                tuple(tuple(v for k, v in g.items() if k not in ("params", "lr"))
+                      for g in self.param_groups))
 
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__}.step is not implemented")
@@ -208,6 +209,17 @@ def first_step_eagerly(opt):
     runs eagerly instead, and the compiled function traces the next one."""
     if _context.get().trace is not None:
         raise EagerFirst(f"{type(opt).__name__}.step creates its state on the first step")
+
+
+def live_lr(group):
+    """``group["lr"]``: under dg.compile a 0-d float64 tensor read at each call (so that a
+    learning-rate scheduler needs no new trace), else the Python number."""
+    tr = _context.get().trace
+    lr = group["lr"]
+    if tr is None or not isinstance(lr, (int, float)) or isinstance(lr, bool):
+        return lr
+    t = tr.live_scalar(lambda: group["lr"])
+    return lr if t is None else t
 
 
 def traced(t):

@@ -239,6 +239,13 @@ class Builder:
         if self.live is not None:
             self.live.guard(fn)
 
+    def live_scalar(self, fn):
+        """Under dg.compile: a 0-d float64 traced tensor read from ``fn()`` at each call
+        (a learning rate a scheduler changes); elsewhere None."""
+        if self.live is None or self is not self.live.root:
+            return None
+        return self.live.scalar(fn)
+
     def note_backward(self):
         """``backward()`` / ``autograd.grad`` runs under this trace."""
         if self.live is not None:
