@@ -136,7 +136,10 @@ def test_optimizer_step_matches_eager(make):
     lambda ps: dg.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
     lambda ps: dg.optim.Adam(ps, lr=0.01, amsgrad=True, weight_decay=0.01),
     lambda ps: dg.optim.SGD(ps, lr=0.05, momentum=0.8, dampening=0.2, weight_decay=0.01, nesterov=False),
-], ids=["adamw", "adam_amsgrad_l2", "sgd_dampening"])
+    lambda ps: dg.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, maximize=True),
+    lambda ps: dg.optim.RMSprop(ps, lr=0.01, momentum=0.5, centered=True),
+    lambda ps: dg.optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.01),
+], ids=["adamw", "adam_amsgrad_l2", "sgd_dampening", "sgd_nesterov_maximize", "rmsprop", "adagrad"])
 def test_optimizer_step_matches_eager_interpreter(make):
     me, mc = _mlp(), _mlp()
     oe, oc = make(list(me.parameters())), make(list(mc.parameters()))
