@@ -12,8 +12,10 @@ from ..eager.tensor import TRACE, Tensor
 from ..static.interpreter import GraphExecutionError, eval_graph
 from ..static.ir import Lit
 from ..static.passes import optimize
-from ..static.tracer import TracerError, trace_function
+from ..ops.context import EagerFirst
+from ..static.tracer import TracerError
 from ..static.tree import tree_flatten, tree_unflatten
+from . import effects as _effects
 from .codegen import CompileError
 from .signature import signature
 
@@ -36,7 +38,8 @@ _attach_lowerings()
 class _Entry:
     """One signature's compiled program."""
 
-    __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "any_rg", "single", "py_outs")
+    __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "any_rg", "single", "py_outs",
+                 "fx", "done")
 
     def __init__(self, graph=None, kernel=None, tensor_pos=(), out_tree=None, eager=False,
                  any_rg=True):
@@ -48,6 +51,8 @@ class _Entry:
         self.any_rg = any_rg  # some argument requires grad
         self.single = out_tree is not None and out_tree.kind == "leaf"
         self.py_outs = ()  # (position, value): Python numbers the function returned as is
+        self.fx = None  # captured tensors and their write-backs (effects.py)
+        self.done = None  # (result,) of the eager run made while building (not cached)
 
     def result(self, outs):
         for i, v in self.py_outs:
@@ -106,7 +111,7 @@ class CompiledFunction:
             return self._fn(*args, **kwargs)  # inside another trace: inline
         key, fast = signature(args, kwargs)
         entry = self._cache.get(key)
-        if fast and entry is not None and entry.kernel is not None and not (
+        if fast and entry is not None and entry.kernel is not None and entry.fx is None and not (
                 entry.any_rg and is_grad_enabled()):
             # the hot path: a cache hit on Tensors
             self._stats["hits"] += 1
@@ -130,7 +135,11 @@ class CompiledFunction:
         else:
             self._stats["hits"] += 1
         if entry.eager:
+            if entry.done is not None:  # the eager run that judged a capture failure
+                return entry.done[0]
             return self._fn(*args, **kwargs)
+        if entry.fx is not None:  # captured tensors: read at call time, written back after
+            return _effects.call(self, key, entry, args, kwargs)
         if fast:
             tensors = args
         else:
@@ -202,20 +211,27 @@ class CompiledFunction:
         try:
             # trace_function, not dg.trace: dg.trace may convert again (AutoGraph), and the
             # wrapper lambda is ours, not the user's code
-            graph, _ = trace_function(lambda a, k: fn(*a, **k), (args, kwargs))
+            graph, fx = _effects.trace(fn, args, kwargs)
+        except EagerFirst:
+            # state made lazily on the first call (an optimizer's): that call runs eagerly
+            self._stats["traces"] -= 1
+            self._keys.pop()
+            return _Entry(eager=True)  # not cached
         except TracerError as e:
             return self._fail(key, f"dg.compile: could not capture `{name}`: {e}")
         except Exception as e:  # noqa: BLE001
             # an error eager code raises too (a shape mismatch, ...)?  Then eager's own
             # error is what the caller gets; if eager runs, the function was not captured
             try:
-                self._fn(*args, **kwargs)
+                res = self._fn(*args, **kwargs)
             except Exception:  # noqa: BLE001
                 self._stats["traces"] -= 1
                 self._keys.pop()
                 return _Entry(eager=True)  # not cached: the call runs eagerly and raises
-            return self._fail(key, f"dg.compile: could not capture `{name}`: "
-                                   f"{type(e).__name__}: {e}")
+            self._fail(key, f"dg.compile: could not capture `{name}`: {type(e).__name__}: {e}")
+            done = _Entry(eager=True)  # this call's result: the function is not run twice
+            done.done = (res,)  # (it may update parameters and optimizer state)
+            return done
         out_tree = graph.out_tree
         py_outs = tuple((i, x.value) for i, x in enumerate(graph.outputs)
                         if isinstance(x, Lit) and isinstance(x.value, (bool, int, float)))
@@ -233,6 +249,8 @@ class CompiledFunction:
         any_rg = any(x._requires_grad for x in leaves if isinstance(x, Tensor))
         entry = _Entry(graph, kernel, pos, out_tree, any_rg=any_rg)
         entry.py_outs = py_outs
+        if fx is not None:
+            entry.fx = _effects.finish(entry, fx)
         self._cache[key] = entry
         return entry
 

@@ -218,6 +218,9 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
     instead of being accumulated into ``.grad`` (``autograd.grad``)."""
     token = _context.enter(grad_enabled=bool(create_graph))
     try:
+        tr = _context.get().trace
+        if tr is not None:
+            tr.note_backward()
         captured = None
         capture_leaf = capture_node = None
         if inputs is not None:
@@ -529,6 +532,20 @@ def _accumulate(leaf, g, create_graph, capture_leaf, captured, deferred=None):
         raise RuntimeError(
             f"backward: gradient of shape {tuple(g.shape)} does not match leaf of shape {tuple(leaf.shape)}"
         )
+    if g._value.__class__ is not _ndarray:
+        # traced (a backward() inside dg.compile): the leaf's .grad becomes a traced value;
+        # an existing .grad is added to in place, as below (a write the trace records)
+        tr = _context.get().trace
+        if tr is not None:
+            tr.note_write(leaf)
+        cur = leaf._grad
+        if cur is None:
+            leaf._grad = g if create_graph else g._untaped()
+        elif create_graph:
+            leaf._grad = cur + g
+        else:
+            cur += g
+        return
     cur = leaf._grad
     if create_graph:
         leaf._grad = g if cur is None else cur + g

@@ -452,6 +452,10 @@ def _fresh(t):
 def _rebase(t, new, keep_value=False):
     """``t`` takes the history (and, unless ``keep_value``, the payload) of ``new``; nodes
     recorded before keep their edge to the old history (``Meta.history``)."""
+    if not keep_value and t._value.__class__ is _ndarray:
+        tr = _get().trace
+        if tr is not None:
+            tr.note_write(t)  # a captured eager tensor written under dg.compile
     m = t._meta
     if m is None:
         m = t._meta = Meta()
@@ -466,9 +470,12 @@ def _rebase(t, new, keep_value=False):
                 f"\n  at {registry.user_source() or '<unknown>'}"
             )
         t._value = new._value
+    # a leaf that requires grad stays one when written under no_grad (eagerly such a
+    # write is a plain numpy write; traced, the leaf takes the new payload)
+    keep_leaf = t._requires_grad and t._grad_fn is None and new._grad_fn is None
     t._grad_fn = new._grad_fn
     t._out_index = new._out_index
-    t._requires_grad = new._requires_grad
+    t._requires_grad = new._requires_grad or keep_leaf
 
 
 def _bump(t):
@@ -503,6 +510,8 @@ def _write(t, prim, operands, params, name, where=0):
     """``t = prim(*operands)`` in place, where ``operands[where]`` is ``t``: the write of
     ``t += o``, ``t.mul_(o)``, ``t[idx] = v``, ``t.fill_(v)``, ``t.copy_(src)``."""
     ctx = _get()
+    if ctx.trace is not None:
+        ctx.trace.note_write(t)  # under dg.compile: a write to a captured tensor is an effect
     if t._meta is not None:
         _fresh(t)
     traced = ctx.trace is not None or t._value.__class__ is not _ndarray
@@ -548,7 +557,14 @@ def _put_back(t, ctx):
         return
     base, prim, rest, params, _ = m.view
     traced = ctx.trace is not None or base._value.__class__ is not _ndarray
-    if traced or (ctx.grad_enabled and (t._requires_grad or base._requires_grad)):
+    if prim is P.stop_gradient_p:
+        # a detached alias (traced x.detach() / x.data): the base takes the value, keeping
+        # its own autograd history, as the shared memory does eagerly
+        if traced:
+            if ctx.trace is not None:
+                ctx.trace.note_write(base)
+            base._value = t._value
+    elif traced or (ctx.grad_enabled and (t._requires_grad or base._requires_grad)):
         if base._requires_grad and base._grad_fn is None and ctx.grad_enabled:
             raise RuntimeError(
                 f"a view of a leaf Variable that requires grad is being used in an in-place "
@@ -567,6 +583,8 @@ def _write_with(t, fn, name):
     composite): the same semantics as ``_write`` (views see it, versions move, a graph
     records it), the new value computed from a private copy of the old one."""
     ctx = _get()
+    if ctx.trace is not None:
+        ctx.trace.note_write(t)
     if t._meta is not None:
         _fresh(t)
     traced = ctx.trace is not None or t._value.__class__ is not _ndarray
@@ -797,10 +815,16 @@ class Tensor:
 
     @property
     def grad(self):
+        tr = _get().trace
+        if tr is not None:
+            tr.note_read(self)  # under dg.compile: the grad is read through its tensor
         return self._grad
 
     @grad.setter
     def grad(self, g):
+        tr = _get().trace
+        if tr is not None:
+            tr.note_write(self)
         if g is not None and not isinstance(g, Tensor):
             raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(g).__name__}")
         if g is not None and g.shape != self.shape:
@@ -809,10 +833,24 @@ class Tensor:
 
     @property
     def data(self):
+        tr = _get().trace
+        if tr is not None and tr.live is not None:
+            # under dg.compile: an alias of this (captured) tensor, as eagerly, so that
+            # ``p.data -= lr * g`` writes ``p`` (compile/effects.py)
+            tr.live.adopt(self)
+            with _context.using(grad_enabled=False):
+                d = P.stop_gradient(self)
+            m = d._meta
+            if m is not None and m.view is not None:  # its own version counter (torch's .data)
+                m.version = [m.version[0]]
+            return d
         return Tensor._make(self._value)
 
     @data.setter
     def data(self, other):
+        tr = _get().trace
+        if tr is not None:
+            tr.note_write(self)
         self._value = v = other._value if isinstance(other, Tensor) else _to_array(other, None)
         self.shape = v.shape
 
@@ -861,6 +899,9 @@ class Tensor:
         return t
 
     def detach_(self):
+        tr = _get().trace
+        if tr is not None:
+            tr.note_write(self)
         self._grad_fn = None
         self._requires_grad = False
         return self
@@ -887,6 +928,9 @@ class Tensor:
             grads = run_backward([self], [gradient], retain_graph, create_graph, inputs, allow_unused=True)
             for t, g in zip(inputs, grads):
                 if g is not None:
+                    tr = _get().trace
+                    if tr is not None:
+                        tr.note_write(t)
                     t._grad = g if t._grad is None else t._grad + g
             return
         run_backward([self], [gradient], retain_graph, create_graph)

@@ -648,6 +648,12 @@ def _index_add_emit(c, eqn, op="+="):
     base, g, *arrays = eqn.inputs
     (out,) = eqn.outs
     dt = out.aval.dtype
+    if not out.aval.shape:  # a 0-d value is a scalar in generated code (x.fill_(v) of 0-d x)
+        v = c.cast(c.read(g, []), c.dtype_of(g), dt)
+        if op != "=":
+            v = f"({c.cast(c.read(base, []), c.dtype_of(base), dt)} + {v})"
+        c.bind(out, v)
+        return
     dst = c.alloc(out)
     shape = c.shape_of(base)
     with c.nest(shape) as idx:

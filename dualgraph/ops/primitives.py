@@ -559,7 +559,10 @@ erf_p = _elementwise(
 # the identity that stops gradients: what ``detach()`` of a traced tensor records, so a
 # graph differentiated by IR autodiff treats it as the tape does (no cotangent through it)
 stop_gradient_p = _elementwise("stop_gradient", lambda x: x, nondiff=True, arity=1, dtype_rule=_same_dtype,
-                               grad_name="Detach")
+                               grad_name="Detach",
+                               # traced, x.detach() is an alias of x (as eagerly: shared
+                               # memory): a write to it is a write to x
+                               view_put=lambda base, v: v)
 
 # comparisons and logic: bool results, no gradient
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..eager.tensor import Tensor
-from .optimizer import Optimizer, step_under_no_grad, _step_tensor
+from .optimizer import Optimizer, live_lr, step_under_no_grad, traced, _step_tensor
 
 
 class Adagrad(Optimizer):
@@ -36,7 +36,7 @@ class Adagrad(Optimizer):
     @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
-            lr, lr_decay, eps, wd = group["lr"], group["lr_decay"], group["eps"], group["weight_decay"]
+            lr, lr_decay, eps, wd = live_lr(group), group["lr_decay"], group["eps"], group["weight_decay"]
             for p in group["params"]:
                 g = p.grad
                 if g is None:
@@ -45,10 +45,13 @@ class Adagrad(Optimizer):
                     g = -g
                 state = self.state[p]
                 state["step"] += 1
-                step = float(state["step"].item())
+                if traced(state["step"]):  # inside dg.compile: float64 tensor ops, as below
+                    clr = (lr / (1 + (state["step"].double() - 1) * lr_decay))._cast(p.dtype)
+                else:
+                    step = float(state["step"].item())
+                    clr = lr / (1 + (step - 1) * lr_decay)
                 if wd != 0:
                     g = g + wd * p
-                clr = lr / (1 + (step - 1) * lr_decay)
                 s = state["sum"]
                 s += g * g
                 std = s.sqrt() + eps

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
-from .optimizer import Optimizer, step_under_no_grad, _step_tensor, _zeros_like
+from ..eager.tensor import Tensor
+from ..ops import primitives as P
+from .optimizer import (Optimizer, first_step_eagerly, live_lr, step_under_no_grad, traced, _step_tensor,
+                        _zeros_like)
 
 
 def _check(lr, eps, betas, weight_decay):
@@ -41,7 +43,7 @@ class Adam(Optimizer):
     @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
-            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            lr, (beta1, beta2), eps = live_lr(group), group["betas"], group["eps"]
             wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
             decoupled = group.get("decoupled_weight_decay", False)
             for p in group["params"]:
@@ -52,30 +54,41 @@ class Adam(Optimizer):
                     g = -g
                 state = self.state[p]
                 if not state:
+                    first_step_eagerly(self)
                     state["step"] = _step_tensor()
                     state["exp_avg"] = _zeros_like(p)
                     state["exp_avg_sq"] = _zeros_like(p)
                     if amsgrad:
                         state["max_exp_avg_sq"] = _zeros_like(p)
                 state["step"] += 1
-                step = float(state["step"].item())
+                if traced(state["step"]):
+                    # inside dg.compile: the bias corrections as tensor ops on the step count,
+                    # in float64 as the Python floats below, rounded to the parameter's dtype
+                    # where eager code's Python floats meet float32 tensors
+                    step = state["step"].double()
+                    dt = p.dtype
+                    bias1 = (lr / (1 - beta1 ** step))._cast(dt)
+                    bias2_sqrt = (1 - beta2 ** step).sqrt()._cast(dt)
+                else:
+                    step = float(state["step"].item())
+                    bias1 = lr / (1 - beta1 ** step)
+                    bias2_sqrt = math.sqrt(1 - beta2 ** step)
                 if wd != 0:
                     if decoupled:
-                        p *= 1 - lr * wd
+                        decay = 1 - lr * wd
+                        p *= decay._cast(p.dtype) if isinstance(decay, Tensor) else decay
                     else:
                         g = g + wd * p
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 m += (g - m) * (1 - beta1)  # torch's lerp_
                 v *= beta2
                 v += g * g * (1 - beta2)
-                bias1 = 1 - beta1 ** step
-                bias2_sqrt = math.sqrt(1 - beta2 ** step)
                 if amsgrad:
                     vmax = state["max_exp_avg_sq"]
-                    np.maximum(vmax._value, v._value, out=vmax._value)
+                    vmax.copy_(P.maximum(vmax, v))
                     v = vmax
                 denom = v.sqrt() / bias2_sqrt + eps
-                p -= (lr / bias1) * m / denom
+                p -= bias1 * m / denom
 
 
 class AdamW(Adam):

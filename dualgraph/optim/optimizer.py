@@ -14,6 +14,8 @@ import numpy as np
 
 from ..eager.grad_mode import enable_grad, no_grad
 from ..eager.tensor import Tensor
+from ..ops import context as _context
+from ..ops.context import EagerFirst
 
 
 class _RequiredParameter:
@@ -49,6 +51,9 @@ def step_under_no_grad(step):
 
     @functools.wraps(step)
     def wrapped(self, closure=None):
+        tr = _context.get().trace
+        if tr is not None:  # under dg.compile: the program holds while these stay the same
+            tr.guard(self._traced_state)
         loss = None
         if closure is not None:
             with enable_grad():
@@ -113,6 +118,7 @@ class Optimizer:
             if v is required and k not in group:
                 raise ValueError(f"parameter group didn't specify a value of required optimization parameter {k}")
             group.setdefault(k, v)
+        self._epoch = getattr(self, "_epoch", 0) + 1  # a compiled step traces again
         if len({id(p) for p in params}) != len(params):
             raise ValueError("optimizer contains a parameter group with duplicate parameters")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
@@ -132,6 +138,14 @@ class Optimizer:
                         p.grad.detach_()
                     with no_grad():
                         p.grad.zero_()
+
+    def _traced_state(self):
+        """What a traced step reads of the optimizer's Python state (checked before each
+        call of a compiled step): the hyperparameters, and which parameters and state
+        tensors there are (``_epoch`` moves when groups are added or state is loaded)."""
+        return (getattr(self, "_epoch", 0), id(self.state), len(self.state),
+                tuple(tuple(v for k, v in g.items() if k not in ("params", "lr"))
+                      for g in self.param_groups))
 
     def step(self, closure=None):
         raise NotImplementedError(f"{type(self).__name__}.step is not implemented")
@@ -173,6 +187,7 @@ class Optimizer:
             p = id_map[k]
             state[p] = {name: self._restore(name, val, p) for name, val in v.items()}
         self.state = state
+        self._epoch = getattr(self, "_epoch", 0) + 1
         new_groups = []
         for g, s in zip(self.param_groups, saved):
             ng = {k: copy.deepcopy(v) for k, v in s.items() if k != "params"}
@@ -189,12 +204,35 @@ class Optimizer:
         return copy.deepcopy(val)
 
 
+def first_step_eagerly(opt):
+    """Called where a step creates its state lazily: under a trace (dg.compile) this call
+    runs eagerly instead, and the compiled function traces the next one."""
+    if _context.get().trace is not None:
+        raise EagerFirst(f"{type(opt).__name__}.step creates its state on the first step")
+
+
+def live_lr(group):
+    """``group["lr"]``: under dg.compile a 0-d float64 tensor read at each call (so that a
+    learning-rate scheduler needs no new trace), else the Python number."""
+    tr = _context.get().trace
+    lr = group["lr"]
+    if tr is None or not isinstance(lr, (int, float)) or isinstance(lr, bool):
+        return lr
+    t = tr.live_scalar(lambda: group["lr"])
+    return lr if t is None else t
+
+
+def traced(t):
+    """``t`` holds a traced value (inside dg.compile), not an array."""
+    return t._value.__class__ is not np.ndarray
+
+
 def _zeros_like(p):
     return Tensor(np.zeros(p.shape, p.dtype))
 
 
 def _copy(t):
-    return Tensor(np.array(t._value, copy=True))
+    return Tensor(np.array(t._value, copy=True, order="C"))
 
 
 def _step_tensor():

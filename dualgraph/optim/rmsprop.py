@@ -1,7 +1,8 @@
 """RMSprop (torch's update rule, optional momentum and centering)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, step_under_no_grad, _step_tensor, _zeros_like
+from ..eager.tensor import Tensor
+from .optimizer import Optimizer, first_step_eagerly, live_lr, step_under_no_grad, _step_tensor, _zeros_like
 
 
 class RMSprop(Optimizer):
@@ -29,7 +30,7 @@ class RMSprop(Optimizer):
     @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
-            lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+            lr, alpha, eps = live_lr(group), group["alpha"], group["eps"]
             wd, momentum, centered = group["weight_decay"], group["momentum"], group["centered"]
             for p in group["params"]:
                 g = p.grad
@@ -39,6 +40,7 @@ class RMSprop(Optimizer):
                     g = -g
                 state = self.state[p]
                 if not state:
+                    first_step_eagerly(self)
                     state["step"] = _step_tensor()
                     state["square_avg"] = _zeros_like(p)
                     if momentum > 0:
@@ -58,6 +60,8 @@ class RMSprop(Optimizer):
                 else:
                     avg = sq.sqrt()
                 avg = avg + eps
+                if isinstance(lr, Tensor):  # traced: rounded to p's dtype as the Python float is
+                    lr = lr._cast(p.dtype)
                 if momentum > 0:
                     buf = state["momentum_buffer"]
                     buf *= momentum

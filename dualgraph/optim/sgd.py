@@ -1,7 +1,8 @@
 """SGD with momentum, dampening, Nesterov momentum and weight decay (torch's update rule)."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, step_under_no_grad, _copy, required
+from ..eager.tensor import Tensor
+from .optimizer import Optimizer, first_step_eagerly, live_lr, step_under_no_grad, _copy, required
 
 
 class SGD(Optimizer):
@@ -27,7 +28,7 @@ class SGD(Optimizer):
     @step_under_no_grad
     def step(self, closure=None):
         for group in self.param_groups:
-            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+            lr, momentum, dampening = live_lr(group), group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
             for p in group["params"]:
                 g = p.grad
@@ -41,9 +42,11 @@ class SGD(Optimizer):
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
                     if buf is None:
+                        first_step_eagerly(self)
                         buf = state["momentum_buffer"] = _copy(g)
                     else:
                         buf *= momentum
                         buf += (1 - dampening) * g
                     g = g + momentum * buf if nesterov else buf
-                p -= lr * g
+                # (a traced learning rate: rounded to p's dtype as the Python float is)
+                p -= (lr._cast(p.dtype) if isinstance(lr, Tensor) else lr) * g

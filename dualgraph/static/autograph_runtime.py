@@ -41,6 +41,13 @@ def _builder():
     return _context.get().trace
 
 
+def _captured(x):
+    """``x`` is an eager tensor captured by a dg.compile trace: its in-place updates are
+    effects of the compiled function (compile/effects.py), so ``x -= y`` stays in place."""
+    live = getattr(_builder(), "live", None)
+    return live is not None and (isinstance(x._value, np.ndarray) or id(x) in live.recs)
+
+
 def is_traced(x):
     """Is ``x`` a tensor whose value is only known when the graph runs?"""
     return isinstance(x, Tensor) and not isinstance(x._value, np.ndarray)
@@ -679,7 +686,7 @@ def not_any(*flags):
 
 def _aug(inplace, functional):
     def op(x, y):
-        if isinstance(x, Tensor) and _builder() is not None:
+        if isinstance(x, Tensor) and _builder() is not None and not _captured(x):
             return functional(x, y)
         if isinstance(x, _CONTAINERS):
             mut(x, "<augmented target>", inplace.__name__)

@@ -6,7 +6,10 @@ op goes through the same ``bind`` / registry entries as eager code.  The tape wo
 traced tensors too: ``dg.grad`` inside a trace records the backward equations (IR autodiff).
 
 Closures: an eager tensor captured by the traced function becomes a ``const`` equation (a
-graph constant, no gradient through it); a traced tensor of an enclosing trace captured
+graph constant, no gradient through it) -- except under ``dg.compile``, which traces with a
+``live`` registry (compile/effects.py): there a captured eager tensor becomes an extra graph
+input read at call time, and in-place writes to it (and changes of its ``.grad``) become
+outputs written back after each call; a traced tensor of an enclosing trace captured
 by a sub-function (a cond branch, a loop body) becomes an extra input of the sub-graph,
 bound to the outer value by the equation that carries it.
 """
@@ -145,9 +148,12 @@ class Tracer:
 class Builder:
     """Collects the equations of one graph while a function runs on tracers."""
 
-    def __init__(self, parent=None, name="a function"):
+    def __init__(self, parent=None, name="a function", live=None):
         self.parent = parent
         self.name = name
+        # dg.compile's registry of captured eager tensors (compile/effects.py), shared by
+        # the sub-builders of cond branches and loop bodies; None: captures are constants
+        self.live = parent.live if parent is not None else live
         self.inputs = []
         self.eqns = []
         self.captures = []  # (outer Tensor, inner Var)
@@ -171,6 +177,9 @@ class Builder:
                 if v.builder is self:
                     return v.var
                 return self._capture(x)
+            if self.live is not None:
+                self.live.adopt(x)  # x now holds a tracer of the top-level trace
+                return self.atom(x)
             return self._const(v)
         if x.__class__ is Tracer:
             if x.builder is self:
@@ -213,6 +222,35 @@ class Builder:
         self._consts[id(arr)] = (arr, v)  # keeps ``arr`` alive: its id is not reused
         return v
 
+    # -- eager hooks (a traced function touching captured eager tensors) ----------------
+    def note_read(self, t):
+        """``t.grad`` is read."""
+        if self.live is not None:
+            self.live.register(t)
+
+    def note_write(self, t):
+        """``t`` is about to be written in place, or its ``.grad`` set."""
+        if self.live is not None:
+            self.live.note_write(t, self)
+
+    def guard(self, fn):
+        """The traced program is valid only while ``fn()`` returns what it returns now
+        (Python state the trace read: an optimizer's hyperparameters, ...)."""
+        if self.live is not None:
+            self.live.guard(fn)
+
+    def live_scalar(self, fn):
+        """Under dg.compile: a 0-d float64 traced tensor read from ``fn()`` at each call
+        (a learning rate a scheduler changes); elsewhere None."""
+        if self.live is None or self is not self.live.root:
+            return None
+        return self.live.scalar(fn)
+
+    def note_backward(self):
+        """``backward()`` / ``autograd.grad`` runs under this trace."""
+        if self.live is not None:
+            self.live.backward_ran = True
+
     # -- the tracer handler ------------------------------------------------------------
     def process(self, prim, args, params):
         ins = [self.atom(a) for a in args]
@@ -239,14 +277,19 @@ def _as_aval(x):
     return None
 
 
-def trace_function(fn, args, parent=None, requires_grad=False):
+def trace_function(fn, args, parent=None, requires_grad=False, live=None):
     """Trace ``fn(*args)``: Tensor (or ShapedArray) leaves of ``args`` become inputs.
 
     Returns ``(graph, captures)``: ``captures`` are the outer Tensors the graph's extra
-    trailing inputs stand for (empty at the top level)."""
+    trailing inputs stand for (empty at the top level).  ``live`` (dg.compile's registry
+    of captured eager tensors, compile/effects.py): captured tensors become trailing
+    inputs, ``live.effect_outputs()`` trailing outputs (beyond ``out_tree``), and
+    ``live.restore()`` runs when the trace ends."""
     leaves, in_tree = tree_flatten(tuple(args))
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
-    builder = Builder(parent, f"`{name}`")
+    builder = Builder(parent, f"`{name}`", live)
+    if live is not None:
+        live.root = builder
     new_leaves = []
     for leaf in leaves:
         aval = _as_aval(leaf)
@@ -267,8 +310,12 @@ def trace_function(fn, args, parent=None, requires_grad=False):
                     f"a traced function must return Tensors (or tuples/lists/dicts of them), got "
                     f"{type(o).__name__}"
                 )
+        if live is not None:
+            out_leaves = list(out_leaves) + live.effect_outputs(out_leaves)
         graph = builder.finish(out_leaves, in_tree, out_tree)
     finally:
         _context.exit(token)
         builder.finished = True
+        if live is not None:
+            live.restore()
     return graph, [t for t, _ in builder.captures]

@@ -1,0 +1,664 @@
+"""Captured tensors and side effects of compiled functions (PyTorch-style training steps).
+
+``dg.compile`` traces with a *live* registry (``Live``), so that a compiled function may
+read and update the eager tensors it closes over -- model parameters, their ``.grad``,
+optimizer state -- exactly as the eager function does:
+
+* **reads**: the first time the trace uses a captured eager tensor, the tensor is *adopted*:
+  its payload becomes a tracer of a new trailing input of the graph, bound at call time to
+  the tensor's current array (never a constant baked in at trace time).  For the rest of
+  the trace the tensor is an ordinary traced tensor (a leaf that requires grad stays one,
+  so the tape records through parameters and ``loss.backward()`` works on the trace).
+* **writes** (functionalization): in-place updates (``p -= lr * p.grad``,
+  ``exp_avg.mul_(b1)``, ``p.grad.zero_()``), gradient accumulation by ``backward()`` and
+  ``.grad`` assignments happen on the traced tensors during the trace; when it ends every
+  adopted tensor is restored to its state before the trace, and its final traced value
+  becomes an extra graph output.  After each call the runtime writes those outputs back
+  into the *same* numpy buffers (``np.copyto``: parameters are not copied per call, views
+  see the update), bumps version counters by as many writes as the eager code makes, and
+  sets / accumulates / clears ``.grad`` as eager code does.
+* **guards**: the trace depends on Python-visible state (is ``p.grad`` None?  do
+  ``requires_grad`` flags, shapes, optimizer hyperparameters still match?).  Each traced
+  variant records it and is used only when it still holds; otherwise the function is
+  traced again (a new variant for the same argument signature).
+* **stability**: a Python branch on state that changes from call to call (an optimizer's
+  lazily created state, a Python counter) would be baked into the trace.  A variant is
+  therefore traced a second time on its second use; if the two traces differ, the new one
+  replaces it (and is checked again), and after ``MAX_RETRACES`` changes the function runs
+  eagerly with a warning (``dg.CompileError`` with ``fullgraph=True``).  Code that knows
+  its first call creates state (``dg.optim``'s optimizers) raises ``ops.context.EagerFirst``
+  under a trace: that call runs eagerly, without a warning, and the next one is traced.
+
+Temporaries: an eager tensor created inside the traced function (``dg.tensor(...)``) and
+unreachable once the trace ended (reference counts of the tensor and of its array) stays
+a graph constant, as before; its writes are dropped (nobody can see them).
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import sys
+import warnings
+
+import numpy as np
+
+from ..eager.engine import INPLACE
+from ..eager.grad_mode import is_grad_enabled
+from ..eager.tensor import Tensor, _counter
+from ..ops.primitives import const_p
+from ..ops.registry import ShapedArray
+from ..static.interpreter import GraphExecutionError, eval_graph
+from ..static.ir import Eqn, Graph, Var
+from ..static.tracer import Tracer, TracerError, trace_function
+from ..static.tree import tree_flatten
+from .codegen import CompileError
+
+_nd = np.ndarray
+MAX_VARIANTS = 8  # traced variants (guard sets) per argument signature
+MAX_RETRACES = 4  # stability re-traces that came out different
+
+
+class _Rec:
+    """One adopted (or registered) eager tensor: its state before the trace."""
+
+    __slots__ = ("t", "var", "value", "shape", "grad", "grad_fn", "out_index", "rg", "meta",
+                 "version", "history", "view", "had_graph", "write", "delta", "gfx", "rg_after")
+
+    def __init__(self, t):
+        self.t = t
+        self.var = None
+        self.value = t._value
+        self.shape = t.shape
+        self.grad = t._grad
+        self.grad_fn = t._grad_fn
+        self.out_index = t._out_index
+        self.rg = t._requires_grad
+        m = self.meta = t._meta
+        self.version = None if m is None or m.version is None else m.version[0]
+        self.history = None if m is None or m.history is None else list(m.history)
+        self.view = None if m is None else m.view
+        self.had_graph = False
+        self.write = None  # the output atom of the final value, if written
+        self.delta = 0  # version counter increments
+        self.gfx = None  # what happened to .grad
+        self.rg_after = None
+
+    def restore(self):
+        t = self.t
+        t._value = self.value
+        t.shape = self.shape
+        t._grad = self.grad
+        t._grad_fn = self.grad_fn
+        t._out_index = self.out_index
+        t._requires_grad = self.rg
+        m = t._meta
+        if self.meta is None:
+            t._meta = None
+        else:
+            t._meta = self.meta
+            if self.version is not None:
+                m.version[0] = self.version
+            else:
+                m.version = None
+            m.history = None if self.history is None else list(self.history)
+            m.view = self.view
+
+
+class Live:
+    """The registry of the eager tensors one ``dg.compile`` trace touches."""
+
+    def __init__(self):
+        self.root = None  # the top-level Builder (set by trace_function)
+        self.recs = {}  # id(tensor) -> _Rec, in first-touch order
+        self.backward_ran = False
+        self.guards = []  # (fn, value): Python state the trace depends on
+        self.n_effect_outs = 0
+        self.dropped = set()  # ids of unreachable temporaries (constants)
+        self.scalars = []  # (fn, var): Python numbers read at call time (a learning rate)
+
+    # -- during the trace (from the Builder's hooks) --------------------------------------
+    def register(self, t):
+        r = self.recs.get(id(t))
+        if r is not None:
+            return r
+        if t._value.__class__ is not _nd:
+            return None  # a tensor of the trace itself
+        r = _Rec(t)
+        if t._grad_fn is not None:
+            # a non-leaf of an eager graph made outside: a value here; backward() inside
+            # the trace would have to flow into that graph (checked in effect_outputs)
+            r.had_graph = True
+            t._grad_fn = None
+            t._requires_grad = False
+        self.recs[id(t)] = r
+        return r
+
+    def adopt(self, t):
+        """``t``'s payload becomes a tracer of a new trailing input of the top-level graph."""
+        r = self.register(t)
+        if r is None or r.var is not None:
+            return
+        tracer = self.root.new_input(ShapedArray(r.value.shape, r.value.dtype))
+        r.var = tracer.var
+        t._value = tracer
+
+    def note_write(self, t, builder):
+        if t._value.__class__ is not _nd and id(t) not in self.recs:
+            return  # a traced tensor made by this trace: an ordinary traced write
+        if builder is not self.root:
+            raise TracerError(
+                f"an in-place write (or a .grad change) of a tensor {_desc(t)} captured from outside "
+                f"the compiled function, inside a dg.cond branch or a loop body, at {_line()}: "
+                "dg.compile supports such writes only at the top level of the function")
+        self.adopt(t)
+
+    def guard(self, fn):
+        self.guards.append((fn, fn()))
+
+    def scalar(self, fn, dtype=np.float64):
+        """A 0-d traced tensor whose value is ``fn()`` at each call (not baked in)."""
+        np.asarray(fn(), dtype)  # fails now rather than at call time
+        tracer = self.root.new_input(ShapedArray((), np.dtype(dtype)))
+        self.scalars.append((fn, tracer.var, np.dtype(dtype)))
+        return Tensor._make(tracer)
+
+    # -- when the function returned ----------------------------------------------------
+    def effect_outputs(self, out_leaves):
+        """The extra graph outputs: final values of written tensors and new gradients."""
+        root = self.root
+        for o in out_leaves:
+            if o.__class__ is Tensor:
+                root.atom(o)  # a captured tensor returned as is: adopted now
+        outs = []
+        for r in list(self.recs.values()):
+            t = r.t
+            if r.had_graph and self.backward_ran:
+                raise TracerError(
+                    f"backward() inside the compiled function while it uses a tensor {_desc(t)} that "
+                    "is part of an eager autograd graph made outside it (its gradient would have to "
+                    "flow back into that graph)")
+            v = t._value
+            if v.__class__ is Tracer:
+                if v.builder is not root:
+                    raise TracerError(f"a captured tensor {_desc(t)} was given a value of a dg.cond "
+                                      "branch or loop body")
+                if v.var is not r.var:
+                    r.write = v.var
+            elif v is not r.value:  # ``t.data = array``
+                if v.shape != r.value.shape or v.dtype != r.value.dtype:
+                    raise TracerError(f"the compiled function changes the shape or dtype of a captured "
+                                      f"tensor {_desc(t)}")
+                r.write = root._const(v)
+            if r.write is not None and (t.shape != r.shape or r.write.aval.shape != r.value.shape
+                                        or r.write.aval.dtype != r.value.dtype):
+                raise TracerError(f"the compiled function changes the shape or dtype of a captured "
+                                  f"tensor {_desc(t)}")
+            if t._grad_fn is not None and not r.had_graph:
+                raise TracerError(
+                    f"a tensor {_desc(t)} captured from outside the compiled function is written in "
+                    "place with gradient recording on (it would join the autograd graph); write it "
+                    "under dg.no_grad()")
+            m = t._meta
+            now = 0 if m is None or m.version is None else m.version[0]
+            r.delta = now - (r.version or 0)
+            g = t._grad
+            if g is not r.grad:
+                if g is None:
+                    r.gfx = ("none",)
+                elif id(g) in self.recs:
+                    r.gfx = ("obj", self.recs[id(g)])
+                elif g._value.__class__ is Tracer:
+                    if g._value.builder is not root:
+                        raise TracerError(f"the .grad of a captured tensor {_desc(t)} was set inside a "
+                                          "dg.cond branch or loop body")
+                    r.gfx = ("new", root.atom(g))
+                else:  # a concrete tensor the trace did not otherwise touch
+                    r.gfx = ("obj", self.register(g))
+            if not r.had_graph and t._requires_grad != r.rg:
+                r.rg_after = t._requires_grad
+            for a in (r.write, r.gfx[1] if r.gfx and r.gfx[0] == "new" else None):
+                if a is not None:
+                    outs.append(Tracer(a, root))
+        self.n_effect_outs = len(outs)
+        return outs
+
+    def restore(self):
+        """Put every touched tensor back as it was before the trace, then find the
+        temporaries (made inside the function, unreachable now)."""
+        for r in self.recs.values():
+            r.restore()
+        held = {}
+        for r in self.recs.values():
+            if r.grad is not None:
+                held[id(r.grad)] = held.get(id(r.grad), 0) + 1
+        if not self._find_dropped(held):
+            # something looks reachable: maybe only through garbage cycles the trace left
+            # (frames of a caught exception, ...); the young generations hold them
+            gc.collect(1)
+            self._find_dropped(held)
+
+    def _find_dropped(self, held):
+        """Adds the unreachable temporaries to ``dropped``; True if that is all records."""
+        every = True
+        for k, r in self.recs.items():
+            if k in self.dropped:
+                continue
+            # references: the record, getrefcount's argument, other records' snapshots;
+            # the array's: the record, the tensor, getrefcount's argument
+            if sys.getrefcount(r.t) - held.get(k, 0) > 2 or sys.getrefcount(r.value) > 3:
+                every = False
+                continue
+            self.dropped.add(k)
+        return every
+
+    # -- the program ---------------------------------------------------------------------
+    def program(self, graph):
+        """``(graph', Effects)``: dropped temporaries become constants, unused inputs go."""
+        recs = list(self.recs.values())
+        live_vars = [r.var for r in recs if r.var is not None]
+        n_live = len(live_vars) + len(self.scalars)
+        n_args = len(graph.inputs) - n_live
+        arg_inputs = graph.inputs[:n_args]
+        n_user = len(graph.outputs) - self.n_effect_outs
+        user_outs = graph.outputs[:n_user]
+        consts = []
+        kept = []
+        for r in recs:
+            if id(r.t) in self.dropped:
+                if r.var is not None:
+                    value = np.array(r.value, copy=True)
+                    value.flags.writeable = False
+                    consts.append(Eqn(const_p, [], {"value": value}, [r.var], None))
+                continue
+            kept.append(r)
+        eqns = consts + list(graph.eqns)
+        used = set()
+        for e in eqns:
+            for a in e.inputs:
+                if isinstance(a, Var):
+                    used.add(a)
+        out_atoms = list(user_outs)
+        specs = []
+        for r in kept:
+            write = gnew = None
+            if r.write is not None:
+                write = len(out_atoms)
+                out_atoms.append(r.write)
+            if r.gfx is not None and r.gfx[0] == "new":
+                gnew = len(out_atoms)
+                out_atoms.append(r.gfx[1])
+            specs.append([r, write, gnew])
+        for a in out_atoms:
+            if isinstance(a, Var):
+                used.add(a)
+        inputs = list(arg_inputs)
+        owner = {}
+        for r in recs:
+            if r.grad is not None and id(r.grad) not in owner:
+                owner[id(r.grad)] = r.t
+        entries = []
+        for r, write, gnew in specs:
+            pos = None
+            if r.var is not None and r.var in used:
+                pos = len(inputs)
+                inputs.append(r.var)
+            entries.append(_Spec(r, owner.get(id(r.t)), pos, write, gnew))
+        scalars = []
+        for fn, var, dt in self.scalars:
+            if var in used:
+                inputs.append(var)
+                scalars.append((fn, dt))
+        for e in entries:  # a .grad set to another captured tensor: where to find it
+            if e.gkind == "obj":
+                target = e.gobj
+                e.gobj = next((x for x in entries if x.t is target.t), None) or _Spec(
+                    target, owner.get(id(target.t)), None, None, None)
+        g = Graph(inputs, eqns, out_atoms, graph.in_tree, graph.out_tree)
+        fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args, scalars)
+        return g, fx
+
+
+class _Spec:
+    """Where one captured tensor is at call time, its guards and its effects."""
+
+    __slots__ = ("t", "owner", "pos", "write", "gnew", "gkind", "gobj", "shape", "dtype",
+                 "grad_none", "rg", "leaf", "delta", "rg_after")
+
+    def __init__(self, r, owner, pos, write, gnew):
+        self.t = r.t
+        self.owner = owner  # the tensor whose .grad this was when traced (found through it)
+        self.pos = pos  # graph input position, or None
+        self.write = write  # output position of the new value, or None
+        self.gnew = gnew  # output position of a new .grad
+        self.gkind = r.gfx[0] if r.gfx is not None else None
+        self.gobj = r.gfx[1] if self.gkind == "obj" else None
+        self.shape = r.value.shape
+        self.dtype = r.value.dtype
+        self.grad_none = r.grad is None
+        self.rg = r.rg
+        self.leaf = r.grad_fn is None
+        self.delta = r.delta
+        self.rg_after = r.rg_after
+
+    def locate(self):
+        """The tensor this stands for now, or None if the trace's assumptions fail."""
+        o = self.owner
+        t = self.t if o is None else o._grad
+        if t is None:
+            return None
+        v = t._value
+        if (v.__class__ is not _nd or v.shape != self.shape or v.dtype != self.dtype
+                or (t._grad is None) != self.grad_none or t._requires_grad != self.rg
+                or (t._grad_fn is None) != self.leaf):
+            return None
+        return t
+
+    def key(self):
+        return (id(self.t), id(self.owner), self.pos, self.write, self.gnew, self.gkind,
+                None if self.gobj is None else id(self.gobj.t), self.shape, str(self.dtype),
+                self.grad_none, self.rg, self.leaf, self.delta, self.rg_after)
+
+
+class Effects:
+    """The captured inputs, guards and write-backs of one traced variant."""
+
+    def __init__(self, specs, guards, n_user, n_args, scalars=()):
+        self.specs = specs
+        self.scalars = list(scalars)  # (fn, dtype): trailing inputs after the tensors
+        self.guards = guards
+        self.n_user = n_user
+        self.n_args = n_args
+        self.variants = None  # on the first entry of a signature: all its entries
+        self.calls = 0
+        self.retraces = 0
+        self.fingerprint = None
+        self._plan = None
+        # a program that writes nothing needs no stability check (see call)
+        self.checked = not any(s.write is not None or s.gkind is not None or s.delta
+                               or s.rg_after is not None for s in specs)
+
+    def bind(self):
+        """``(located tensors, input arrays)`` or None when a guard fails."""
+        for fn, v in self.guards:
+            try:
+                if fn() != v:
+                    return None
+            except Exception:  # noqa: BLE001 - the state it reads is gone
+                return None
+        located = []
+        arrays = []
+        for s in self.specs:
+            t = s.locate()
+            if t is None:
+                return None
+            located.append(t)
+            if s.pos is not None:
+                arrays.append(t._value)
+            if s.gobj is not None and s.gobj.locate() is None:
+                return None
+        for fn, dt in self.scalars:
+            try:
+                arrays.append(np.asarray(fn(), dt))
+            except Exception:  # noqa: BLE001 - the state it reads is gone
+                return None
+        return located, arrays
+
+    def apply(self, located, outs, inputs):
+        """Write the effect outputs ``outs`` (the graph's outputs past the user's)."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = self._make_plan()
+        writes, deltas, slots = plan
+        for i, k in writes:
+            t = located[i]
+            new = outs[k]
+            v = t._value
+            if v.flags.writeable:
+                np.copyto(v, new, casting="unsafe")
+            else:
+                t._value = np.array(new, dtype=v.dtype, copy=True)
+        if deltas:
+            total = 0
+            for i, d in deltas:
+                t = located[i]
+                m = t._meta
+                c = None if m is None else m.version
+                if c is None:
+                    c = _counter(t)
+                c[0] += d
+                total += d
+            INPLACE[0] += total
+        if slots:
+            seen = None
+            for i, kind, arg, rg in slots:
+                t = located[i]
+                if kind == "none":
+                    t._grad = None
+                elif kind == "new":
+                    a = outs[arg]
+                    if a.__class__ is not _nd:
+                        a = np.asarray(a)
+                    if seen is None:
+                        seen = {id(x) for x in inputs}
+                    if id(a) in seen or not a.flags.writeable or a.base is not None:
+                        a = np.array(a, copy=True)
+                    seen.add(id(a))
+                    t._grad = Tensor._make(a)
+                elif kind == "obj":
+                    t._grad = arg.locate()
+                if rg is not None:
+                    t._requires_grad = rg
+
+    def _make_plan(self):
+        n = self.n_user
+        writes = [(i, s.write - n) for i, s in enumerate(self.specs) if s.write is not None]
+        deltas = [(i, s.delta) for i, s in enumerate(self.specs) if s.delta]
+        slots = []
+        for i, s in enumerate(self.specs):
+            if s.gkind is None and s.rg_after is None:
+                continue
+            arg = s.gnew - n if s.gkind == "new" else s.gobj
+            slots.append((i, s.gkind, arg, s.rg_after))
+        return writes, deltas, slots
+
+    def key(self):
+        return (tuple(s.key() for s in self.specs), tuple(v for _, v in self.guards), self.n_user,
+                tuple(str(dt) for _, dt in self.scalars))
+
+
+def _desc(t):
+    return f"{t.dtype.name}{list(t.shape)}"
+
+
+def _line():
+    from ..static.tracer import _user_line
+
+    return _user_line()
+
+
+def trace(fn, args, kwargs):
+    """Trace ``fn(*args, **kwargs)`` for dg.compile: ``(graph, Effects or None)``; None
+    when the function touches no captured eager tensor (then the graph has no extra
+    inputs or outputs)."""
+    live = Live()
+    graph, _ = trace_function(lambda a, k: fn(*a, **k), (args, kwargs), live=live)
+    if live.backward_ran:
+        leaves, _ = tree_flatten((args, kwargs))
+        if any(isinstance(x, Tensor) and x._requires_grad for x in leaves):
+            raise TracerError(
+                "backward() inside a compiled function called with tensors that require grad "
+                "(their .grad would be set too): not supported by dg.compile")
+    if not live.recs and not live.guards and not live.scalars:
+        return graph, None
+    return live.program(graph)
+
+
+def fingerprint(graph, fx):
+    """What two traces of one variant must share to be the same program."""
+    h = hashlib.sha1(str(graph).encode())
+    _hash_consts(graph, h)
+    return (h.hexdigest(), fx.key())
+
+
+def _hash_consts(graph, h):
+    for e in graph.eqns:
+        for k, v in e.params.items():
+            if isinstance(v, np.ndarray):
+                h.update(k.encode())
+                h.update(str(v.dtype).encode())
+                h.update(np.ascontiguousarray(v).tobytes())
+            elif isinstance(v, Graph):
+                _hash_consts(v, h)
+            elif isinstance(v, (tuple, list)):
+                for x in v:
+                    if isinstance(x, Graph):
+                        _hash_consts(x, h)
+
+
+# ----------------------------------------------------------------------------------------
+# dg.compile's side (api.py): variants of one signature, stability, the call
+# ----------------------------------------------------------------------------------------
+
+
+def finish(entry, fx):
+    """``fx`` of a freshly built entry: the first (and so far only) variant."""
+    fx.variants = [entry]
+    fx.fingerprint = fingerprint(entry.graph, fx)
+    return fx
+
+
+def _eager_after(cf, key, head, reason, args, kwargs):
+    """Give up compiling this signature: warn (or raise with fullgraph) and run eagerly."""
+    cf._cache.pop(key, None)
+    e = cf._fail(key, reason)
+    return cf._fn(*args, **kwargs) if e.eager else None
+
+
+def call(cf, key, head, args, kwargs):
+    """One call of a compiled function with captured tensors."""
+    variants = head.fx.variants
+    entry = bound = None
+    for e in variants:
+        if e.eager:
+            return cf._fn(*args, **kwargs)
+        bound = e.fx.bind()
+        if bound is not None:
+            entry = e
+            break
+    name = getattr(cf._fn, "__qualname__", "function")
+    if entry is None:
+        # the state the traces assumed has changed (a .grad appeared or went, flags,
+        # hyperparameters): trace a new variant
+        if len(variants) >= MAX_VARIANTS:
+            return _eager_after(cf, key, head, (
+                f"dg.compile: `{name}` needed more than {MAX_VARIANTS} traces for one argument "
+                "signature (the Python-side state it reads -- .grad being None or not, "
+                "requires_grad flags, optimizer hyperparameters -- keeps changing)"), args, kwargs)
+        new = _retrace(cf, key, head, args, kwargs)
+        if new.eager:
+            return _eager_call(cf, new, args, kwargs)
+        variants.append(new)
+        entry = new
+        bound = new.fx.bind()
+        if bound is None:
+            return _eager_after(cf, key, head, (
+                f"dg.compile: `{name}`: a fresh trace does not accept the state it was traced "
+                "in (captured tensors change while tracing?)"), args, kwargs)
+    fx = entry.fx
+    fx.calls += 1
+    if fx.calls == 2 and not fx.checked:
+        # the second use of a variant: trace again; a different program means the first
+        # trace saw Python state that changed since (lazily made state, a counter)
+        new = _retrace(cf, key, head, args, kwargs)
+        if new.eager:
+            return _eager_call(cf, new, args, kwargs)
+        if new.fx.fingerprint == fx.fingerprint:
+            fx.checked = True
+        else:
+            # the new trace is this call's (its Python code ran once, in the trace): run it
+            variants[variants.index(entry)] = new
+            new.fx.calls = 1
+            entry = new
+            fx = new.fx
+            bound = fx.bind()
+            if bound is None:
+                return cf._fn(*args, **kwargs)
+            head.fx.retraces += 1
+            if head.fx.retraces >= MAX_RETRACES:
+                # from the next call on: eager
+                cf._cache.pop(key, None)
+                cf._fail(key, f"dg.compile: `{name}` gives a different program each time it is "
+                              "traced (it branches on Python state that changes between calls)")
+    return _run(cf, entry, bound, args, kwargs)
+
+
+def _eager_call(cf, entry, args, kwargs):
+    return entry.done[0] if entry.done is not None else cf._fn(*args, **kwargs)
+
+
+def _retrace(cf, key, head, args, kwargs):
+    """A new traced entry for ``key`` (``head`` stays the cached one), or an eager entry:
+    a capture failure (cached by _fail: the signature runs eagerly from now on), or a call
+    that must run eagerly (not cached)."""
+    new = cf._build(key, args, kwargs)
+    if new.eager:
+        return new
+    cf._cache[key] = head
+    if new.fx is None:  # no captured tensor this time: a variant without guards
+        new.fx = Effects([], [], len(new.graph.outputs), len(new.graph.inputs))
+        new.fx.fingerprint = fingerprint(new.graph, new.fx)
+    return new
+
+
+def _run(cf, entry, bound, args, kwargs):
+    located, live_arrays = bound
+    fx = entry.fx
+    if kwargs or any(a.__class__ is not Tensor for a in args):
+        leaves, _ = tree_flatten((args, kwargs))
+        args_t = [leaves[i] for i in entry.tensor_pos]
+        arrays = [t._value if t.__class__ is Tensor else np.asarray(t) for t in args_t]
+    else:
+        arrays = [t._value for t in args]
+    arrays += live_arrays
+    k = entry.kernel
+    if entry.any_rg and is_grad_enabled():
+        k = None  # arguments that require grad: the graph runs on the tape (as api.py does)
+    if k is not None:
+        try:
+            res = k.fast(arrays)
+        except CompileError as e:
+            if cf.fullgraph:
+                raise
+            from .api import CompileWarning
+
+            warnings.warn(f"{e}; running eagerly", CompileWarning, stacklevel=4)
+            entry.kernel = None
+            entry.eager = True
+            return cf._fn(*args, **kwargs)
+        if res is None:  # a run-time check failed: eager code raises its own error
+            return cf._fn(*args, **kwargs)
+    else:
+        if kwargs or any(a.__class__ is not Tensor for a in args):
+            ins = [t if t.__class__ is Tensor else Tensor(np.asarray(t)) for t in args_t]
+        else:
+            ins = list(args)
+        # the captured tensors themselves: gradients reach parameters as eagerly
+        ins += [t for s, t in zip(fx.specs, located) if s.pos is not None]
+        ins += [Tensor._make(a) for a in arrays[len(ins):]]  # live scalars
+        try:
+            outs = eval_graph(entry.graph, ins)
+        except GraphExecutionError as e:
+            cause = e.__cause__
+            while isinstance(cause, GraphExecutionError) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if cause is not None and not isinstance(cause, GraphExecutionError):
+                raise cause.with_traceback(None) from None
+            raise
+        n = fx.n_user
+        fx.apply(located, [o._value for o in outs[n:]], arrays)
+        return entry.result(list(outs[:n]))
+    n = fx.n_user
+    fx.apply(located, res[n:], arrays)
+    if entry.single and not entry.py_outs:
+        return Tensor._make(res[0])
+    return entry.result([Tensor._make(a) for a in res[:n]])
