@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 import dualgraph as dg  # noqa: E402
-from dualgraph.bench import workloads as W  # noqa: E402  (the definitions, shared with `python -m dualgraph bench`)
+from dualgraph.bench import workloads as W  # noqa: E402  (shared with `python -m dualgraph bench`)
 
 NAMES = ("seed_loop", "gelu", "softmax", "newton")
 

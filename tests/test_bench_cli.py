@@ -103,10 +103,12 @@ def test_check_tolerance():
     assert not cli.check([np.ones(2)], ref, 1e-5, 0)[0]  # shape
 
 
-def test_demo_trains_to_95_percent_in_both_modes():
+def test_demo_trains_to_95_percent_in_both_modes(tmp_path):
     from dualgraph.bench import demo
 
-    res = demo.run(steps=200, log=lambda *a: None)
+    png = tmp_path / "demo.png"
+    res = demo.run(steps=200, plot=str(png), log=lambda *a: None)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for mode in ("eager", "compiled"):
         assert res[mode]["accuracy"] > 0.95, (mode, res[mode]["accuracy"])
     e, c = res["eager"]["losses"], res["compiled"]["losses"]

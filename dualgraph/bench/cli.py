@@ -114,7 +114,8 @@ def check(got, ref, rtol, atol):
         if bad.any():
             j = np.unravel_index(int(np.argmax(bad)), bad.shape) if bad.ndim else ()
             return False, e, (f"output {i}{list(j) if j else ''}: {g[j]:.7g}, numpy gives {r[j]:.7g} "
-                              f"({int(bad.sum())} of {bad.size} outside rtol={rtol:g}, atol={atol:g}*max|ref|)")
+                              f"({int(bad.sum())} of {bad.size} outside rtol={rtol:g}, "
+                              f"atol={atol:g}*max|ref|)")
         worst = max(worst, e)
     return True, worst, ""
 
@@ -343,10 +344,17 @@ def format_table(rows, markdown=False):
     return "\n".join(lines)
 
 
+def _finite(v):
+    if isinstance(v, float) and v != v or v in (float("inf"), float("-inf")):
+        return None
+    return {k: _finite(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+
 def write_json(path, rows, meta):
-    doc = dict(meta, rows=[{k: v for k, v in r.items() if k != "traceback"} for r in rows])
+    """Strict JSON (a non-finite figure is null); tracebacks of failed cells are left out."""
+    doc = dict(meta, rows=[_finite({k: v for k, v in r.items() if k != "traceback"}) for r in rows])
     with open(path, "w") as f:
-        json.dump(doc, f, indent=1)
+        json.dump(doc, f, indent=1, allow_nan=False)
 
 
 def compare(rows, old_path):
@@ -433,7 +441,8 @@ def build_parser(prog="python -m dualgraph bench"):
                     help="timed samples per cell (default: adaptive, 7-31, or 5-15 with --quick)")
     ap.add_argument("--json", metavar="PATH", help="write one row per workload x system with all figures")
     ap.add_argument("--plot", metavar="PATH", help="write a PNG: log-scale bars per workload, fastest marked")
-    ap.add_argument("--compare", metavar="OLD.json", help="print the change of each row against an earlier --json")
+    ap.add_argument("--compare", metavar="OLD.json",
+                    help="print the change of each row against an earlier --json")
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown (for the README)")
     ap.add_argument("--cold", action="store_true",
                     help="empty kernel caches (dualgraph's and torch inductor's, in a temporary directory), "
@@ -465,7 +474,8 @@ def main(argv=None, prog="python -m dualgraph bench"):
     systems = _split(args.systems, list(SYSTEMS), "system")
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.perf_counter()
-    rows, loaded = run_bench(names, systems, quick=args.quick, repeat=args.repeat, progress=not args.no_progress)
+    rows, loaded = run_bench(names, systems, quick=args.quick, repeat=args.repeat,
+                             progress=not args.no_progress)
     m = machine_info(loaded)
     command = "python -m dualgraph bench" + (" " + " ".join(argv) if argv else "")
     print(f"\n{command}\n{date}; {machine_line(m)}")
@@ -483,7 +493,8 @@ def main(argv=None, prog="python -m dualgraph bench"):
         print(f"wrote {args.json}")
     if args.plot:
         try:
-            plot(rows, args.plot, f"{command}  ({date})\n{machine_line(m)}")
+            title = "python -m dualgraph bench" + (" --quick" if args.quick else "")
+            plot(rows, args.plot, f"{title}  ({date})\n{machine_line(m)}")
             print(f"wrote {args.plot}")
         except ImportError:
             print("--plot needs matplotlib: pip install 'dualgraph[bench]' (or pip install matplotlib)")

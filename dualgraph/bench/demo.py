@@ -118,7 +118,8 @@ def run(steps=400, lr=0.3, momentum=0.9, hidden=32, plot=None, log=print):
     """Train eagerly, then compiled, from the same initial weights; returns a dict of results."""
     x_np, y_np = spirals()
     x, y = dg.tensor(x_np), dg.tensor(y_np)
-    log(f"two spirals, {len(y_np)} points; MLP 2-{hidden}-{hidden}-2 (tanh), SGD lr={lr} momentum={momentum}, "
+    log(f"two spirals, {len(y_np)} points; MLP 2-{hidden}-{hidden}-2 (tanh), "
+        f"SGD lr={lr} momentum={momentum}, "
         f"{steps} full-batch steps")
     models, res = {}, {}
     for mode, train in (("eager", train_eager), ("compiled", train_compiled)):

@@ -38,9 +38,10 @@ F = dg.nn.functional
 
 SYSTEMS = ("dg eager", "dg.compile", "numpy", "numba", "torch", "torch.compile", "jax.jit")
 #: the module a system needs, with the command that installs it
+_TORCH = "pip install torch==2.13.0  (pinned: an unpinned torch pulls a multi-GB CUDA build)"
 PEERS = {
-    "torch": ("torch", "pip install torch==2.13.0  (pinned: an unpinned torch pulls a multi-GB CUDA build)"),
-    "torch.compile": ("torch", "pip install torch==2.13.0  (pinned: an unpinned torch pulls a multi-GB CUDA build)"),
+    "torch": ("torch", _TORCH),
+    "torch.compile": ("torch", _TORCH),
     "jax.jit": ("jax", "pip install jax"),
 }
 #: the eager counterpart of each compiled system (for the "speedup over eager" column)
@@ -60,7 +61,8 @@ SIZES = {
 
 #: cells --quick leaves out, with the reason shown in their cell
 QUICK_SKIP = {
-    (n, "torch.compile"): "in --quick: torch.compile of a training step compiles for 20-30 s; run without --quick"
+    (n, "torch.compile"): "in --quick: torch.compile of a training step compiles for 20-30 s; "
+                          "run without --quick"
     for n in ("mlp", "rnn")
 }
 
@@ -391,7 +393,8 @@ def _rnn_inputs(s):
 def _dg_unary(fn):
     return {
         "dg eager": lambda inp: (lambda t: lambda: fn(t))(dg.tensor(inp["x"])),
-        "dg.compile": lambda inp: (lambda f, t: lambda: f(t))(dg.compile(fn, fullgraph=True), dg.tensor(inp["x"])),
+        "dg.compile": lambda inp: (lambda f, t: lambda: f(t))(dg.compile(fn, fullgraph=True),
+                                                              dg.tensor(inp["x"])),
     }
 
 
@@ -515,7 +518,8 @@ def _mlp_jax(inp):
         loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1, 2, 3))(w1, b1, w2, b2, x, y)
         return (loss,) + tuple(p - LR * g for p, g in zip((w1, b1, w2, b2), grads))
 
-    args = [jax.device_put(inp[k]) for k in ("w1", "b1", "w2", "b2", "x")] + [jax.device_put(inp["y"].astype(np.int32))]
+    args = [jax.device_put(inp[k]) for k in ("w1", "b1", "w2", "b2", "x")]
+    args.append(jax.device_put(inp["y"].astype(np.int32)))
     return lambda: jax.block_until_ready(step(*args))
 
 
