@@ -36,7 +36,7 @@ def test_bench_end_to_end(tmp_path, capsys):
     for r in doc["rows"]:
         if r["system"] in ("dg eager", "dg.compile", "numpy", "numba"):
             assert r["status"] == "ok", r
-        assert r["status"] in ("ok", "missing"), r  # peers: timed where installed
+        assert r["status"] in ("ok", "missing", "error"), r  # a peer: timed, not installed, or its failure
         if r["status"] == "ok":
             assert r["check"]["ok"] and 0 < r["q1_s"] <= r["median_s"] <= r["q3_s"]
             assert r["samples"] == 3 and r["first_call_s"] > 0 and r["ratio_vs_fastest"] >= 1
