@@ -28,134 +28,29 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 import dualgraph as dg  # noqa: E402
+from dualgraph.bench import workloads as W  # noqa: E402  (shared with `python -m dualgraph bench`)
 
-N_GELU = 4 * 1024 * 1024
-SOFTMAX_SHAPE = (2048, 1024)
-N_SEED = 1000
-N_NEWTON = 100_000
+NAMES = ("seed_loop", "gelu", "softmax", "newton")
 
 
 def inputs():
-    rng = np.random.default_rng(0)
-    return {
-        "seed_loop": rng.standard_normal(N_SEED).astype(np.float32),
-        "gelu": rng.standard_normal(N_GELU).astype(np.float32),
-        "softmax": rng.standard_normal(SOFTMAX_SHAPE).astype(np.float32),
-        "newton": rng.uniform(1.0, 101.0, N_NEWTON).astype(np.float32),
-    }
+    return {n: W.WORKLOADS[n].inputs(quick=False)["x"] for n in NAMES}
 
 
-# ---- dualgraph ----------------------------------------------------------------------------
-
-
-def dg_seed_loop(x):
-    return dg.fori_loop(0, 100, lambda i, r: dg.cond(r.sum() > 0, lambda r: r * 2, lambda r: r + 1, r), x)
-
-
-def dg_gelu(x):
-    return 0.5 * x * (1 + dg.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
-
-
-def dg_softmax(x):
-    m = x.max(1, keepdim=True)[0]
-    e = dg.exp(x - m)
-    return e / e.sum(1, keepdim=True)
-
-
-def dg_newton(a):
-    def cond(x):
-        return dg.max(dg.abs(x * x - a) / a) > 1e-5
-
-    def body(x):
-        return 0.5 * (x + a / x)
-
-    return dg.while_loop(cond, body, a)
-
-
-DG = {"seed_loop": dg_seed_loop, "gelu": dg_gelu, "softmax": dg_softmax, "newton": dg_newton}
-
-
-# ---- numpy --------------------------------------------------------------------------------
-
-
-def np_seed_loop(x):
-    r = x
-    for _ in range(100):
-        r = r * np.float32(2) if r.sum() > 0 else r + np.float32(1)
-    return r
-
-
-def np_gelu(x):
-    return np.float32(0.5) * x * (1 + np.tanh(np.float32(0.7978845608) * (x + np.float32(0.044715) * x ** 3)))
-
-
-def np_softmax(x):
-    e = np.exp(x - x.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def np_newton(a):
-    x = a
-    while np.max(np.abs(x * x - a) / a) > 1e-5:
-        x = np.float32(0.5) * (x + a / x)
-    return x
-
-
-NP = {"seed_loop": np_seed_loop, "gelu": np_gelu, "softmax": np_softmax, "newton": np_newton}
-
-
-# ---- torch --------------------------------------------------------------------------------
+DG = {n: getattr(W, f"dg_{n}") for n in NAMES}
+NP = {n: getattr(W, f"np_{n}") for n in NAMES}
 
 
 def torch_fns():
     import torch
 
-    def seed_loop(x):
-        r = x
-        for _ in range(100):
-            r = r * 2 if r.sum() > 0 else r + 1
-        return r
-
-    def gelu(x):
-        return 0.5 * x * (1 + torch.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
-
-    def softmax(x):
-        e = torch.exp(x - x.amax(1, keepdim=True))
-        return e / e.sum(1, keepdim=True)
-
-    def newton(a):
-        x = a
-        while torch.max(torch.abs(x * x - a) / a) > 1e-5:
-            x = 0.5 * (x + a / x)
-        return x
-
-    return torch, {"seed_loop": seed_loop, "gelu": gelu, "softmax": softmax, "newton": newton}
-
-
-# ---- jax ----------------------------------------------------------------------------------
+    return torch, {n: getattr(W, f"torch_{n}") for n in NAMES}
 
 
 def jax_fns():
     import jax
-    import jax.numpy as jnp
-    from jax import lax
 
-    def seed_loop(x):
-        return lax.fori_loop(0, 100, lambda i, r: lax.cond(r.sum() > 0, lambda r: r * 2, lambda r: r + 1, r), x)
-
-    def gelu(x):
-        return 0.5 * x * (1 + jnp.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
-
-    def softmax(x):
-        e = jnp.exp(x - x.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
-
-    def newton(a):
-        return lax.while_loop(lambda x: jnp.max(jnp.abs(x * x - a) / a) > 1e-5,
-                              lambda x: 0.5 * (x + a / x), a)
-
-    return jax, {k: jax.jit(f) for k, f in
-                 {"seed_loop": seed_loop, "gelu": gelu, "softmax": softmax, "newton": newton}.items()}
+    return jax, {n: jax.jit(getattr(W, f"jax_{n}")) for n in NAMES}
 
 
 # ---- timing -------------------------------------------------------------------------------
@@ -202,7 +97,7 @@ def main():
     ap.add_argument("--no-torch-compile", action="store_true")
     ap.add_argument("--only", default="")
     args = ap.parse_args()
-    names = [n for n in ("seed_loop", "gelu", "softmax", "newton") if not args.only or n in args.only.split(",")]
+    names = [n for n in NAMES if not args.only or n in args.only.split(",")]
     budget = 0.3 if args.quick else 1.0
     xs = inputs()
     res = {n: {} for n in names}

@@ -123,6 +123,13 @@ def do_not_convert(fn):
     return fn
 
 
+def always_convert(fn):
+    """Decorator: convert ``fn`` although it lives in dualgraph's own package (for code
+    written as a user would write it and shipped with dualgraph: ``dualgraph.bench``)."""
+    fn.__dg_convert__ = True
+    return fn
+
+
 # ----------------------------------------------------------------------------------------
 # which functions are converted
 # ----------------------------------------------------------------------------------------
@@ -138,6 +145,8 @@ def _user_function(fn):
         return False
     if getattr(fn, "__dg_do_not_convert__", False):
         return False
+    if getattr(fn, "__dg_convert__", False):
+        return not fn.__code__.co_flags & _CO_SKIP
     mod = (getattr(fn, "__module__", None) or "").split(".")[0]
     if mod in _SKIP_MODULES:
         return False
@@ -505,7 +514,7 @@ def cv(f):
     if isinstance(f, types.FunctionType):
         if f.__code__ in _CONVERTED_CODES:
             return f
-        if f.__code__.co_filename.startswith(_PKG):
+        if f.__code__.co_filename.startswith(_PKG) and not getattr(f, "__dg_convert__", False):
             for h in _higher_order():
                 if f is h:
                     w = _HOF_WRAPPERS.get(id(h))
