@@ -776,6 +776,7 @@ class Codegen:
         self.analyze(g)
         self.graph_outputs.update(x for x in g.outputs if isinstance(x, Var))
         groups = self.row_groups(g) if self.row is None else {}
+        siblings = self.sibling_groups(g, groups) if self.row is None else {}
         done = set()
         for eqn in g.eqns:
             if not eqn.prim.multiple_results and eqn.outs[0] in self.virtual:
@@ -790,10 +791,121 @@ class Codegen:
                     self.emitted.update(id(e) for e in grp)
                     self._release_dead()
                 continue
+            sib = siblings.get(id(eqn))
+            if sib is not None:
+                done.update(id(e) for e in sib[0] + sib[1])
+                self.emit_sibling_group(*sib)
+                continue
             self.emit_eqn(eqn)
             if top:
                 self.emitted.add(id(eqn))
                 self._release_dead()
+
+    # -- sibling fusion: materialized elementwise results of one shape, one loop nest ----
+    def _sibling_shape(self, eqn, in_rows):
+        if id(eqn) in in_rows:
+            return None
+        rw = getattr(eqn.prim.lowering, "row_write", None)
+        if rw is not None:  # a tape row write (dynamic_update): a loop over the row
+            out = eqn.outs[0]
+            inner = tuple(out.aval.shape[1:])
+            if out.aval.ndim < 2 or None in inner or isinstance(eqn.inputs[2], Lit):
+                return None
+            return inner
+        if not _fusible(eqn) or eqn.prim.lowering.kind != "elementwise":
+            return None
+        out = eqn.outs[0]
+        if out.aval.ndim == 0 or None in out.aval.shape or out in self.rowlocal:
+            return None
+        return tuple(out.aval.shape)
+
+    def _scalar_eqn(self, eqn):
+        return (_fusible(eqn) and eqn.prim.lowering.kind == "elementwise"
+                and eqn.outs[0].aval.ndim == 0)
+
+    def _same_index_reads(self, eqn, produced, shape):
+        """Every value of ``produced`` that ``eqn`` reads (directly or through fused
+        producers) is read at the loop's own index."""
+        stack = [(x, True) for x in eqn.inputs]
+        while stack:
+            x, same = stack.pop()
+            if not isinstance(x, Var):
+                continue
+            if x in produced:
+                if not same:
+                    return False
+                continue
+            p = self.virtual.get(x)
+            if p is None:
+                continue
+            ok = same and p.prim.lowering.kind == "elementwise" and tuple(x.aval.shape) == shape
+            stack.extend((y, ok) for y in p.inputs)
+        return True
+
+    def sibling_groups(self, g, row_groups):
+        """Runs of materialized elementwise equations over one shape (scalar ones may sit
+        between them, emitted first) computed by one loop nest: one pass over memory,
+        common reads shared (the reverse loop of a while's VJP: the carry's and the
+        constants' cotangents from the same operands)."""
+        in_rows = {id(e) for grp in row_groups.values() for e in grp}
+        eqns = [e for e in g.eqns if e.prim.multiple_results or e.outs[0] not in self.virtual]
+        groups = {}
+        i = 0
+        while i < len(eqns):
+            shape = self._sibling_shape(eqns[i], in_rows)
+            if shape is None:
+                i += 1
+                continue
+            members, scalars, produced = [eqns[i]], [], set()
+            if getattr(eqns[i].prim.lowering, "row_write", None) is None:
+                produced.add(eqns[i].outs[0])
+            pending = []
+            j = i + 1
+            while j < len(eqns):
+                f = eqns[j]
+                if id(f) not in in_rows and self._scalar_eqn(f):
+                    pending.append(f)
+                elif (self._sibling_shape(f, in_rows) == shape
+                      and self._same_index_reads(f, produced, shape)):
+                    members.append(f)
+                    if getattr(f.prim.lowering, "row_write", None) is None:
+                        produced.add(f.outs[0])
+                    scalars += pending
+                    pending = []
+                else:
+                    break
+                j += 1
+            if len(members) >= 2:
+                groups[id(members[0])] = (members, scalars)
+                i = eqns.index(members[-1]) + 1
+            else:
+                i += 1
+        return groups
+
+    def emit_sibling_group(self, members, scalars):
+        for e in scalars:
+            self.emit_eqn(e)
+        dsts = []
+        for e in members:
+            self.cur_eqn = e
+            rw = getattr(e.prim.lowering, "row_write", None)
+            dsts.append(rw[0](self, e) if rw is not None else self.alloc(e.outs[0]))
+        shape = self._sibling_shape(members[0], ())
+        heavy = any(getattr(e.prim.lowering, "heavy", False)
+                    or any(self.is_heavy(y) for y in e.inputs if isinstance(y, Var)) for e in members)
+        with self.nest(shape, heavy=heavy) as idx:
+            for e, dst in zip(members, dsts):
+                self.cur_eqn = e
+                rw = getattr(e.prim.lowering, "row_write", None)
+                try:
+                    if rw is not None:
+                        rw[1](self, e, *dst, idx)
+                        continue
+                    expr = self.eval_at(e, idx)
+                except Exception as err:  # noqa: BLE001 - named as emit_eqn names it
+                    raise CompileError(f"dg.compile: cannot lower `{_headline(e)}`{_where(e)}: "
+                                       f"{type(err).__name__}: {err}") from err
+                self.line(f"{dst}[{', '.join(idx)}] = {expr}")
 
     def emit_eqn(self, eqn):
         if True:

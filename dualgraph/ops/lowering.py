@@ -718,7 +718,9 @@ def _dynamic_index_emit(c, eqn):
         c.bind(out, f"{b}[{iv}].copy()")
 
 
-def _dynamic_update_emit(c, eqn):
+def _dynamic_update_pre(c, eqn):
+    """Everything of ``dynamic_update`` but the row write: the index, its check, the
+    buffer (grown, or the same one in place); returns ``(buffer name, row index name)``."""
     buf, i, x = eqn.inputs
     (out,) = eqn.outs
     b = c.array(buf)
@@ -737,21 +739,37 @@ def _dynamic_update_emit(c, eqn):
     # buffer is scratch; zeros otherwise, as the eager implementation
     fill = "empty" if slot is not None else "zeros"
     c.line(f"    {o} = np.{fill}((max(2 * {n}, {iv} + 1){tail}), np.{dt.name})")
-    c.line(f"    {o}[:{n}] = {b}")
+    # the old rows, copied by loops (numba compiles ``o[:n] = b`` for seconds)
+    with c.indented():
+        with c.nest([n] + list(inner), parallel=False, total=1) as idx:
+            c.line(f"{o}[{', '.join(idx)}] = {b}[{', '.join(idx)}]")
     if slot is not None:
         c.line(f"    {c.workspace(slot)} = {o}")
     c.line("else:")
     # in place: the old buffer is owned and read by nobody after this write
     c.line(f"    {o} = {b}" if inplace else f"    {o} = {b}.copy()")
-    with c.nest(inner, parallel=False) as idx:
-        tgt = ", ".join([iv] + list(idx))
-        v = c.read(x, c.broadcast_idx(list(idx), inner, c.shape_of(x)))
-        c.line(f"{o}[{tgt}] = {c.cast(v, c.dtype_of(x), dt)}")
+    return o, iv
+
+
+def _dynamic_update_row(c, eqn, o, iv, idx):
+    """The row write of ``dynamic_update`` at the row's index ``idx``."""
+    x = eqn.inputs[2]
+    inner = tuple(eqn.outs[0].aval.shape[1:])
+    v = c.read(x, c.broadcast_idx(list(idx), inner, c.shape_of(x)))
+    c.line(f"{o}[{', '.join([iv] + list(idx))}] = {c.cast(v, c.dtype_of(x), eqn.outs[0].aval.dtype)}")
+
+
+def _dynamic_update_emit(c, eqn):
+    o, iv = _dynamic_update_pre(c, eqn)
+    with c.nest(tuple(eqn.outs[0].aval.shape[1:]), parallel=False) as idx:
+        _dynamic_update_row(c, eqn, o, iv, idx)
 
 
 _attach("dynamic_zeros", Emitter(_dynamic_zeros_emit))
 _attach("dynamic_index", Emitter(_dynamic_index_emit))
-_attach("dynamic_update", Emitter(_dynamic_update_emit))
+_dynamic_update_rule = Emitter(_dynamic_update_emit)
+_dynamic_update_rule.row_write = (_dynamic_update_pre, _dynamic_update_row)  # sibling fusion
+_attach("dynamic_update", _dynamic_update_rule)
 _attach("dynamic_len", Emitter(
     lambda c, eqn: c.bind(eqn.outs[0], f"np.int64(len({c.array(eqn.inputs[0])}))")))
 
