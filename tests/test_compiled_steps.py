@@ -336,3 +336,37 @@ def test_learning_rate_schedule_needs_no_new_trace():
         _same_state(me, mc, oe, oc)
         se.step(), sc.step()
     assert comp.cache_info()["traces"] <= 3
+
+
+def test_in_place_writes_to_arguments_reach_the_caller():
+    def ema(avg, x):
+        avg.mul_(0.9)
+        avg += 0.1 * x
+        return avg.sum()
+
+    a_e, a_c = dg.zeros(3), dg.zeros(3)
+    buf = a_c._value
+    comp = dg.compile(ema, fullgraph=True, backend="interpreter")
+    for i in range(4):
+        x = dg.tensor(np.arange(3, dtype=np.float32) + i)
+        _close(ema(a_e, x), comp(a_c, x), "result")
+        _close(a_e, a_c, "argument")
+    assert a_c._value is buf and a_c._meta.version[0] == a_e._meta.version[0] == 8
+
+
+def test_write_to_a_captured_tensor_carried_by_a_converted_loop_falls_back():
+    w_e, w_c = dg.ones(3), dg.ones(3)
+
+    def shrink(w):
+        def f(x, n):
+            v = w
+            for _ in range(n):  # a graph while loop carrying v (AutoGraph)
+                v -= 0.1 * x
+            return x.sum()
+        return f
+
+    comp = dg.compile(shrink(w_c), backend="interpreter")
+    with pytest.warns(CompileWarning, match="converted loop or branch"):
+        comp(dg.ones(3), 3)
+    shrink(w_e)(dg.ones(3), 3)
+    _close(w_e, w_c, "captured tensor")

@@ -300,6 +300,11 @@ def trace_function(fn, args, parent=None, requires_grad=False, live=None):
         if requires_grad and np.issubdtype(aval.dtype, np.floating):
             t._requires_grad = True
         new_leaves.append(t)
+    if live is not None:  # the argument tensors, to see in-place writes to them
+        live.args = [(i, t, t._value.var) for i, t in enumerate(new_leaves)
+                     if t.__class__ is Tensor and t._value.__class__ is Tracer]
+    elif builder.live is not None:  # a branch / loop body: which operands stand for what
+        builder.live.note_operands(leaves, new_leaves)
     token = _context.enter(trace=builder)  # this thread's trace
     try:
         out = fn(*tree_unflatten(in_tree, new_leaves))
