@@ -354,19 +354,27 @@ def test_in_place_writes_to_arguments_reach_the_caller():
     assert a_c._value is buf and a_c._meta.version[0] == a_e._meta.version[0] == 8
 
 
-def test_write_to_a_captured_tensor_carried_by_a_converted_loop_falls_back():
+@pytest.mark.parametrize("staged", [False, True])
+def test_write_to_a_captured_tensor_in_a_loop(staged):
+    """A loop with a Python trip count is unrolled and compiles; with a tensor trip count it
+    is a graph while carrying the tensor, which cannot be written back: eager (warning)."""
     w_e, w_c = dg.ones(3), dg.ones(3)
+    n = dg.tensor(3) if staged else 3
 
     def shrink(w):
         def f(x, n):
             v = w
-            for _ in range(n):  # a graph while loop carrying v (AutoGraph)
+            for _ in range(n):
                 v -= 0.1 * x
             return x.sum()
         return f
 
     comp = dg.compile(shrink(w_c), backend="interpreter")
-    with pytest.warns(CompileWarning, match="converted loop or branch"):
-        comp(dg.ones(3), 3)
-    shrink(w_e)(dg.ones(3), 3)
-    _close(w_e, w_c, "captured tensor")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            comp(dg.ones(3), n)
+            shrink(w_e)(dg.ones(3), n)
+            _close(w_e, w_c, "captured tensor")
+    msgs = [str(x.message) for x in w if issubclass(x.category, CompileWarning)]
+    assert len(msgs) == staged and all("converted loop or branch" in m for m in msgs)
