@@ -352,7 +352,7 @@ class Live:
         for e in entries:  # a .grad set to another captured tensor: where to find it
             if e.gkind == "obj":
                 target = e.gobj
-                e.gobj = next((x for x in entries if x.t is target.t), None) or _Spec(
+                e.gobj = next((x for x in entries if x.tid == id(target.t)), None) or _Spec(
                     target, owner.get(id(target.t)), None, None, None)
         g = Graph(inputs, eqns, out_atoms, graph.in_tree, graph.out_tree)
         fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args, scalars, arg_writes)
@@ -362,11 +362,14 @@ class Live:
 class _Spec:
     """Where one captured tensor is at call time, its guards and its effects."""
 
-    __slots__ = ("t", "owner", "pos", "write", "gnew", "gkind", "gobj", "shape", "dtype",
+    __slots__ = ("t", "tid", "owner", "pos", "write", "gnew", "gkind", "gobj", "shape", "dtype",
                  "grad_none", "rg", "leaf", "delta", "rg_after")
 
     def __init__(self, r, owner, pos, write, gnew):
-        self.t = r.t
+        # a .grad found through its owner is not kept alive by the program (a new one is
+        # made whenever the owner's .grad is set to None and back)
+        self.t = r.t if owner is None else None
+        self.tid = id(r.t)
         self.owner = owner  # the tensor whose .grad this was when traced (found through it)
         self.pos = pos  # graph input position, or None
         self.write = write  # output position of the new value, or None
@@ -395,8 +398,9 @@ class _Spec:
         return t
 
     def key(self):
-        return (id(self.t), id(self.owner), self.pos, self.write, self.gnew, self.gkind,
-                None if self.gobj is None else id(self.gobj.t), self.shape, str(self.dtype),
+        return (self.tid if self.owner is None else None, id(self.owner), self.pos, self.write,
+                self.gnew, self.gkind, None if self.gobj is None else self.gobj.key()[:2],
+                self.shape, str(self.dtype),
                 self.grad_none, self.rg, self.leaf, self.delta, self.rg_after)
 
 
