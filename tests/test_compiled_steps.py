@@ -378,3 +378,23 @@ def test_write_to_a_captured_tensor_in_a_loop(staged):
             _close(w_e, w_c, "captured tensor")
     msgs = [str(x.message) for x in w if issubclass(x.category, CompileWarning)]
     assert len(msgs) == staged and all("converted loop or branch" in m for m in msgs)
+
+
+def test_train_eval_mode_is_a_guard():
+    """A module's training flag is read by the trace (BatchNorm batch vs running statistics):
+    switching it traces again instead of running the other mode's program; in training
+    mode the running statistics are updated in place by the compiled function."""
+    bn_e, bn_c = dg.nn.BatchNorm1d(3), dg.nn.BatchNorm1d(3)
+    comp = dg.compile(lambda x: bn_c(x), backend="interpreter")
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # running statistics are effects too
+        for mode in ("train", "eval", "train", "train", "eval"):
+            for m in (bn_e, bn_c):
+                getattr(m, mode)()
+            x = dg.tensor(rng.standard_normal((8, 3)).astype(np.float32))
+            _close(bn_e(x), comp(x), mode)
+            _close(bn_e.running_mean, bn_c.running_mean, "running mean")
+            _close(bn_e.running_var, bn_c.running_var, "running var")
+            assert bn_e.num_batches_tracked.item() == bn_c.num_batches_tracked.item()
+    assert comp.cache_info()["traces"] <= 4
