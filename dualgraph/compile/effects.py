@@ -112,6 +112,7 @@ class Live:
         self.recs = {}  # id(tensor) -> _Rec, in first-touch order
         self.backward_ran = False
         self.guards = []  # (fn, value): Python state the trace depends on
+        self.guard_keys = set()
         self.n_effect_outs = 0
         self.dropped = set()  # ids of unreachable temporaries (constants)
         self.scalars = []  # (fn, var): Python numbers read at call time (a learning rate)
@@ -175,7 +176,11 @@ class Live:
                 "dg.compile supports such writes only at the top level of the function")
         self.adopt(t)
 
-    def guard(self, fn):
+    def guard(self, fn, key=None):
+        if key is not None:
+            if key in self.guard_keys:
+                return
+            self.guard_keys.add(key)
         self.guards.append((fn, fn()))
 
     def scalar(self, fn, dtype=np.float64):

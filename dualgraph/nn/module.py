@@ -87,7 +87,7 @@ class Module:
     def __call__(self, *args, **kwargs):
         tr = _context.get().trace
         if tr is not None:  # under dg.compile: the program holds for this mode only
-            tr.guard(lambda: self.training)
+            tr.guard(lambda: self.training, ("training", id(self)))
         for hook in tuple(self._forward_pre_hooks.values()):
             res = hook(self, args)
             if res is not None:

@@ -233,11 +233,12 @@ class Builder:
         if self.live is not None:
             self.live.note_write(t, self)
 
-    def guard(self, fn):
+    def guard(self, fn, key=None):
         """The traced program is valid only while ``fn()`` returns what it returns now
-        (Python state the trace read: an optimizer's hyperparameters, ...)."""
+        (Python state the trace read: an optimizer's hyperparameters, ...); one guard per
+        ``key``."""
         if self.live is not None:
-            self.live.guard(fn)
+            self.live.guard(fn, key)
 
     def live_scalar(self, fn):
         """Under dg.compile: a 0-d float64 traced tensor read from ``fn()`` at each call
