@@ -11,8 +11,8 @@ same initial weights:
 * ``manual``: ``loss.backward()`` then ``p -= 0.1 * p.grad; p.grad = None`` under no_grad
 
 Reports the median milliseconds per step (after warm-up, eager and compiled interleaved
-in rounds so that machine load hits both alike) and the ratio eager / compiled; checks
-that both runs end with the same parameters.
+in rounds so that machine load hits both alike) and the ratio eager / compiled; first
+checks that 20 steps of both give the same parameters.
 """
 import argparse
 import os
@@ -81,9 +81,16 @@ def main():
           f"({args.rounds} rounds x {args.repeat} steps, interleaved)")
     print(f"{'step':8s} {'eager ms':>9s} {'compiled ms':>12s} {'eager/compiled':>15s}")
     for kind in ("sgd", "adam", "manual"):
+        # parity first: 20 steps from the same weights give the same parameters (over
+        # hundreds of steps float32 rounding differences of the kernel grow, as training
+        # amplifies them; the interpreter backend stays bit-equal to eager)
         me, se = make(kind)
         mc, sc = make(kind)
         sc = dg.compile(sc)
+        for _ in range(20):
+            se(x, y), sc(x, y)
+        for p, q in zip(me.parameters(), mc.parameters()):
+            np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=1e-5, atol=1e-6)
         for _ in range(5):  # warm-up: first eager step, traces, numba compilation
             se(x, y), sc(x, y)
         te, tc = [], []
@@ -93,8 +100,6 @@ def main():
                     t0 = time.perf_counter()
                     fn(x, y)
                     ts.append(time.perf_counter() - t0)
-        for p, q in zip(me.parameters(), mc.parameters()):
-            np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=1e-4, atol=1e-5)
         e, c = np.median(te) * 1e3, np.median(tc) * 1e3
         print(f"{kind:8s} {e:9.3f} {c:12.3f} {e / c:14.1f}x")
 

@@ -336,3 +336,65 @@ def test_learning_rate_schedule_needs_no_new_trace():
         _same_state(me, mc, oe, oc)
         se.step(), sc.step()
     assert comp.cache_info()["traces"] <= 3
+
+
+def test_in_place_writes_to_arguments_reach_the_caller():
+    def ema(avg, x):
+        avg.mul_(0.9)
+        avg += 0.1 * x
+        return avg.sum()
+
+    a_e, a_c = dg.zeros(3), dg.zeros(3)
+    buf = a_c._value
+    comp = dg.compile(ema, fullgraph=True, backend="interpreter")
+    for i in range(4):
+        x = dg.tensor(np.arange(3, dtype=np.float32) + i)
+        _close(ema(a_e, x), comp(a_c, x), "result")
+        _close(a_e, a_c, "argument")
+    assert a_c._value is buf and a_c._meta.version[0] == a_e._meta.version[0] == 8
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_write_to_a_captured_tensor_in_a_loop(staged):
+    """A loop with a Python trip count is unrolled and compiles; with a tensor trip count it
+    is a graph while carrying the tensor, which cannot be written back: eager (warning)."""
+    w_e, w_c = dg.ones(3), dg.ones(3)
+    n = dg.tensor(3) if staged else 3
+
+    def shrink(w):
+        def f(x, n):
+            v = w
+            for _ in range(n):
+                v -= 0.1 * x
+            return x.sum()
+        return f
+
+    comp = dg.compile(shrink(w_c), backend="interpreter")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            comp(dg.ones(3), n)
+            shrink(w_e)(dg.ones(3), n)
+            _close(w_e, w_c, "captured tensor")
+    msgs = [str(x.message) for x in w if issubclass(x.category, CompileWarning)]
+    assert len(msgs) == staged and all("converted loop or branch" in m for m in msgs)
+
+
+def test_train_eval_mode_is_a_guard():
+    """A module's training flag is read by the trace (BatchNorm batch vs running statistics):
+    switching it traces again instead of running the other mode's program; in training
+    mode the running statistics are updated in place by the compiled function."""
+    bn_e, bn_c = dg.nn.BatchNorm1d(3), dg.nn.BatchNorm1d(3)
+    comp = dg.compile(lambda x: bn_c(x), backend="interpreter")
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)  # running statistics are effects too
+        for mode in ("train", "eval", "train", "train", "eval"):
+            for m in (bn_e, bn_c):
+                getattr(m, mode)()
+            x = dg.tensor(rng.standard_normal((8, 3)).astype(np.float32))
+            _close(bn_e(x), comp(x), mode)
+            _close(bn_e.running_mean, bn_c.running_mean, "running mean")
+            _close(bn_e.running_var, bn_c.running_var, "running var")
+            assert bn_e.num_batches_tracked.item() == bn_c.num_batches_tracked.item()
+    assert comp.cache_info()["traces"] <= 4

@@ -112,9 +112,15 @@ class Live:
         self.recs = {}  # id(tensor) -> _Rec, in first-touch order
         self.backward_ran = False
         self.guards = []  # (fn, value): Python state the trace depends on
+        self.guard_keys = set()
         self.n_effect_outs = 0
         self.dropped = set()  # ids of unreachable temporaries (constants)
         self.scalars = []  # (fn, var): Python numbers read at call time (a learning rate)
+        self.args = []  # (leaf position, traced argument, its input var): set by trace_function
+        self.arg_writes = []  # [leaf position, output atom, version increments]
+        # id(operand of a branch / loop body) -> (it, the outer tensor it stands for), where
+        # that is a captured tensor or an argument (or stands for one)
+        self.origins = {}
 
     # -- during the trace (from the Builder's hooks) --------------------------------------
     def register(self, t):
@@ -142,7 +148,25 @@ class Live:
         r.var = tracer.var
         t._value = tracer
 
+    def note_operands(self, outer, inner):
+        for o, i in zip(outer, inner):
+            if o.__class__ is Tensor and i.__class__ is Tensor and self.tracked(o):
+                self.origins[id(i)] = (i, o)
+
+    def tracked(self, t):
+        """``t`` is, or stands for, a tensor the caller sees: a captured one, an argument."""
+        if t._value.__class__ is _nd or id(t) in self.recs:
+            return True
+        o = self.origins.get(id(t))
+        return (o is not None and o[0] is t) or any(t is a for _, a, _ in self.args)
+
     def note_write(self, t, builder):
+        o = self.origins.get(id(t))
+        if o is not None and o[0] is t:
+            raise TracerError(
+                f"an in-place write at {_line()} to a tensor {_desc(t)} that a converted loop or "
+                "branch carries for a tensor the caller sees (an argument or a tensor captured "
+                "from outside the compiled function): dg.compile cannot write it back")
         if t._value.__class__ is not _nd and id(t) not in self.recs:
             return  # a traced tensor made by this trace: an ordinary traced write
         if builder is not self.root:
@@ -152,7 +176,11 @@ class Live:
                 "dg.compile supports such writes only at the top level of the function")
         self.adopt(t)
 
-    def guard(self, fn):
+    def guard(self, fn, key=None):
+        if key is not None:
+            if key in self.guard_keys:
+                return
+            self.guard_keys.add(key)
         self.guards.append((fn, fn()))
 
     def scalar(self, fn, dtype=np.float64):
@@ -219,6 +247,18 @@ class Live:
             for a in (r.write, r.gfx[1] if r.gfx and r.gfx[0] == "new" else None):
                 if a is not None:
                     outs.append(Tracer(a, root))
+        for pos, w, var in self.args:  # in-place writes to arguments (eagerly: the caller's)
+            if w._grad is not None:
+                raise TracerError(f"the compiled function sets the .grad of argument {_desc(w)}")
+            v = w._value
+            if v.__class__ is Tracer and v.var is not var:
+                if v.builder is not root:
+                    raise TracerError(f"an argument {_desc(w)} was given a value of a dg.cond "
+                                      "branch or loop body")
+                m = w._meta
+                delta = 0 if m is None or m.version is None else m.version[0]
+                self.arg_writes.append((pos, v.var, delta))
+                outs.append(Tracer(v.var, root))
         self.n_effect_outs = len(outs)
         return outs
 
@@ -303,6 +343,12 @@ class Live:
                 pos = len(inputs)
                 inputs.append(r.var)
             entries.append(_Spec(r, owner.get(id(r.t)), pos, write, gnew))
+        arg_writes = []
+        for pos, atom, delta in self.arg_writes:
+            arg_writes.append((pos, len(out_atoms) - n_user, delta))
+            out_atoms.append(atom)
+            if isinstance(atom, Var):
+                used.add(atom)
         scalars = []
         for fn, var, dt in self.scalars:
             if var in used:
@@ -311,21 +357,24 @@ class Live:
         for e in entries:  # a .grad set to another captured tensor: where to find it
             if e.gkind == "obj":
                 target = e.gobj
-                e.gobj = next((x for x in entries if x.t is target.t), None) or _Spec(
+                e.gobj = next((x for x in entries if x.tid == id(target.t)), None) or _Spec(
                     target, owner.get(id(target.t)), None, None, None)
         g = Graph(inputs, eqns, out_atoms, graph.in_tree, graph.out_tree)
-        fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args, scalars)
+        fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args, scalars, arg_writes)
         return g, fx
 
 
 class _Spec:
     """Where one captured tensor is at call time, its guards and its effects."""
 
-    __slots__ = ("t", "owner", "pos", "write", "gnew", "gkind", "gobj", "shape", "dtype",
+    __slots__ = ("t", "tid", "owner", "pos", "write", "gnew", "gkind", "gobj", "shape", "dtype",
                  "grad_none", "rg", "leaf", "delta", "rg_after")
 
     def __init__(self, r, owner, pos, write, gnew):
-        self.t = r.t
+        # a .grad found through its owner is not kept alive by the program (a new one is
+        # made whenever the owner's .grad is set to None and back)
+        self.t = r.t if owner is None else None
+        self.tid = id(r.t)
         self.owner = owner  # the tensor whose .grad this was when traced (found through it)
         self.pos = pos  # graph input position, or None
         self.write = write  # output position of the new value, or None
@@ -354,16 +403,18 @@ class _Spec:
         return t
 
     def key(self):
-        return (id(self.t), id(self.owner), self.pos, self.write, self.gnew, self.gkind,
-                None if self.gobj is None else id(self.gobj.t), self.shape, str(self.dtype),
+        return (self.tid if self.owner is None else None, id(self.owner), self.pos, self.write,
+                self.gnew, self.gkind, None if self.gobj is None else self.gobj.key()[:2],
+                self.shape, str(self.dtype),
                 self.grad_none, self.rg, self.leaf, self.delta, self.rg_after)
 
 
 class Effects:
     """The captured inputs, guards and write-backs of one traced variant."""
 
-    def __init__(self, specs, guards, n_user, n_args, scalars=()):
+    def __init__(self, specs, guards, n_user, n_args, scalars=(), arg_writes=()):
         self.specs = specs
+        self.arg_writes = list(arg_writes)  # (argument leaf position, effect output, versions)
         self.scalars = list(scalars)  # (fn, dtype): trailing inputs after the tensors
         self.guards = guards
         self.n_user = n_user
@@ -374,8 +425,9 @@ class Effects:
         self.fingerprint = None
         self._plan = None
         # a program that writes nothing needs no stability check (see call)
-        self.checked = not any(s.write is not None or s.gkind is not None or s.delta
-                               or s.rg_after is not None for s in specs)
+        self.checked = not self.arg_writes and not any(
+            s.write is not None or s.gkind is not None or s.delta or s.rg_after is not None
+            for s in specs)
 
     def bind(self):
         """``(located tensors, input arrays)`` or None when a guard fails."""
@@ -403,8 +455,21 @@ class Effects:
                 return None
         return located, arrays
 
-    def apply(self, located, outs, inputs):
-        """Write the effect outputs ``outs`` (the graph's outputs past the user's)."""
+    def apply(self, located, outs, inputs, args=None):
+        """Write the effect outputs ``outs`` (the graph's outputs past the user's);
+        ``args``: the call's arguments (flattened leaves), if the program writes some."""
+        for pos, k, d in self.arg_writes:
+            a = args[pos]
+            t = a if a.__class__ is Tensor else None
+            v = a._value if t is not None else a
+            if v.flags.writeable:
+                np.copyto(v, outs[k], casting="unsafe")
+            elif t is not None:
+                t._value = np.array(outs[k], dtype=v.dtype, copy=True)
+            if d and t is not None:
+                c = _counter(t)
+                c[0] += d
+                INPLACE[0] += d
         plan = self._plan
         if plan is None:
             plan = self._plan = self._make_plan()
@@ -463,7 +528,7 @@ class Effects:
 
     def key(self):
         return (tuple(s.key() for s in self.specs), tuple(v for _, v in self.guards), self.n_user,
-                tuple(str(dt) for _, dt in self.scalars))
+                tuple(str(dt) for _, dt in self.scalars), tuple(self.arg_writes))
 
 
 def _desc(t):
@@ -488,7 +553,7 @@ def trace(fn, args, kwargs):
             raise TracerError(
                 "backward() inside a compiled function called with tensors that require grad "
                 "(their .grad would be set too): not supported by dg.compile")
-    if not live.recs and not live.guards and not live.scalars:
+    if not live.recs and not live.guards and not live.scalars and not live.arg_writes:
         return graph, None
     return live.program(graph)
 
@@ -655,10 +720,18 @@ def _run(cf, entry, bound, args, kwargs):
                 raise cause.with_traceback(None) from None
             raise
         n = fx.n_user
-        fx.apply(located, [o._value for o in outs[n:]], arrays)
+        fx.apply(located, [o._value for o in outs[n:]], arrays, _leaves(fx, args, kwargs))
         return entry.result(list(outs[:n]))
     n = fx.n_user
-    fx.apply(located, res[n:], arrays)
+    fx.apply(located, res[n:], arrays, _leaves(fx, args, kwargs))
     if entry.single and not entry.py_outs:
         return Tensor._make(res[0])
     return entry.result([Tensor._make(a) for a in res[:n]])
+
+
+def _leaves(fx, args, kwargs):
+    if not fx.arg_writes:
+        return None
+    if not kwargs:
+        return args if all(a.__class__ is Tensor for a in args) else tree_flatten((args, kwargs))[0]
+    return tree_flatten((args, kwargs))[0]

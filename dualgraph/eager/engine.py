@@ -219,7 +219,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
     token = _context.enter(grad_enabled=bool(create_graph))
     try:
         tr = _context.get().trace
-        if tr is not None:
+        if tr is not None and inputs is None:  # a backward() that accumulates into .grad
             tr.note_backward()
         captured = None
         capture_leaf = capture_node = None

@@ -19,6 +19,7 @@ from ..eager import factories as _factories
 from ..eager.grad_mode import is_grad_enabled, no_grad
 from ..eager.tensor import Tensor
 from ..ops import composites as C
+from ..ops import context as _context
 from ..ops import primitives as P
 from ..ops import more_composites as _MC
 from ..ops.composites import gelu, mse_loss
@@ -296,7 +297,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         d = P.sub(input, mean)
         var = C.mean(P.mul(d, d), axes, keepdim=True)
         if running_mean is not None or running_var is not None:
-            if _traced(input):
+            if _traced(input) and getattr(_context.get().trace, "live", None) is None:
+                # (under dg.compile the writes are effects of the compiled function)
                 raise NotImplementedError(
                     "batch_norm: updating running statistics in place cannot be traced yet; "
                     f"trace the model in eval() mode\n  at {user_source()}"

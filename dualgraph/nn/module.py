@@ -22,6 +22,7 @@ import numpy as np
 
 from ..eager.grad_mode import no_grad
 from ..eager.tensor import Tensor
+from ..ops import context as _context
 from .parameter import Buffer, Parameter, _mark
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -84,6 +85,9 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
+        tr = _context.get().trace
+        if tr is not None:  # under dg.compile: the program holds for this mode only
+            tr.guard(lambda: self.training, ("training", id(self)))
         for hook in tuple(self._forward_pre_hooks.values()):
             res = hook(self, args)
             if res is not None:

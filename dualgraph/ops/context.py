@@ -38,11 +38,6 @@ class Context:
                 f"trace={self.trace!r}, grad_enabled={self.grad_enabled})")
 
 
-class EagerFirst(Exception):
-    """Raised under a trace by code whose first call creates state lazily (an optimizer's
-    ``step``): ``dg.compile`` runs that call eagerly, without a warning, and traces the next."""
-
-
 def _no_handler(prim, args, params):
     raise RuntimeError("dualgraph.eager is not imported: no handler for bind()")
 
@@ -89,3 +84,8 @@ def set_handler(fn):
     prev = CTX.get().handler
     CTX.set(CTX.get().replace(handler=fn))
     return prev
+
+
+class EagerFirst(Exception):
+    """Raised under a trace by code whose first call creates state lazily (an optimizer's
+    ``step``): ``dg.compile`` runs that call eagerly, without a warning, and traces the next."""

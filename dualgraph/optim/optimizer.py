@@ -53,7 +53,7 @@ def step_under_no_grad(step):
     def wrapped(self, closure=None):
         tr = _context.get().trace
         if tr is not None:  # under dg.compile: the program holds while these stay the same
-            tr.guard(self._traced_state)
+            tr.guard(self._traced_state, ("optimizer", id(self)))
         loss = None
         if closure is not None:
             with enable_grad():

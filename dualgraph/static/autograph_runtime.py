@@ -45,7 +45,7 @@ def _captured(x):
     """``x`` is an eager tensor captured by a dg.compile trace: its in-place updates are
     effects of the compiled function (compile/effects.py), so ``x -= y`` stays in place."""
     live = getattr(_builder(), "live", None)
-    return live is not None and (isinstance(x._value, np.ndarray) or id(x) in live.recs)
+    return live is not None and live.tracked(x)
 
 
 def is_traced(x):

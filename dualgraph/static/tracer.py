@@ -233,11 +233,12 @@ class Builder:
         if self.live is not None:
             self.live.note_write(t, self)
 
-    def guard(self, fn):
+    def guard(self, fn, key=None):
         """The traced program is valid only while ``fn()`` returns what it returns now
-        (Python state the trace read: an optimizer's hyperparameters, ...)."""
+        (Python state the trace read: an optimizer's hyperparameters, ...); one guard per
+        ``key``."""
         if self.live is not None:
-            self.live.guard(fn)
+            self.live.guard(fn, key)
 
     def live_scalar(self, fn):
         """Under dg.compile: a 0-d float64 traced tensor read from ``fn()`` at each call
@@ -300,6 +301,11 @@ def trace_function(fn, args, parent=None, requires_grad=False, live=None):
         if requires_grad and np.issubdtype(aval.dtype, np.floating):
             t._requires_grad = True
         new_leaves.append(t)
+    if live is not None:  # the argument tensors, to see in-place writes to them
+        live.args = [(i, t, t._value.var) for i, t in enumerate(new_leaves)
+                     if t.__class__ is Tensor and t._value.__class__ is Tracer]
+    elif builder.live is not None:  # a branch / loop body: which operands stand for what
+        builder.live.note_operands(leaves, new_leaves)
     token = _context.enter(trace=builder)  # this thread's trace
     try:
         out = fn(*tree_unflatten(in_tree, new_leaves))
