@@ -115,3 +115,16 @@ def test_demo_trains_to_95_percent_in_both_modes(tmp_path):
     assert e[0] == pytest.approx(c[0], rel=1e-6)
     assert e[-1] < 0.2 * e[0]
     assert res["max_loss_diff"] < 1e-4  # every step's loss, float32 tolerance
+
+
+def test_workloads_written_as_plain_python_trace_to_one_graph_loop():
+    """The dualgraph versions live inside the package (dualgraph.bench) but are converted by
+    AutoGraph like user code (``always_convert``): their Python loops become graph loops."""
+    def names(fn, *args):
+        return [o.name for o in dg.trace(fn, *args).ops]
+
+    assert names(W.dg_seed_loop, dg.ones(4)).count("while") == 1
+    assert names(W.dg_newton, dg.ones(4)) == ["while"]
+    xs = (dg.ones(3, 4), dg.ones(4, 4), dg.ones(5, 2, 3))
+    assert names(W.dg_rnn_loss, *xs).count("while") == 1
+    assert names(dg.value_and_grad(W.dg_rnn_loss, argnums=(0, 1)), *xs).count("while") == 2  # forward, reverse
