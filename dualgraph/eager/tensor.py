@@ -183,29 +183,35 @@ _next_seq = NODE_SEQ.__next__
 
 # The fast callables are generated from this source, with the two construction snippets
 # below pasted in: the same lines ``_wrap`` and ``_node`` are made of.  A helper call per
-# tensor and per node would add ~40% to the per-op cost of eager code.
+# tensor and per node would add ~40% to the per-op cost of eager code.  Per primitive,
+# ``RECORDS`` becomes the test for recording a node (``False`` for a primitive without a
+# VJP: the block is compiled away), ``SAVED`` the output the node keeps (``out`` or
+# ``None``) and ``PROMOTE`` the int-to-float check of a unary op (or nothing).
+#
+# The ContextVar (a C call) is read only when it can matter: when some context in the
+# process has a handler or a trace (``SPECIAL``), or, for an op that would record, when
+# some context has grad disabled (``NO_GRAD``); see ``ops.context``.  Operands other than
+# Tensors, Python ints and floats, and (second operand) arrays go to ``apply``.
 _FAST_SRC = """
 def unary(x):
-    ctx = get()
-    if x.__class__ is not Tensor or not ctx.plain:
-        return ctx.handler(prim, (x,), _NP)
+    if SPECIAL or x.__class__ is not Tensor:
+        ctx = get()
+        if x.__class__ is not Tensor or not ctx.plain:
+            return ctx.handler(prim, (x,), _NP)
     m = x._meta
     if m is not None:
         _fresh(x)
     v = x._value
-    if promote:
-        dt = v.dtype
-        if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
-            v = v.astype(np.float32)
+PROMOTE
     out = uimpl(v)
     if out.__class__ is not _ndarray:
         out = np.asarray(out)
-    shape = x.shape  # elementwise: the operand's (numpy's shape getter costs ~3 slot reads)
-    if x._requires_grad and ctx.grad_enabled and differentiable:
+    shape = x.shape  # elementwise: the operand's (numpy's shape getter makes a tuple)
+    if RECORDS(x._requires_grad):
         vers = None if m is None or m.version is None else (m.version[0],)
         inputs = (x,)
         need = _NEED1
-        saved = out if uses_out else None
+        saved = SAVED
 {NODE}
 {TENSOR_NODE}
         return t
@@ -214,73 +220,86 @@ def unary(x):
 
 
 def binary(x, y):
-    ctx = get()
-    if not ctx.plain:
-        return ctx.handler(prim, (x, y), _NP)
-    xc = x.__class__
+    if SPECIAL:
+        ctx = get()
+        if not ctx.plain:
+            return ctx.handler(prim, (x, y), _NP)
     yc = y.__class__
-    if xc is Tensor:
+    if x.__class__ is Tensor:
         xm = x._meta
         if xm is not None:
             _fresh(x)
         xv = x._value
         xr = x._requires_grad
-    else:
-        if xc is not _ndarray and isinstance(x, np.generic):
-            x = x.item()
-            xc = x.__class__
-        xv = x
-        xr = False
-        xm = None
-    if yc is Tensor:
+        shape = x.shape
+        if yc is Tensor:
+            ym = y._meta
+            if ym is not None:
+                _fresh(y)
+            yv = y._value
+            yr = y._requires_grad
+            if shape != y.shape:
+                shape = None  # broadcast: the result's
+        elif yc is float or yc is int or yc is _ndarray:
+            yv = y
+            yr = False
+            ym = None
+            if yc is _ndarray:
+                shape = None
+        else:
+            return apply(prim, (x, y), _NP)  # a bool, a numpy scalar, ...
+    elif yc is Tensor and (x.__class__ is float or x.__class__ is int):
         ym = y._meta
         if ym is not None:
             _fresh(y)
+        xv = x
+        xr = False
+        xm = None
         yv = y._value
         yr = y._requires_grad
+        shape = y.shape
     else:
-        if yc is not _ndarray and isinstance(y, np.generic):
-            y = y.item()
-            yc = y.__class__
-        yv = y
-        yr = False
-        ym = None
+        return apply(prim, (x, y), _NP)
     try:
-        if xv.__class__ is _ndarray and yv.__class__ is _ndarray and xv.dtype is yv.dtype:
+        if xv.__class__ is _ndarray:
+            if yv.__class__ is _ndarray:
+                if xv.dtype is yv.dtype:
+                    out = raw(xv, yv)
+                else:
+                    out = impl(xv, yv)  # mixed dtypes: torch's promotion
+            elif yc is not Tensor and xv.dtype.kind == "f":
+                out = raw(xv, yv)  # a float array and a Python number: nothing to promote
+            else:
+                out = impl(xv, yv)
+        elif x.__class__ is not Tensor and yv.__class__ is _ndarray and yv.dtype.kind == "f":
             out = raw(xv, yv)
         else:
-            out = impl(xv, yv)  # mixed dtypes or a scalar: torch's promotion
+            out = impl(xv, yv)
     except (ValueError, TypeError) as e:
         raise _op_error(prim, (xv, yv), _NP, e) from None
     if out.__class__ is not _ndarray:
         out = np.asarray(out)
-    # the result's shape without numpy's shape getter where the operands tell it
-    if xc is Tensor:
-        if yc is Tensor:
-            shape = x.shape
-            if shape != y.shape:
-                shape = out.shape
-        elif yc is float or yc is int or yc is bool:
-            shape = x.shape
-        else:
-            shape = out.shape
-    elif yc is Tensor and (xc is float or xc is int or xc is bool):
-        shape = y.shape
-    else:
+    if shape is None:
         shape = out.shape
-    if (xr or yr) and ctx.grad_enabled and differentiable:
+    if RECORDS(xr or yr):
         need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
         if xm is None and ym is None:
             vers = None
         else:
             vers = _versions((x, y))
         inputs = (x, y)
-        saved = out if uses_out else None
+        saved = SAVED
 {NODE}
 {TENSOR_NODE}
         return t
 {TENSOR}
     return t
+"""
+
+_PROMOTE_LINES = """\
+dt = v.dtype
+if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
+    v = v.astype(np.float32)
 """
 
 # a tape node of ``prim`` (see engine.Node: one plain class on the hot path)
@@ -348,13 +367,21 @@ def _fast_op(prim):
         # the body, so a float input calls the ufunc itself, not the checking wrapper
         "promote": getattr(impl, "int_to_float", False),
         "get": _get,
+        "SPECIAL": _context.SPECIAL,
+        "NO_GRAD": _context.NO_GRAD,
     }
     env["uimpl"] = env["raw"] if env["promote"] else impl
     env.update({k: globals()[k] for k in (
         "Tensor", "Node", "_NP", "_fresh", "_F32", "_F64", "_ndarray", "np", "_NEED1", "_NEED_TT",
-        "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions")})
+        "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions", "apply")})
     node_class(prim)
-    src = _FAST_SRC.replace("{NODE}", _indent(_NODE_LINES, 8, **{"node.params = params": "node.params = _NP"}))
+    records = "(not NO_GRAD or get().grad_enabled)" if prim.vjp is not None else None
+    src = _FAST_SRC
+    for arg in ("x._requires_grad", "xr or yr"):
+        src = src.replace(f"RECORDS({arg})", f"({arg}) and {records}" if records else "False")
+    src = src.replace("SAVED", "out" if prim.uses_out else "None")
+    src = src.replace("PROMOTE\n", _indent(_PROMOTE_LINES, 4) if env["promote"] else "")
+    src = src.replace("{NODE}", _indent(_NODE_LINES, 8, **{"node.params = params": "node.params = _NP"}))
     src = src.replace("{TENSOR_NODE}", _indent(_TENSOR_LINES, 8, **{"node is not None": "True"}))
     src = src.replace("{TENSOR}", _indent(_TENSOR_LINES, 4, **{
         "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False"}))

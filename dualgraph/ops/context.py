@@ -10,11 +10,26 @@ eager handler, no trace, grad enabled.
 eager layer's one-frame fast path runs only then; otherwise every op goes through
 ``ctx.handler``, so a handler wrapping the default one (a check mode, a profiler, a spy)
 sees every op.
+
+Reading the ContextVar costs a C call per op, so the fast path first asks two process-wide
+questions that need none: ``SPECIAL``, the set of ids of live contexts that are not plain
+(a handler or a trace), and ``NO_GRAD``, of live contexts with grad disabled.  A context
+is alive as long as any thread or task can still see it, so when ``SPECIAL`` is empty
+every thread's context is plain, and when ``NO_GRAD`` is empty every thread records:
+then the fast path need not read its own.  A context joins the sets when it is made and
+leaves them when it is freed (its class becomes ``_Flagged``, which has ``__del__``), so
+a context kept alive elsewhere (another thread, a copied context, a traceback) only sends
+ops to the slower exact check, never to a wrong answer.  ``set.add``/``discard`` are
+atomic under the GIL.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+
+
+SPECIAL: set = set()  # ids of live contexts with a handler or a trace (not ``plain``)
+NO_GRAD: set = set()  # ids of live contexts with grad disabled
 
 
 class Context:
@@ -24,7 +39,13 @@ class Context:
         self.handler = handler
         self.trace = trace
         self.grad_enabled = grad_enabled
-        self.plain = trace is None and handler is _DEFAULT_HANDLER[0]
+        self.plain = plain = trace is None and handler is _DEFAULT_HANDLER[0]
+        if not plain or not grad_enabled:
+            self.__class__ = _Flagged
+            if not plain:
+                SPECIAL.add(id(self))
+            if not grad_enabled:
+                NO_GRAD.add(id(self))
 
     def replace(self, **kw) -> "Context":
         return Context(
@@ -36,6 +57,16 @@ class Context:
     def __repr__(self):
         return (f"Context(handler={getattr(self.handler, '__qualname__', self.handler)}, "
                 f"trace={self.trace!r}, grad_enabled={self.grad_enabled})")
+
+
+class _Flagged(Context):
+    """A context in ``SPECIAL`` or ``NO_GRAD``: it leaves them when freed."""
+
+    __slots__ = ()
+
+    def __del__(self):
+        SPECIAL.discard(id(self))
+        NO_GRAD.discard(id(self))
 
 
 def _no_handler(prim, args, params):
@@ -53,6 +84,7 @@ def install_default_handler(fn):
     _DEFAULT_HANDLER[0] = fn
     ROOT.handler = fn
     ROOT.plain = True
+    SPECIAL.discard(id(ROOT))
 
 
 def default_handler():

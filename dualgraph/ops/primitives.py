@@ -91,7 +91,9 @@ def _torch_promote(f):
         return f(x, y)
 
     impl.__name__ = getattr(f, "__name__", "impl")
-    impl.raw = f  # for callers that have checked the operands need no promotion
+    # for callers that have checked the operands need no promotion: two arrays of one
+    # dtype, or a floating array and a Python int or float (numpy's weak scalars)
+    impl.raw = f
     return impl
 
 
