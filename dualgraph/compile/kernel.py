@@ -236,7 +236,8 @@ class Kernel:
             # medians, not minima: on a loaded machine a prange kernel's threads wait for a
             # scheduler slice (~24 ms here, benchmarks/CODEGEN-FACTS.md), now and then
             med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-            if med(t["par"]) < 0.85 * med(t["ser"]):
+            if med(t["par"]) < 0.85 * med(t["ser"]) and max(t["par"]) < med(t["ser"]) \
+                    and not _cores_busy():
                 self.fn, self.parallel = t["par_fn"], True
             else:
                 self.fn, self.path, self.source = self.serial
@@ -268,6 +269,16 @@ class Kernel:
                 ) from e
         self._first = False
         return st
+
+
+def _cores_busy():
+    """Is the machine's 1-minute load average at or above its number of cores?  Then a
+    prange kernel's threads wait for scheduler slices (benchmarks/CODEGEN-FACTS.md) and the
+    serial kernel is kept whatever the few timed calls said."""
+    try:
+        return os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return False
 
 
 def cache_blas_done():
