@@ -20,6 +20,8 @@ from .codegen import CompileError
 from .signature import signature
 
 RETRACE_WARN = 8
+_INTERPRET = object()  # _aot_call: run the graph on the tape instead
+_NO_GRADS = object()  # _aot_call: no output requires grad: the plain kernel
 
 
 class CompileWarning(UserWarning):
@@ -39,7 +41,7 @@ class _Entry:
     """One signature's compiled program."""
 
     __slots__ = ("graph", "kernel", "tensor_pos", "out_tree", "eager", "any_rg", "single", "py_outs",
-                 "fx", "done")
+                 "fx", "done", "aot")
 
     def __init__(self, graph=None, kernel=None, tensor_pos=(), out_tree=None, eager=False,
                  any_rg=True):
@@ -53,6 +55,7 @@ class _Entry:
         self.py_outs = ()  # (position, value): Python numbers the function returned as is
         self.fx = None  # captured tensors and their write-backs (effects.py)
         self.done = None  # (result,) of the eager run made while building (not cached)
+        self.aot = None  # aot.AOTPlan once called with grads (False: interpret on the tape)
 
     def result(self, outs):
         for i, v in self.py_outs:
@@ -92,6 +95,11 @@ class CompiledFunction:
 
     def cache_clear(self):
         self._cache.clear()
+
+    def residual_counts(self):
+        """Per signature called with gradients: how many values the forward kernel saves
+        for the backward besides the inputs and outputs (see compile/aot.py)."""
+        return [e.aot.n_res for e in self._cache.values() if e.aot]
 
     def graphs(self):
         """The optimized graphs compiled so far."""
@@ -146,11 +154,13 @@ class CompiledFunction:
             leaves, _ = tree_flatten((args, kwargs))
             tensors = [leaves[i] for i in entry.tensor_pos]
         k = entry.kernel
-        if k is not None:
-            for t in tensors:
-                if t.__class__ is Tensor and t._requires_grad and is_grad_enabled():
-                    k = None  # gradients: run the graph on the tape (compiled backward: next issue)
-                    break
+        if k is not None and entry.any_rg and is_grad_enabled():
+            # gradients: one CompiledFunctionBackward node (compile/aot.py)
+            res = _INTERPRET if entry.aot is False else self._aot_call(entry, tensors, args, kwargs)
+            if res is _INTERPRET:
+                k = None  # the optimized graph run on the tape
+            elif res is not _NO_GRADS:
+                return res
         if k is not None:
             try:
                 res = k([t._value if t.__class__ is Tensor else np.asarray(t) for t in tensors])
@@ -171,6 +181,34 @@ class CompiledFunction:
                 raise cause.with_traceback(None) from None  # eager's own error
             raise
         return entry.result(list(outs))
+
+    def _aot_call(self, entry, tensors, args, kwargs):
+        from .aot import AOTPlan
+
+        ts = [t if t.__class__ is Tensor else Tensor._make(np.asarray(t)) for t in tensors]
+        plan = entry.aot
+        try:
+            if plan is None:
+                rg = [i for i, t in enumerate(ts) if t._requires_grad]
+                plan = entry.aot = AOTPlan(entry.graph, rg, self.fullgraph,
+                                           getattr(self._fn, "__qualname__", "function"))
+            if not plan.active:
+                return _NO_GRADS  # no output depends on an input that requires grad
+            outs = plan.call(ts)
+        except Exception as e:  # noqa: BLE001 - a gap in the compiled backward: interpret
+            if self.fullgraph:
+                if isinstance(e, CompileError):
+                    raise
+                raise CompileError(f"dg.compile: no compiled backward for "
+                                   f"`{getattr(self._fn, '__qualname__', 'function')}`: "
+                                   f"{type(e).__name__}: {e}") from e
+            warnings.warn(f"dg.compile: no compiled backward ({type(e).__name__}: {e}); "
+                          "running the graph on the eager tape", CompileWarning, stacklevel=3)
+            entry.aot = False
+            return _INTERPRET
+        if outs is None:
+            return self._fn(*args, **kwargs)  # a run-time check failed: eager's error
+        return entry.result(outs)
 
     def _kernel_failed(self, entry, err, args, kwargs):
         """numba rejected the generated kernel (a code generator gap): CompileError with

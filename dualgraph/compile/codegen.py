@@ -954,8 +954,8 @@ class Codegen:
         self.bufplan = BufferPlan(g)
         params = []
         for k, v in enumerate(g.inputs):
-            if None in v.aval.shape:
-                raise CompileError(f"dg.compile: graph input {k} has a dynamic shape")
+            # a dynamically shaped input (a while loop's tape saved by a forward kernel):
+            # read only by the tape ops, which take its length at run time
             p = f"a{k}"
             self.names[v] = p
             params.append(p)

@@ -126,10 +126,10 @@ class Kernel:
             strides, acc = [], it
             for d in reversed(shape):
                 strides.append(acc)
-                acc *= max(d, 1)
+                acc *= max(d or 1, 1)
             st = tuple(reversed(strides))
             # size-0/size-1 dims have arbitrary strides: let the slow check decide
-            if any(d <= 1 for d in shape):
+            if any(d is None or d <= 1 for d in shape):
                 st = None
             self._in_info.append((len(shape) == 0, st))
         # tape workspaces (compile/buffers.py): one set per concurrent call, kept and reused

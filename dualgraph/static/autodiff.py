@@ -43,17 +43,18 @@ def eval_with_vjp(graph, xs, wrt, cts):
     return ys, [g if g is not None else P.zeros(t.shape, t.dtype) for g, t in zip(gs, targets)]
 
 
-def vjp_graph(graph, wrt=None):
+def vjp_graph(graph, wrt=None, ct_outputs=None):
     """The backward graph of ``graph``.
 
-    Its inputs are the forward inputs followed by one cotangent per float output; its
-    outputs are the forward outputs followed by the cotangent of each input listed in
-    ``wrt`` (default: every float input).  Zero cotangents stand for inputs the outputs
-    do not depend on.
+    Its inputs are the forward inputs followed by one cotangent per float output (or per
+    output listed in ``ct_outputs``); its outputs are the forward outputs followed by the
+    cotangent of each input listed in ``wrt`` (default: every float input).  Zero
+    cotangents stand for inputs the outputs do not depend on.
     """
     n_in = len(graph.inputs)
     wrt = [i for i, v in enumerate(graph.inputs) if _is_float(v.aval)] if wrt is None else list(wrt)
-    float_outs = [k for k, v in enumerate(graph.outputs) if _is_float(v.aval)]
+    float_outs = ([k for k, v in enumerate(graph.outputs) if _is_float(v.aval)]
+                  if ct_outputs is None else list(ct_outputs))
 
     def fwd_bwd(*args):
         cts = [None] * len(graph.outputs)
