@@ -289,6 +289,12 @@ class CompiledFunction:
         entry.py_outs = py_outs
         if fx is not None:
             entry.fx = _effects.finish(entry, fx)
+            specs = entry.fx.specs
+            if not any(s.gnew is not None or s.gkind is not None for s in specs) and any(
+                    s.rg and s.pos is not None for s in specs):
+                # it reads parameters that require grad and takes no gradients itself: its
+                # outputs need a grad_fn (one CompiledFunctionBackward node, or the tape)
+                entry.any_rg = True
         self._cache[key] = entry
         return entry
 

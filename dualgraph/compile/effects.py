@@ -710,6 +710,14 @@ def _run(cf, entry, bound, args, kwargs):
         # the captured tensors themselves: gradients reach parameters as eagerly
         ins += [t for s, t in zip(fx.specs, located) if s.pos is not None]
         ins += [Tensor._make(a) for a in arrays[len(ins):]]  # live scalars
+        if fx.n_user == len(entry.graph.outputs) and entry.aot is not False and not fx.arg_writes:
+            # a pure function of its arguments and captured tensors (a module's forward):
+            # one CompiledFunctionBackward node, the captured parameters among its inputs
+            from .api import _INTERPRET, _NO_GRADS
+
+            res = cf._aot_call(entry, ins, args, kwargs)
+            if res is not _INTERPRET and res is not _NO_GRADS:
+                return res
         try:
             outs = eval_graph(entry.graph, ins)
         except GraphExecutionError as e:
