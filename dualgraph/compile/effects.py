@@ -267,6 +267,7 @@ class Live:
         temporaries (made inside the function, unreachable now)."""
         for r in self.recs.values():
             r.restore()
+        self.origins.clear()  # (holds tensors: would count as references below)
         held = {}
         for r in self.recs.values():
             if r.grad is not None:
