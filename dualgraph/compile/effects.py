@@ -267,6 +267,7 @@ class Live:
         temporaries (made inside the function, unreachable now)."""
         for r in self.recs.values():
             r.restore()
+        self.origins.clear()  # (holds tensors: would count as references below)
         held = {}
         for r in self.recs.values():
             if r.grad is not None:
@@ -555,7 +556,10 @@ def trace(fn, args, kwargs):
                 "(their .grad would be set too): not supported by dg.compile")
     if not live.recs and not live.guards and not live.scalars and not live.arg_writes:
         return graph, None
-    return live.program(graph)
+    graph, fx = live.program(graph)
+    if not fx.specs and not fx.guards and not fx.scalars and not fx.arg_writes:
+        return graph, None  # only temporaries (now constants): a plain graph
+    return graph, fx
 
 
 def fingerprint(graph, fx):
