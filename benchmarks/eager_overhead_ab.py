@@ -29,6 +29,8 @@ SIZE = 16
 CASES = {
     "fwd_bwd": ("x0 = np.linspace(-1, 1, 16).astype(np.float32); c = dg.tensor(np.full(16, 0.5, np.float32))",
                 "x = dg.tensor(x0, requires_grad=True); chain(x, c).sum().backward()", N_OPS),
+    "fwd_rec": ("x0 = np.linspace(-1, 1, 16).astype(np.float32); c = dg.tensor(np.full(16, 0.5, np.float32))",
+                "x = dg.tensor(x0, requires_grad=True); chain(x, c)", N_OPS),
     "no_grad": ("x0 = np.linspace(-1, 1, 16).astype(np.float32); c = dg.tensor(np.full(16, 0.5, np.float32))",
                 "with dg.no_grad(): chain(dg.tensor(x0), c)", N_OPS),
     "add_tt": ("c = dg.tensor(np.full(16, 0.5, np.float32))", "for _ in R100: c + c", 100),
