@@ -29,8 +29,11 @@ SIZE = 16
 CASES = {
     "fwd_bwd": ("x0 = np.linspace(-1, 1, 16).astype(np.float32); c = dg.tensor(np.full(16, 0.5, np.float32))",
                 "x = dg.tensor(x0, requires_grad=True); chain(x, c).sum().backward()", N_OPS),
+    "fwd_rec": ("x0 = np.linspace(-1, 1, 16).astype(np.float32); c = dg.tensor(np.full(16, 0.5, np.float32))",
+                "x = dg.tensor(x0, requires_grad=True); chain(x, c)", N_OPS),
     "no_grad": ("x0 = np.linspace(-1, 1, 16).astype(np.float32); c = dg.tensor(np.full(16, 0.5, np.float32))",
                 "with dg.no_grad(): chain(dg.tensor(x0), c)", N_OPS),
+    "enter_ng": ("pass", "for _ in R100:\n        with dg.no_grad(): pass", 100),
     "add_tt": ("c = dg.tensor(np.full(16, 0.5, np.float32))", "for _ in R100: c + c", 100),
     "add_float": ("c = dg.tensor(np.full(16, 0.5, np.float32))", "for _ in R100: c + 1.0", 100),
     "tanh": ("c = dg.tensor(np.full(16, 0.5, np.float32))", "for _ in R100: dg.tanh(c)", 100),
@@ -111,7 +114,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tree_a")
     ap.add_argument("tree_b")
-    ap.add_argument("--cases", default="fwd_bwd,no_grad,add_tt,add_float,tanh,mul_grad")
+    ap.add_argument("--cases", default="fwd_bwd,no_grad,fwd_rec,enter_ng,add_tt,add_float,tanh,mul_grad")
     ap.add_argument("--reps", default="5,25", help="N1,N2 repetitions (instruction counts)")
     ap.add_argument("--wall", action="store_true", help="wall clock, min over alternated runs")
     ap.add_argument("--rounds", type=int, default=10, help="--wall: alternations of A and B")

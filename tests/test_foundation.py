@@ -264,6 +264,31 @@ def test_many_threads_no_grad_and_tracing_interleaved():
     assert sorted(results) == [0, 1, 2, 3]
 
 
+def test_a_context_kept_alive_elsewhere_still_sees_every_op():
+    """The fast path skips reading this thread's context only while no context with a
+    handler/trace (or with grad off) is alive anywhere: a copied context that outlives
+    its ``with`` keeps its spy seeing ops and its grad mode, and the flags clear once it
+    is freed."""
+    import contextvars
+    import gc
+
+    seen = []
+    with context.using(handler=_spy(seen)):
+        snapshot = contextvars.copy_context()
+    with dg.no_grad():
+        nograd = contextvars.copy_context()
+    assert context.FLAGS == [True, True]
+    w = dg.ones(2, requires_grad=True)
+    snapshot.run(lambda: dg.tanh(w * 2) - 1)
+    assert seen == ["mul", "tanh", "sub"]
+    assert not nograd.run(lambda: (w * 2).requires_grad)
+    assert (w * 2).requires_grad and seen == ["mul", "tanh", "sub"]
+    del snapshot, nograd
+    gc.collect()
+    assert context.FLAGS == [False, False]
+    assert (dg.tanh(w * 2) - 1).requires_grad and seen == ["mul", "tanh", "sub"]
+
+
 # ---- layering ------------------------------------------------------------------------------
 
 _LAYERS = ["ops", "eager", "static", "compile"]

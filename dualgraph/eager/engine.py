@@ -216,7 +216,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
 
     With ``inputs`` (a sequence of Tensors) the gradients of those tensors are returned
     instead of being accumulated into ``.grad`` (``autograd.grad``)."""
-    token = _context.enter(grad_enabled=bool(create_graph))
+    token = _context.enter_grad(bool(create_graph))
     try:
         tr = _context.get().trace
         if tr is not None and inputs is None:  # a backward() that accumulates into .grad

@@ -7,6 +7,9 @@ import functools
 
 from ..ops import context as _context
 
+_enter_grad = _context.enter_grad
+_exit = _context.exit
+
 
 def is_grad_enabled() -> bool:
     return _context.get().grad_enabled
@@ -20,19 +23,18 @@ class _GradMode:
     _target = True
 
     def __new__(cls, orig_func=None):
-        if callable(orig_func):  # used bare as @no_grad: decorate right away
+        if orig_func is not None and callable(orig_func):  # used bare as @no_grad
             return cls()(orig_func)
-        return super().__new__(cls)
-
-    def __init__(self, orig_func=None):
+        self = object.__new__(cls)
         self._tokens = []
+        return self
 
     def __enter__(self):
-        self._tokens.append(_context.enter(grad_enabled=self._target))
+        self._tokens.append(_enter_grad(self._target))
         return self
 
     def __exit__(self, *exc):
-        _context.exit(self._tokens.pop())
+        _exit(self._tokens.pop())
         return False
 
     def __call__(self, fn):
@@ -40,11 +42,11 @@ class _GradMode:
 
         @functools.wraps(fn)
         def wrapper(*a, **kw):
-            token = _context.enter(grad_enabled=target)
+            token = _enter_grad(target)
             try:
                 return fn(*a, **kw)
             finally:
-                _context.exit(token)
+                _exit(token)
 
         return wrapper
 
@@ -70,7 +72,7 @@ class set_grad_enabled(_GradMode):  # noqa: N801
 
     def __init__(self, mode: bool):
         self._target = bool(mode)
-        self._token = _context.enter(grad_enabled=self._target)
+        self._token = _enter_grad(self._target)
 
     def __enter__(self):
         return self

@@ -189,12 +189,12 @@ _next_seq = NODE_SEQ.__next__
 # ``None``) and ``PROMOTE`` the int-to-float check of a unary op (or nothing).
 #
 # The ContextVar (a C call) is read only when it can matter: when some context in the
-# process has a handler or a trace (``SPECIAL``), or, for an op that would record, when
-# some context has grad disabled (``NO_GRAD``); see ``ops.context``.  Operands other than
+# process has a handler or a trace (``FLAGS[0]``), or, for an op that would record, when
+# some context has grad disabled (``FLAGS[1]``); see ``ops.context``.  Operands other than
 # Tensors, Python ints and floats, and (second operand) arrays go to ``apply``.
 _FAST_SRC = """
 def unary(x):
-    if SPECIAL or x.__class__ is not Tensor:
+    if FLAGS[0] or x.__class__ is not Tensor:
         ctx = get()
         if x.__class__ is not Tensor or not ctx.plain:
             return ctx.handler(prim, (x,), _NP)
@@ -220,7 +220,7 @@ PROMOTE
 
 
 def binary(x, y):
-    if SPECIAL:
+    if FLAGS[0]:
         ctx = get()
         if not ctx.plain:
             return ctx.handler(prim, (x, y), _NP)
@@ -238,7 +238,8 @@ def binary(x, y):
                 _fresh(y)
             yv = y._value
             yr = y._requires_grad
-            if shape != y.shape:
+            ys = y.shape
+            if shape is not ys and shape != ys:
                 shape = None  # broadcast: the result's
         elif yc is float or yc is int or yc is _ndarray:
             yv = y
@@ -355,39 +356,31 @@ def _fast_op(prim):
     """A one-frame ``apply`` for a parameter-free unary or binary elementwise primitive:
     the hot path of eager code.  It runs its own eager body only when this thread's
     handler is the default one and no trace is active (``ctx.plain``); otherwise the op
-    goes to the active handler like any other."""
+    goes to the active handler like any other.  The body is compiled per primitive: what
+    it records, saves and promotes is fixed in the text."""
     impl = prim.impl
-    env = {
-        "prim": prim,
-        "impl": impl,
-        "raw": getattr(impl, "raw", impl),  # the ufunc behind a dtype-promoting wrapper
-        "uses_out": prim.uses_out,
-        "differentiable": prim.vjp is not None,
-        # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked in
-        # the body, so a float input calls the ufunc itself, not the checking wrapper
-        "promote": getattr(impl, "int_to_float", False),
-        "get": _get,
-        "SPECIAL": _context.SPECIAL,
-        "NO_GRAD": _context.NO_GRAD,
-    }
-    env["uimpl"] = env["raw"] if env["promote"] else impl
+    raw = getattr(impl, "raw", impl)  # the ufunc behind a dtype-promoting wrapper
+    # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked in the
+    # body, so a float input calls the ufunc itself, not the checking wrapper
+    promote = getattr(impl, "int_to_float", False)
+    env = {"prim": prim, "impl": impl, "raw": raw, "uimpl": raw if promote else impl,
+           "get": _get, "FLAGS": _context.FLAGS}
     env.update({k: globals()[k] for k in (
         "Tensor", "Node", "_NP", "_fresh", "_F32", "_F64", "_ndarray", "np", "_NEED1", "_NEED_TT",
         "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions", "apply")})
     node_class(prim)
-    records = "(not NO_GRAD or get().grad_enabled)" if prim.vjp is not None else None
+    records = "(not FLAGS[1] or get().grad_enabled)" if prim.vjp is not None else None
     src = _FAST_SRC
     for arg in ("x._requires_grad", "xr or yr"):
         src = src.replace(f"RECORDS({arg})", f"({arg}) and {records}" if records else "False")
     src = src.replace("SAVED", "out" if prim.uses_out else "None")
-    src = src.replace("PROMOTE\n", _indent(_PROMOTE_LINES, 4) if env["promote"] else "")
+    src = src.replace("PROMOTE\n", _indent(_PROMOTE_LINES, 4) if promote else "")
     src = src.replace("{NODE}", _indent(_NODE_LINES, 8, **{"node.params = params": "node.params = _NP"}))
     src = src.replace("{TENSOR_NODE}", _indent(_TENSOR_LINES, 8, **{"node is not None": "True"}))
     src = src.replace("{TENSOR}", _indent(_TENSOR_LINES, 4, **{
         "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False"}))
     name = "unary" if prim.arity == 1 else "binary"
-    code = compile(src, f"<dualgraph fast op {prim.name}>", "exec")
-    exec(code, env)  # noqa: S102 - generated from the templates above
+    exec(compile(src, f"<dualgraph fast op {prim.name}>", "exec"), env)  # noqa: S102
     return env[name]
 
 
@@ -771,7 +764,7 @@ class Tensor:
 
     def __init__(self, data, dtype=None, requires_grad=False):
         self._value = v = _to_array(data, dtype)
-        self.shape = v.shape
+        self.shape = _shape_of(v)
         self._grad_fn = None
         self._grad = None
         self._hooks = None
@@ -879,7 +872,7 @@ class Tensor:
         if tr is not None:
             tr.note_write(self)
         self._value = v = other._value if isinstance(other, Tensor) else _to_array(other, None)
-        self.shape = v.shape
+        self.shape = _shape_of(v)
 
     @property
     def T(self):  # noqa: N802
@@ -1223,6 +1216,21 @@ class Tensor:
 
 
 _FULL = {"spec": (Ellipsis,)}
+
+# One tuple object per shape among the tensors users make (dg.tensor, parameters): the
+# results of elementwise ops keep their operand's, so a binary op on two of them finds
+# the shapes equal by identity and skips comparing tuples (~70 instructions).
+_SHAPES: dict = {}
+
+
+def _shape_of(v):
+    shape = v.shape
+    s = _SHAPES.get(shape)
+    if s is None:
+        if len(_SHAPES) > 4096:
+            _SHAPES.clear()
+        s = _SHAPES[shape] = shape
+    return s
 
 
 def _install_methods():

@@ -12,40 +12,50 @@ eager layer's one-frame fast path runs only then; otherwise every op goes throug
 sees every op.
 
 Reading the ContextVar costs a C call per op, so the fast path first asks two process-wide
-questions that need none: ``SPECIAL``, the set of ids of live contexts that are not plain
-(a handler or a trace), and ``NO_GRAD``, of live contexts with grad disabled.  A context
+questions that need none: is any context alive that is not plain (a handler or a trace:
+``SPECIAL``, the set of their ids), or that has grad disabled (``NO_GRAD``)?  A context
 is alive as long as any thread or task can still see it, so when ``SPECIAL`` is empty
 every thread's context is plain, and when ``NO_GRAD`` is empty every thread records:
-then the fast path need not read its own.  A context joins the sets when it is made and
-leaves them when it is freed (its class becomes ``_Flagged``, which has ``__del__``), so
-a context kept alive elsewhere (another thread, a copied context, a traceback) only sends
-ops to the slower exact check, never to a wrong answer.  ``set.add``/``discard`` are
-atomic under the GIL.
+then an op need not read its own.  A context joins the sets when it is made and leaves
+them when it is freed (it is then a ``_Flagged``, which has ``__del__``), so a
+context kept alive elsewhere (another thread, a copied context, a traceback) only sends
+ops to the exact check, never to a wrong answer.  The answers are kept as two bools in
+``FLAGS``, updated under a lock with the sets.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 
 
 SPECIAL: set = set()  # ids of live contexts with a handler or a trace (not ``plain``)
 NO_GRAD: set = set()  # ids of live contexts with grad disabled
+# [bool(SPECIAL), bool(NO_GRAD)], what the eager fast path reads (a list item: cheaper than
+# a set's truth value); written only under the lock, with the sets
+FLAGS: list = [False, False]
+_LOCK = threading.RLock()  # re-entrant: a __del__ may run while a thread holds it
 
 
 class Context:
     __slots__ = ("handler", "trace", "grad_enabled", "plain")
 
-    def __init__(self, handler, trace=None, grad_enabled=True):
+    def __new__(cls, handler, trace=None, grad_enabled=True):
+        plain = trace is None and handler is _DEFAULT_HANDLER[0]
+        self = _new(Context if plain and grad_enabled else _Flagged)
         self.handler = handler
         self.trace = trace
         self.grad_enabled = grad_enabled
-        self.plain = plain = trace is None and handler is _DEFAULT_HANDLER[0]
+        self.plain = plain
         if not plain or not grad_enabled:
-            self.__class__ = _Flagged
-            if not plain:
-                SPECIAL.add(id(self))
-            if not grad_enabled:
-                NO_GRAD.add(id(self))
+            with _LOCK:
+                if not plain:
+                    SPECIAL.add(id(self))
+                if not grad_enabled:
+                    NO_GRAD.add(id(self))
+                FLAGS[0] = bool(SPECIAL)
+                FLAGS[1] = bool(NO_GRAD)
+        return self
 
     def replace(self, **kw) -> "Context":
         return Context(
@@ -65,8 +75,14 @@ class _Flagged(Context):
     __slots__ = ()
 
     def __del__(self):
-        SPECIAL.discard(id(self))
-        NO_GRAD.discard(id(self))
+        with _LOCK:
+            SPECIAL.discard(id(self))
+            NO_GRAD.discard(id(self))
+            FLAGS[0] = bool(SPECIAL)
+            FLAGS[1] = bool(NO_GRAD)
+
+
+_new = object.__new__
 
 
 def _no_handler(prim, args, params):
@@ -84,7 +100,9 @@ def install_default_handler(fn):
     _DEFAULT_HANDLER[0] = fn
     ROOT.handler = fn
     ROOT.plain = True
-    SPECIAL.discard(id(ROOT))
+    with _LOCK:
+        SPECIAL.discard(id(ROOT))
+        FLAGS[0] = bool(SPECIAL)
 
 
 def default_handler():
@@ -96,8 +114,26 @@ def enter(**kw):
     return CTX.set(CTX.get().replace(**kw))
 
 
+def enter_grad(enabled: bool):
+    """``enter(grad_enabled=enabled)``, in fewer steps (``no_grad``, backward); None (and
+    nothing set) when this thread's mode already is ``enabled``."""
+    c = CTX.get()
+    if c.grad_enabled is enabled:
+        return None
+    if not c.plain or not enabled:
+        return CTX.set(Context(c.handler, c.trace, enabled))
+    # leaving no_grad for plain grad-enabled: nothing to register (Context.__new__ inlined)
+    n = _new(Context)
+    n.handler = c.handler
+    n.trace = None
+    n.grad_enabled = True
+    n.plain = True
+    return CTX.set(n)
+
+
 def exit(token):  # noqa: A001
-    CTX.reset(token)
+    if token is not None:
+        CTX.reset(token)
 
 
 @contextlib.contextmanager
