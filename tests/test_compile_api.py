@@ -240,3 +240,17 @@ def test_python_numbers_returned_as_is_and_scalar_inputs():
     h = dg.compile(lambda a: a * 2 + 1)
     for _ in range(2):
         np.testing.assert_array_equal(h(base.T).numpy(), (base.T * 2 + 1).numpy())
+
+
+def test_blas_threads_released_when_no_parallel_kernel_is_kept(monkeypatch):
+    from dualgraph.compile import kernel as K
+
+    calls = []
+    monkeypatch.setattr(K, "_blas_capped", True)
+    monkeypatch.setattr(K, "_blas_saved", [(calls.append, 2)])
+    monkeypatch.setattr(K, "_parallel_in_use", True)
+    K.release_blas_threads()  # a kernel runs its prange variant: the cap stays
+    assert calls == [] and K._blas_capped
+    monkeypatch.setattr(K, "_parallel_in_use", False)
+    K.release_blas_threads()  # only tried, serial kept: BLAS gets its threads back
+    assert calls == [2] and not K._blas_capped and K._blas_saved == []

@@ -49,6 +49,8 @@ _NUMPY_TWINS = {
 
 _blas_capped = False
 _blas_lock = threading.Lock()
+_blas_saved = []  # (setter, thread count before the cap)
+_parallel_in_use = False  # some kernel of this process runs its prange variant
 
 
 def cap_blas_threads():
@@ -79,8 +81,31 @@ def cap_blas_threads():
                         "openblas_set_num_threads64_", "scipy_openblas_set_num_threads64_"):
                 f = getattr(lib, sym, None)
                 if f is not None:
+                    get = getattr(lib, sym.replace("set_num_threads", "get_num_threads"), None)
                     f.argtypes = [ctypes.c_int]
+                    if get is not None:
+                        get.restype = ctypes.c_int
+                        _blas_saved.append((f, get()))
                     f(1)
+
+
+def release_blas_threads():
+    """Undo ``cap_blas_threads`` once no parallel kernel is in use: a prange variant that was
+    only tried (and lost to the serial kernel) leaves BLAS-heavy code (matmuls in compiled
+    training steps, numpy itself) its threads."""
+    global _blas_capped
+    with _blas_lock:
+        if not _blas_capped or _parallel_in_use or not _blas_saved:
+            return
+        for f, n in _blas_saved:
+            f(n)
+        _blas_saved.clear()
+        _blas_capped = False
+
+
+def _mark_parallel():
+    global _parallel_in_use
+    _parallel_in_use = True
 
 
 class Kernel:
@@ -202,6 +227,7 @@ class Kernel:
         self.source = self.parallel_source
         self.parallel = True
         self._first = True
+        _mark_parallel()
         cap_blas_threads()
 
     def _tune_call(self, args, outs):
@@ -239,9 +265,11 @@ class Kernel:
             if med(t["par"]) < 0.85 * med(t["ser"]) and max(t["par"]) < med(t["ser"]) \
                     and not _cores_busy():
                 self.fn, self.parallel = t["par_fn"], True
+                _mark_parallel()
             else:
                 self.fn, self.path, self.source = self.serial
                 self.parallel = False
+                release_blas_threads()
             self._tune = None
         return st
 
