@@ -40,7 +40,7 @@ from ..eager.engine import NODE_SEQ, Node
 from ..eager.grad_mode import is_grad_enabled, no_grad
 from ..eager.tensor import Tensor, _fresh, _versions, _wrap
 from ..static.autodiff import vjp_graph
-from ..static.interpreter import GraphExecutionError, eval_graph
+from ..static.interpreter import eval_graph_eager_errors
 from ..static.ir import Graph, Var
 from ..static.ir import plan as plan_of
 from ..static.passes import optimize
@@ -375,7 +375,7 @@ class AOTPlan:
         if gs is None:
             # the interpreter: a run-time check failed (its error) or numba refused
             with no_grad():
-                gs = [t._value for t in _eval(self.backward, [Tensor._make(a) for a in arrays])]
+                gs = [t._value for t in eval_graph_eager_errors(self.backward, [Tensor._make(a) for a in arrays])]
         res = [None] * len(inputs)
         for i, g in zip(self.wrt, gs):
             res[i] = _wrap(g)
@@ -386,7 +386,7 @@ class AOTPlan:
         for k, a in zip(self.ct_outs, self.ct_avals):
             c = cts[k]
             full.append(Tensor._make(np.zeros(a.shape, a.dtype)) if c is None else c)
-        gs = _eval(self.joint_ct, list(inputs) + full)
+        gs = eval_graph_eager_errors(self.joint_ct, list(inputs) + full)
         res = [None] * len(inputs)
         for i, g in zip(self.wrt, gs):
             res[i] = g
@@ -416,18 +416,6 @@ class AOTPlan:
             node.vers = vers
         rg = self.out_rg
         return [_wrap(res[k], node, k) if rg[k] else _wrap(res[k]) for k in range(n_out)]
-
-
-def _eval(graph, args):
-    try:
-        return eval_graph(graph, args)
-    except GraphExecutionError as e:
-        cause = e.__cause__
-        while isinstance(cause, GraphExecutionError) and cause.__cause__ is not None:
-            cause = cause.__cause__
-        if cause is not None and not isinstance(cause, GraphExecutionError):
-            raise cause.with_traceback(None) from None
-        raise
 
 
 def _warning_class():

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..eager.grad_mode import is_grad_enabled
 from ..eager.tensor import TRACE, Tensor
-from ..static.interpreter import GraphExecutionError, eval_graph
+from ..static.interpreter import eval_graph_eager_errors
 from ..static.ir import Lit
 from ..static.passes import optimize
 from ..ops.context import EagerFirst
@@ -171,15 +171,7 @@ class CompiledFunction:
             # a run-time check failed (an index out of range, ...): eager code raises its
             # own error, naming the user's line (or, if it does not raise, gives the result)
             return self._fn(*args, **kwargs)
-        try:
-            outs = eval_graph(entry.graph, [_as_tensor(t) for t in tensors])
-        except GraphExecutionError as e:
-            cause = e.__cause__
-            while isinstance(cause, GraphExecutionError) and cause.__cause__ is not None:
-                cause = cause.__cause__
-            if cause is not None and not isinstance(cause, GraphExecutionError):
-                raise cause.with_traceback(None) from None  # eager's own error
-            raise
+        outs = eval_graph_eager_errors(entry.graph, [_as_tensor(t) for t in tensors])
         return entry.result(list(outs))
 
     def _aot_call(self, entry, tensors, args, kwargs):

@@ -47,7 +47,7 @@ from ..eager.grad_mode import is_grad_enabled
 from ..eager.tensor import Tensor, _counter
 from ..ops.primitives import const_p
 from ..ops.registry import ShapedArray
-from ..static.interpreter import GraphExecutionError, eval_graph
+from ..static.interpreter import eval_graph_eager_errors
 from ..static.ir import Eqn, Graph, Var
 from ..static.tracer import Tracer, TracerError, trace_function
 from ..static.tree import tree_flatten
@@ -722,15 +722,7 @@ def _run(cf, entry, bound, args, kwargs):
             res = cf._aot_call(entry, ins, args, kwargs)
             if res is not _INTERPRET and res is not _NO_GRADS:
                 return res
-        try:
-            outs = eval_graph(entry.graph, ins)
-        except GraphExecutionError as e:
-            cause = e.__cause__
-            while isinstance(cause, GraphExecutionError) and cause.__cause__ is not None:
-                cause = cause.__cause__
-            if cause is not None and not isinstance(cause, GraphExecutionError):
-                raise cause.with_traceback(None) from None
-            raise
+        outs = eval_graph_eager_errors(entry.graph, ins)
         n = fx.n_user
         fx.apply(located, [o._value for o in outs[n:]], arrays, _leaves(fx, args, kwargs))
         return entry.result(list(outs[:n]))

@@ -195,3 +195,18 @@ def call_graph(graph, args):
 
 
 set_graph_call(call_graph)
+
+
+def eval_graph_eager_errors(graph, args):
+    """``eval_graph``, but an error the graph's ops raised (a shape mismatch, an index out of
+    range) comes out as that error itself, as eager code would raise it, not wrapped in
+    ``GraphExecutionError``: what a compiled function run by the interpreter raises."""
+    try:
+        return eval_graph(graph, args)
+    except GraphExecutionError as e:
+        cause = e.__cause__
+        while isinstance(cause, GraphExecutionError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if cause is not None and not isinstance(cause, GraphExecutionError):
+            raise cause.with_traceback(None) from None  # eager's own error
+        raise
