@@ -419,17 +419,7 @@ def _reduce_emitter(op):
                     full[d] = i
                 for d, i in zip(red, ridx):
                     full[d] = i
-                v = c.cast(c.read(x, full), xdt, adt)
-                if op == "sum":
-                    c.line(f"{acc} += {v}")
-                elif op == "prod":
-                    c.line(f"{acc} *= {v}")
-                elif _isb(adt):
-                    c.line(f"{acc} = {acc} {'|' if op == 'max' else '&'} {v}")
-                elif not _isf(adt):
-                    c.line(f"{acc} = {op}({acc}, {v})")
-                else:
-                    c.line(f"{acc} = {c.math('f' + op, adt)}({acc}, {v})")
+                _accumulate(c, op, acc, c.cast(c.read(x, full), xdt, adt), adt)
             if not scalar_out:
                 didx = []
                 it = iter(oidx)
