@@ -412,6 +412,11 @@ class Codegen:
             if x in self.rowlocal:
                 idx = idx[1:]
             return f"{n}[{', '.join(idx)}]"
+        return self._memo_eval(x, eqn, idx)
+
+    def _memo_eval(self, x, eqn, idx, store=False):
+        """The value of ``x`` (made by ``eqn``) at ``idx``, computed once per loop body into a
+        local; ``store``: also written into its buffer."""
         key = (x, tuple(idx))
         for m in reversed(self.memo):
             hit = m.get(key)
@@ -423,29 +428,17 @@ class Codegen:
         self.cur_eqn = saved
         t = self.tmp("t")
         self.line(f"{t} = {expr}")
+        if store:
+            n = self.names[x]
+            self.line(f"{n}[{', '.join(idx[1:] if x in self.rowlocal else idx)}] = {t}")
+            self.stored.add(x)
         self.memo[-1][key] = t
         return t
 
     def _store_on_read(self, x, idx):
         """The first read of a row-local map fused into the reduction after it: compute the
         value here, store it into its row buffer, and let the reduction use it (one pass)."""
-        key = (x, tuple(idx))
-        for m in reversed(self.memo):
-            hit = m.get(key)
-            if hit is not None:
-                return hit
-        eqn = self.pending_store[x]
-        saved = self.cur_eqn
-        self.cur_eqn = eqn
-        expr = self.eval_at(eqn, list(idx))
-        self.cur_eqn = saved
-        t = self.tmp("t")
-        self.line(f"{t} = {expr}")
-        n = self.names[x]
-        self.line(f"{n}[{', '.join(idx[1:] if x in self.rowlocal else idx)}] = {t}")
-        self.memo[-1][key] = t
-        self.stored.add(x)
-        return t
+        return self._memo_eval(x, self.pending_store[x], idx, store=True)
 
     def eval_at(self, eqn, idx):
         rule = eqn.prim.lowering
