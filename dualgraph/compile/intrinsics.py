@@ -172,15 +172,19 @@ def _build_intrinsics():
             return _call(builder, f"llvm.rint.{_suffix(x)}", list(args))
         return x(x), codegen
 
-    @intrinsic
-    def fma(typingctx, a, b, c):
-        if not all(isinstance(t, types.Float) for t in (a, b, c)):
-            return None
+    def _fma(ty):
+        """``a*b + c`` with one rounding, its operands converted to ``ty``."""
+        def typer(typingctx, a, b, c):
+            if not all(isinstance(t, types.Float) for t in (a, b, c)):
+                return None
 
-        def codegen(context, builder, sig, args):
-            xs = [context.cast(builder, v, t, types.float64) for v, t in zip(args, sig.args)]
-            return _call(builder, "llvm.fma.f64", xs)
-        return types.float64(a, b, c), codegen
+            def codegen(context, builder, sig, args):
+                xs = [context.cast(builder, v, t, ty) for v, t in zip(args, sig.args)]
+                return _call(builder, f"llvm.fma.{_suffix(ty)}", xs)
+            return ty(a, b, c), codegen
+        return intrinsic(typer)
+
+    fma = _fma(types.float64)
 
     @intrinsic
     def copysign(typingctx, a, b):
@@ -202,15 +206,7 @@ def _build_intrinsics():
             return dst(x), codegen
         return intrinsic(typer)
 
-    @intrinsic
-    def fma_f32(typingctx, a, b, c):
-        if not all(isinstance(t, types.Float) for t in (a, b, c)):
-            return None
-
-        def codegen(context, builder, sig, args):
-            xs = [context.cast(builder, v, t, types.float32) for v, t in zip(args, sig.args)]
-            return _call(builder, "llvm.fma.f32", xs)
-        return types.float32(a, b, c), codegen
+    fma_f32 = _fma(types.float32)
 
     i32 = ir.IntType(32)
 
