@@ -548,15 +548,7 @@ def _write(t, prim, operands, params, name, where=0):
     ops[where] = old
     new = ctx.handler(prim, tuple(ops), params)
     if not traced:
-        v = t._value
-        nv = new._value
-        if nv.shape != v.shape:
-            raise RuntimeError(
-                f"{name}: output with shape {list(v.shape)} doesn't match the broadcast shape "
-                f"{list(nv.shape)}\n  at {registry.user_source() or '<unknown>'}"
-            )
-        _check_cast(nv.dtype, v.dtype, name)
-        _store(t, v, nv, name)
+        _store_checked(t, t._value, new._value, name)
     elif new._value.dtype != t._value.dtype:
         _check_cast(new._value.dtype, t._value.dtype, name)
         new = new._cast(t._value.dtype)
@@ -641,7 +633,13 @@ def _write_plain(t, prim, operands, params, name):
         res = prim.impl(*vals, **params)
     except (ValueError, IndexError, TypeError) as e:
         raise _op_error(prim, vals, params, e) from None
-    res = np.asarray(res)
+    _store_checked(t, v, np.asarray(res), name)
+    _bump(t)
+
+
+def _store_checked(t, v, res, name):
+    """An in-place result written into ``t`` (whose array is ``v``): same shape as ``t`` and a
+    dtype it can take, as torch requires, then stored."""
     if res.shape != v.shape:
         raise RuntimeError(
             f"{name}: output with shape {list(v.shape)} doesn't match the broadcast shape "
@@ -649,7 +647,6 @@ def _write_plain(t, prim, operands, params, name):
         )
     _check_cast(res.dtype, v.dtype, name)
     _store(t, v, res, name)
-    _bump(t)
 
 
 def _store(t, v, res, name):
