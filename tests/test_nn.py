@@ -119,7 +119,13 @@ def test_containers():
     assert len(pl) == 2 and isinstance(pl[1], nn.Parameter)
     assert [n for n, _ in pl.named_parameters()] == ["0", "1"]
     pd = nn.ParameterDict({"a": nn.Parameter(dg.ones(1))})
-    assert list(pd.keys()) == ["a"]
+    pd.update([("b", dg.zeros(2))])
+    assert list(pd.keys()) == ["a", "b"] and isinstance(pd["b"], nn.Parameter) and "b" in pd
+    assert [n for n, _ in pd.named_parameters()] == ["a", "b"]
+    assert pd.pop("a").shape == (1,) and list(pd) == ["b"] and len(pd) == 1
+    assert isinstance(md.pop("dec"), nn.Linear) and list(md) == ["enc", "head"]
+    with pytest.raises(NotImplementedError, match="ParameterDict is a container"):
+        pd(x)
     with pytest.raises(NotImplementedError, match="container"):
         ml(x)
 

@@ -134,56 +134,71 @@ class ModuleList(Module):
         raise NotImplementedError("ModuleList is a container and has no forward(); iterate over it")
 
 
-class ModuleDict(Module):
-    """A dict of modules, registered by key."""
+class _DictContainer(Module):
+    """The dict protocol shared by ModuleDict and ParameterDict over one of the module's
+    registries (``_modules`` or ``_parameters``); ``_put`` registers one entry."""
 
-    def __init__(self, modules=None):
+    _registry = ""
+
+    def __init__(self, entries=None):
         super().__init__()
-        if modules is not None:
-            self.update(modules)
+        if entries is not None:
+            self.update(entries)
+
+    def _entries(self):
+        return getattr(self, self._registry)
 
     def __getitem__(self, key):
-        return self._modules[key]
+        return self._entries()[key]
 
-    def __setitem__(self, key, module):
-        self.add_module(key, module)
+    def __setitem__(self, key, value):
+        self._put(key, value)
 
     def __delitem__(self, key):
-        del self._modules[key]
+        del self._entries()[key]
 
     def __len__(self):
-        return len(self._modules)
+        return len(self._entries())
 
     def __iter__(self):
-        return iter(self._modules)
+        return iter(self._entries())
 
     def __contains__(self, key):
-        return key in self._modules
+        return key in self._entries()
 
     def keys(self):
-        return self._modules.keys()
+        return self._entries().keys()
 
     def items(self):
-        return self._modules.items()
+        return self._entries().items()
 
     def values(self):
-        return self._modules.values()
+        return self._entries().values()
 
     def pop(self, key):
-        m = self[key]
+        v = self[key]
         del self[key]
-        return m
+        return v
 
     def clear(self):
-        self._modules.clear()
+        self._entries().clear()
 
-    def update(self, modules):
-        items = modules.items() if hasattr(modules, "items") else modules
-        for k, m in items:
-            self[k] = m
+    def update(self, entries):
+        items = entries.items() if hasattr(entries, "items") else entries
+        for k, v in items:
+            self[k] = v
 
     def forward(self, *args, **kwargs):
-        raise NotImplementedError("ModuleDict is a container and has no forward()")
+        raise NotImplementedError(f"{type(self).__name__} is a container and has no forward()")
+
+
+class ModuleDict(_DictContainer):
+    """A dict of modules, registered by key."""
+
+    _registry = "_modules"
+
+    def _put(self, key, module):
+        self.add_module(key, module)
 
 
 class ParameterList(Module):
@@ -223,45 +238,13 @@ class ParameterList(Module):
         raise NotImplementedError("ParameterList is a container and has no forward()")
 
 
-class ParameterDict(Module):
+class ParameterDict(_DictContainer):
     """A dict of parameters, registered by key."""
 
-    def __init__(self, parameters=None):
-        super().__init__()
-        if parameters is not None:
-            items = parameters.items() if hasattr(parameters, "items") else parameters
-            for k, v in items:
-                self[k] = v
+    _registry = "_parameters"
 
-    def __getitem__(self, key):
-        return self._parameters[key]
-
-    def __setitem__(self, key, value):
+    def _put(self, key, value):
         self.register_parameter(key, _as_param(value))
-
-    def __delitem__(self, key):
-        del self._parameters[key]
-
-    def __len__(self):
-        return len(self._parameters)
-
-    def __iter__(self):
-        return iter(self._parameters)
-
-    def __contains__(self, key):
-        return key in self._parameters
-
-    def keys(self):
-        return self._parameters.keys()
-
-    def items(self):
-        return self._parameters.items()
-
-    def values(self):
-        return self._parameters.values()
-
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError("ParameterDict is a container and has no forward()")
 
 
 def _as_param(v):
