@@ -159,6 +159,16 @@ def test_param_groups_and_their_validation():
         dg.optim.SGD([a], lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="beta parameter at index 1"):
         dg.optim.AdamW([a], betas=(0.9, 1.0))
+    for make, msg in [(lambda: dg.optim.SGD([a], lr=0.1, momentum=-1), "Invalid momentum value: -1"),
+                      (lambda: dg.optim.Adam([a], eps=-1), "Invalid epsilon value: -1"),
+                      (lambda: dg.optim.RMSprop([a], alpha=-0.5), "Invalid alpha value: -0.5"),
+                      (lambda: dg.optim.Adagrad([a], lr_decay=-1), "Invalid lr_decay value: -1"),
+                      (lambda: dg.optim.Adagrad([a], initial_accumulator_value=-1),
+                       "Invalid initial_accumulator_value value: -1")]:
+        with pytest.raises(ValueError, match=msg):
+            make()
+    with pytest.raises(NotImplementedError, match="AdamW: differentiable and fused"):
+        dg.optim.AdamW([a], fused=True)
     assert "Parameter Group 0" in repr(opt)
 
 

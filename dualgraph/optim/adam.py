@@ -6,21 +6,15 @@ import math
 
 from ..eager.tensor import Tensor
 from ..ops import primitives as P
-from .optimizer import (Optimizer, first_step_eagerly, live_lr, step_under_no_grad, traced, _step_tensor,
+from .optimizer import (Optimizer, check_args, grads, first_step_eagerly, live_lr, step_under_no_grad, traced, _step_tensor,
                         _zeros_like)
 
 
-def _check(lr, eps, betas, weight_decay):
-    if lr < 0.0:
-        raise ValueError(f"Invalid learning rate: {lr}")
-    if eps < 0.0:
-        raise ValueError(f"Invalid epsilon value: {eps}")
-    if not 0.0 <= betas[0] < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-    if not 0.0 <= betas[1] < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-    if weight_decay < 0.0:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+def _check(name, lr, eps, betas, weight_decay, differentiable, fused):
+    check_args(name, differentiable, fused, lr=lr, eps=eps, weight_decay=weight_decay)
+    for i in (0, 1):
+        if not 0.0 <= betas[i] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {betas[i]}")
 
 
 class Adam(Optimizer):
@@ -32,9 +26,7 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
                  decoupled_weight_decay=False):
-        _check(lr, eps, betas, weight_decay)
-        if differentiable or fused:
-            raise NotImplementedError(f"{type(self).__name__}: differentiable and fused are not supported")
+        _check(type(self).__name__, lr, eps, betas, weight_decay, differentiable, fused)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                                       capturable=capturable, differentiable=False, fused=None,
@@ -44,14 +36,9 @@ class Adam(Optimizer):
     def step(self, closure=None):
         for group in self.param_groups:
             lr, (beta1, beta2), eps = live_lr(group), group["betas"], group["eps"]
-            wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
+            wd, amsgrad = group["weight_decay"], group["amsgrad"]
             decoupled = group.get("decoupled_weight_decay", False)
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if maximize:
-                    g = -g
+            for p, g in grads(group):
                 state = self.state[p]
                 if not state:
                     first_step_eagerly(self)

@@ -65,6 +65,29 @@ def step_under_no_grad(step):
     return wrapped
 
 
+_LABELS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def check_args(opt_name, differentiable=False, fused=None, **nonnegative):
+    """torch's argument checks: each keyword must be >= 0 (``Invalid learning rate: -1``,
+    ``Invalid momentum value: -1``), and ``differentiable``/``fused`` are not supported."""
+    for name, v in nonnegative.items():
+        if v < 0.0:
+            raise ValueError(f"Invalid {_LABELS.get(name, name + ' value')}: {v}")
+    if differentiable or fused:
+        raise NotImplementedError(f"{opt_name}: differentiable and fused are not supported")
+
+
+def grads(group):
+    """``(p, g)`` for each parameter of ``group`` that has a gradient; ``g`` negated when the
+    group maximizes (the loop head every update rule shares)."""
+    for p in group["params"]:
+        g = p.grad
+        if g is None:
+            continue
+        yield p, (-g if group["maximize"] else g)
+
+
 class Optimizer:
     """Base class: ``Optimizer(params, defaults)``; ``params`` is an iterable of tensors or
     of dicts (parameter groups, each with its own options)."""

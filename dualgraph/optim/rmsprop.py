@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..eager.tensor import Tensor
-from .optimizer import Optimizer, first_step_eagerly, live_lr, step_under_no_grad, _step_tensor, _zeros_like
+from .optimizer import Optimizer, check_args, grads, first_step_eagerly, live_lr, step_under_no_grad, _step_tensor, _zeros_like
 
 
 class RMSprop(Optimizer):
@@ -11,18 +11,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
                  capturable=False, foreach=None, maximize=False, differentiable=False):
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if alpha < 0.0:
-            raise ValueError(f"Invalid alpha value: {alpha}")
-        if differentiable:
-            raise NotImplementedError("RMSprop: differentiable is not supported")
+        check_args("RMSprop", differentiable, lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay,
+                   alpha=alpha)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, capturable=capturable, foreach=foreach,
                                       maximize=maximize, differentiable=False))
@@ -32,12 +22,7 @@ class RMSprop(Optimizer):
         for group in self.param_groups:
             lr, alpha, eps = live_lr(group), group["alpha"], group["eps"]
             wd, momentum, centered = group["weight_decay"], group["momentum"], group["centered"]
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if group["maximize"]:
-                    g = -g
+            for p, g in grads(group):
                 state = self.state[p]
                 if not state:
                     first_step_eagerly(self)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..eager.tensor import Tensor
-from .optimizer import Optimizer, first_step_eagerly, live_lr, step_under_no_grad, _copy, required
+from .optimizer import Optimizer, check_args, grads, first_step_eagerly, live_lr, step_under_no_grad, _copy, required
 
 
 class SGD(Optimizer):
@@ -11,16 +11,10 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
                  maximize=False, foreach=None, differentiable=False, fused=None):
-        if lr is not required and lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_args("SGD", differentiable, fused, lr=0.0 if lr is required else lr, momentum=momentum,
+                   weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        if differentiable or fused:
-            raise NotImplementedError("SGD: differentiable and fused are not supported")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, maximize=maximize, foreach=foreach,
                                       differentiable=False, fused=None))
@@ -29,13 +23,8 @@ class SGD(Optimizer):
     def step(self, closure=None):
         for group in self.param_groups:
             lr, momentum, dampening = live_lr(group), group["momentum"], group["dampening"]
-            wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if maximize:
-                    g = -g
+            wd, nesterov = group["weight_decay"], group["nesterov"]
+            for p, g in grads(group):
                 if wd != 0:
                     g = g + wd * p
                 if momentum != 0:
