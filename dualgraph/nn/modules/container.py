@@ -8,7 +8,56 @@ from ..module import Module
 from ..parameter import Parameter
 
 
-class Sequential(Module):
+class _ListContainer(Module):
+    """Position-indexed modules (Sequential, ModuleList): keys renumbered ``"0"``, ``"1"``, ...
+    after a delete or insert, as torch does."""
+
+    def _key(self, idx):
+        n = len(self)
+        idx = operator.index(idx)
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} is out of range")
+        return list(self._modules)[idx % n]
+
+    def _renumber(self, modules):
+        self._modules.clear()
+        for i, m in enumerate(modules):
+            self._modules[str(i)] = m
+
+    def __setitem__(self, idx, module):
+        self.add_module(self._key(idx), module)
+
+    def __delitem__(self, idx):
+        items = list(self._modules.values())
+        if not isinstance(idx, slice):
+            self._key(idx)  # range check
+            idx = operator.index(idx)
+        del items[idx]
+        self._renumber(items)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index, module):
+        items = list(self._modules.values())
+        items.insert(index, module)
+        self._renumber(items)
+        return self
+
+
+class Sequential(_ListContainer):
     """Calls its modules in order: ``Sequential(nn.Linear(4, 8), nn.ReLU())`` or from an
     OrderedDict of named modules."""
 
@@ -21,53 +70,10 @@ class Sequential(Module):
             for i, m in enumerate(args):
                 self.add_module(str(i), m)
 
-    def _index(self, idx):
-        n = len(self)
-        idx = operator.index(idx)
-        if not -n <= idx < n:
-            raise IndexError(f"index {idx} is out of range")
-        return list(self._modules)[idx % n]
-
     def __getitem__(self, idx):
         if isinstance(idx, slice):
             return type(self)(OrderedDict(list(self._modules.items())[idx]))
-        return self._modules[self._index(idx)]
-
-    def __setitem__(self, idx, module):
-        setattr(self, self._index(idx), module)
-
-    def __delitem__(self, idx):
-        keys = list(self._modules)[idx] if isinstance(idx, slice) else [self._index(idx)]
-        for k in keys:
-            delattr(self, k)
-        # renumber, as torch does
-        items = list(self._modules.items())
-        self._modules.clear()
-        for i, (_, m) in enumerate(items):
-            self._modules[str(i)] = m
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        items = list(self._modules.values())
-        items.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
-        return self
+        return self._modules[self._key(idx)]
 
     def forward(self, input):  # noqa: A002
         for m in self._modules.values():
@@ -75,7 +81,7 @@ class Sequential(Module):
         return input
 
 
-class ModuleList(Module):
+class ModuleList(_ListContainer):
     """A list of modules, registered (so their parameters are found)."""
 
     def __init__(self, modules=None):
@@ -83,52 +89,13 @@ class ModuleList(Module):
         if modules is not None:
             self.extend(modules)
 
-    def _key(self, idx):
-        n = len(self)
-        idx = operator.index(idx)
-        if not -n <= idx < n:
-            raise IndexError(f"index {idx} is out of range")
-        return str(idx % n)
-
     def __getitem__(self, idx):
         if isinstance(idx, slice):
             return type(self)(list(self._modules.values())[idx])
         return self._modules[self._key(idx)]
 
-    def __setitem__(self, idx, module):
-        self.add_module(self._key(idx), module)
-
-    def __delitem__(self, idx):
-        items = list(self._modules.values())
-        del items[idx if isinstance(idx, slice) else int(self._key(idx))]
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def __iadd__(self, modules):
         return self.extend(modules)
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        items = list(self._modules.values())
-        items.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(items):
-            self._modules[str(i)] = m
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleList is a container and has no forward(); iterate over it")
