@@ -15,6 +15,18 @@ def _dt(dtype):
     return np.float32 if dtype is None else dtype
 
 
+def _affine(module, shape, dtype, weight=True, bias=True):
+    """Register ``weight`` (ones) and ``bias`` (zeros) of ``shape``, or None for those left out
+    (``bias=None``: the module has no bias at all, as RMSNorm)."""
+    for name, on, fill in (("weight", weight, _f.ones), ("bias", weight and bias, _f.zeros)):
+        if name == "bias" and bias is None:
+            continue
+        if on:
+            setattr(module, name, Parameter(fill(shape, dtype=_dt(dtype))))
+        else:
+            module.register_parameter(name, None)
+
+
 class LayerNorm(Module):
     """Normalises over the trailing ``normalized_shape``; affine weight 1 and bias 0."""
 
@@ -26,15 +38,7 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(_f.ones(self.normalized_shape, dtype=_dt(dtype)))
-            if bias:
-                self.bias = Parameter(_f.zeros(self.normalized_shape, dtype=_dt(dtype)))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine(self, self.normalized_shape, dtype, elementwise_affine, bias)
 
     def reset_parameters(self):
         if self.weight is not None:
@@ -57,10 +61,7 @@ class RMSNorm(Module):
         self.normalized_shape = tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(_f.ones(self.normalized_shape, dtype=_dt(dtype)))
-        else:
-            self.register_parameter("weight", None)
+        _affine(self, self.normalized_shape, dtype, elementwise_affine, bias=None)
 
     def forward(self, input):  # noqa: A002
         return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
@@ -76,12 +77,7 @@ class GroupNorm(Module):
         if num_channels % num_groups:
             raise ValueError("num_channels must be divisible by num_groups")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
-        if affine:
-            self.weight = Parameter(_f.ones(num_channels, dtype=_dt(dtype)))
-            self.bias = Parameter(_f.zeros(num_channels, dtype=_dt(dtype)))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine(self, num_channels, dtype, affine)
 
     def forward(self, input):  # noqa: A002
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
@@ -102,12 +98,7 @@ class _BatchNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(_f.ones(num_features, dtype=_dt(dtype)))
-            self.bias = Parameter(_f.zeros(num_features, dtype=_dt(dtype)))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine(self, num_features, dtype, affine)
         if track_running_stats:
             self.register_buffer("running_mean", _f.zeros(num_features, dtype=_dt(dtype)))
             self.register_buffer("running_var", _f.ones(num_features, dtype=_dt(dtype)))
@@ -171,12 +162,7 @@ class InstanceNorm2d(Module):
         if track_running_stats:
             raise NotImplementedError("InstanceNorm2d: track_running_stats is not supported")
         self.num_features, self.eps, self.affine = num_features, eps, affine
-        if affine:
-            self.weight = Parameter(_f.ones(num_features, dtype=_dt(dtype)))
-            self.bias = Parameter(_f.zeros(num_features, dtype=_dt(dtype)))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine(self, num_features, dtype, affine)
 
     def forward(self, input):  # noqa: A002
         return F.instance_norm(input, weight=self.weight, bias=self.bias, eps=self.eps)
