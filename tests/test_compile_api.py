@@ -202,8 +202,17 @@ def test_autotune_picks_a_variant():
     for _ in range(10):
         np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
     (entry,) = cf._cache.values()
-    assert entry.kernel._tune is None  # decided after the first calls
-    assert ("prange(" in entry.kernel.source) == entry.kernel.parallel
+    k = entry.kernel
+    assert k._tune["n"] > 9 and k._tune["next"] > 0  # decided after the first calls
+    assert ("prange(" in k.source) == k.parallel
+    # the choice is timed again later (the machine's load changes): force it due now
+    period = k._tune["period"]
+    k._tune["next"] = 0.0
+    for _ in range(8):
+        np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    assert k._tune["n"] > 9 and k._tune["next"] > 0 and len(k._tune["par"]) == 4
+    assert k._tune["period"] in (period, 2 * period, 1.0)
+    assert ("prange(" in k.source) == k.parallel
 
 
 def test_kernel_numba_rejects_falls_back(monkeypatch):

@@ -20,6 +20,7 @@ import ctypes
 import os
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -51,6 +52,12 @@ _blas_capped = False
 _blas_lock = threading.Lock()
 _blas_saved = []  # (setter, thread count before the cap)
 _parallel_in_use = False  # some kernel of this process runs its prange variant
+
+# prange tuning (Kernel._tune_call): calls 2.._TRIAL_END of a trial are timed; a decided
+# kernel is re-timed after _RETUNE_FIRST seconds, then at doubling intervals up to _RETUNE_MAX
+_TRIAL_END = 9
+_RETUNE_FIRST = 1.0
+_RETUNE_MAX = 32.0
 
 
 def cap_blas_threads():
@@ -198,11 +205,12 @@ class Kernel:
         if nws:
             args.extend(self._take_ws())
         if self._tune is not None and _fn is None:
-            with self._tune_lock:  # the first calls: one thread at a time
-                if self._tune is not None:
+            t = self._tune
+            if t["n"] > _TRIAL_END and time.perf_counter() < t["next"]:
+                st = self.fn(*args, *self.consts, *outs)  # decided: no lock
+            else:
+                with self._tune_lock:  # compiling or timing: one thread at a time
                     st = self._tune_call(args, outs)
-                else:
-                    st = self.fn(*args, *self.consts, *outs)
         elif _fn is not None:
             with np.errstate(all="ignore"):
                 st = _fn(*args, *self.consts, *outs)
@@ -231,14 +239,27 @@ class Kernel:
         cap_blas_threads()
 
     def _tune_call(self, args, outs):
-        import time
-
+        """One call of a kernel that has a prange variant.  Call 0 compiles and runs the
+        serial kernel, call 1 the prange one; calls 2..9 alternate them, timed; then the
+        variant with the lower mean time is kept (prange only when 15% faster).  The choice
+        is re-timed the same way later (after ``_RETUNE_FIRST`` seconds, then at doubling
+        intervals up to ``_RETUNE_MAX`` while it stands): a machine's load changes, and a
+        prange kernel on a busy machine waits for scheduler slices (CODEGEN-FACTS).  Both
+        variants give the same bits, so a switch never changes a result."""
         t = self._tune
         n = t["n"]
+        if n > _TRIAL_END:
+            now = time.perf_counter()
+            if now < t["next"]:  # another thread has just finished a trial
+                return self.fn(*args, *self.consts, *outs)
+            # a new trial: time both variants again
+            n = 2
+            t["ser"], t["par"] = [], []
+            if not self.parallel:
+                cap_blas_threads()
         t["n"] = n + 1
         if n == 0:
-            st = self._first_call(args, outs)  # serial: the cheaper compilation
-            return st
+            return self._first_call(args, outs)  # serial: the cheaper compilation
         if n == 1:
             self.serial = (self.fn, self.path, self.source)
             try:
@@ -251,26 +272,31 @@ class Kernel:
                 self.fn, self.path, self.source = self.serial
                 self._tune = None
                 return self.serial[0](*args, *self.consts, *outs)
-            t["par_fn"] = self.fn
+            t["par_fn"] = (self.fn, self.path, self.source)
             return st
         which = "par" if n % 2 == 0 else "ser"
-        fn = t["par_fn"] if which == "par" else self.serial[0]
+        fn = t["par_fn"][0] if which == "par" else self.serial[0]
         t0 = time.perf_counter()
         st = fn(*args, *self.consts, *outs)
-        t[which].append(time.perf_counter() - t0)
-        if n >= 9:
-            # medians, not minima: on a loaded machine a prange kernel's threads wait for a
-            # scheduler slice (~24 ms here, benchmarks/CODEGEN-FACTS.md), now and then
-            med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-            if med(t["par"]) < 0.85 * med(t["ser"]) and max(t["par"]) < med(t["ser"]) \
-                    and not _cores_busy():
-                self.fn, self.parallel = t["par_fn"], True
+        t1 = time.perf_counter()
+        t[which].append(t1 - t0)
+        if n == _TRIAL_END:
+            # means, not medians or minima: a prange call that now and then waits ~24 ms
+            # for a scheduler slice on a busy machine costs that on average
+            mean = lambda v: sum(v) / len(v)  # noqa: E731
+            par = mean(t["par"]) < 0.85 * mean(t["ser"])
+            if par:
+                self.fn, self.path, self.source = t["par_fn"]
                 _mark_parallel()
             else:
                 self.fn, self.path, self.source = self.serial
-                self.parallel = False
                 release_blas_threads()
-            self._tune = None
+            period = t.get("period")
+            period = _RETUNE_FIRST if period is None or par != self.parallel else \
+                min(2 * period, _RETUNE_MAX)
+            self.parallel = par
+            t["period"] = period
+            t["next"] = t1 + period
         return st
 
     def run_python(self, arrays):
@@ -297,16 +323,6 @@ class Kernel:
                 ) from e
         self._first = False
         return st
-
-
-def _cores_busy():
-    """Is the machine's 1-minute load average at or above its number of cores?  Then a
-    prange kernel's threads wait for scheduler slices (benchmarks/CODEGEN-FACTS.md) and the
-    serial kernel is kept whatever the few timed calls said."""
-    try:
-        return os.getloadavg()[0] >= (os.cpu_count() or 1)
-    except (AttributeError, OSError):
-        return False
 
 
 def cache_blas_done():
