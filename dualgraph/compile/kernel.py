@@ -55,7 +55,7 @@ _parallel_in_use = False  # some kernel of this process runs its prange variant
 
 # prange tuning (Kernel._tune_call): calls 2.._TRIAL_END of a trial are timed; a decided
 # kernel is re-timed after _RETUNE_FIRST seconds, then at doubling intervals up to _RETUNE_MAX
-_TRIAL_END = 9
+_TRIAL_END = 11
 _RETUNE_FIRST = 1.0
 _RETUNE_MAX = 32.0
 
@@ -240,8 +240,8 @@ class Kernel:
 
     def _tune_call(self, args, outs):
         """One call of a kernel that has a prange variant.  Call 0 compiles and runs the
-        serial kernel, call 1 the prange one; calls 2..9 alternate them, timed; then the
-        variant with the lower mean time is kept (prange only when 15% faster).  The choice
+        serial kernel, call 1 the prange one; calls 2..11 alternate them, timed; then the
+        variant with the lower mean time (its slowest call left out) is kept (prange only when 15% faster).  The choice
         is re-timed the same way later (after ``_RETUNE_FIRST`` seconds, then at doubling
         intervals up to ``_RETUNE_MAX`` while it stands): a machine's load changes, and a
         prange kernel on a busy machine waits for scheduler slices (CODEGEN-FACTS).  Both
@@ -281,9 +281,10 @@ class Kernel:
         t1 = time.perf_counter()
         t[which].append(t1 - t0)
         if n == _TRIAL_END:
-            # means, not medians or minima: a prange call that now and then waits ~24 ms
-            # for a scheduler slice on a busy machine costs that on average
-            mean = lambda v: sum(v) / len(v)  # noqa: E731
+            # means without the slowest call, not medians or minima: a prange call that
+            # often waits ~24 ms for a scheduler slice on a busy machine costs that on
+            # average, but one slow call (a thread woken after an idle spell) is dropped
+            mean = lambda v: (sum(v) - max(v)) / (len(v) - 1)  # noqa: E731
             par = mean(t["par"]) < 0.85 * mean(t["ser"])
             if par:
                 self.fn, self.path, self.source = t["par_fn"]
