@@ -94,6 +94,16 @@ def first_calls_in_new_process(names):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def _variant(cf):
+    """'prange' / 'serial' (or 'serial only': no prange variant) for a compiled function's kernels."""
+    out = []
+    for entry in getattr(cf, "_cache", {}).values():
+        k = getattr(entry, "kernel", None)
+        if k is not None:
+            out.append("prange" if k.parallel else "serial" if hasattr(k, "parallel_source") else "serial only")
+    return "/".join(out) or "?"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter timing budget")
@@ -105,6 +115,7 @@ def main():
     xs = inputs()
     res = {n: {} for n in names}
     first = {n: {} for n in names}
+    variant = {}
 
     # first calls (compilation) one implementation at a time; then, per workload, all the
     # implementations timed round-robin (one call each per round), so that a change of the
@@ -174,6 +185,7 @@ def main():
                 rounds += 1
         for k, v in times.items():
             res[n][k] = statistics.median(v)
+        variant[n] = _variant(impls[n]["dg.compile"][0])
     warm = first_calls_in_new_process(names)
     add = dg.compile(lambda a, b: a + b, fullgraph=True)
     a1, b1 = dg.ones(4), dg.ones(4)
@@ -198,6 +210,8 @@ def main():
     if ratios:
         gm = float(np.exp(np.mean(np.log(ratios))))
         print(f"\ngeometric mean dg.compile / jax.jit: {gm:.2f}")
+    print("dg.compile kernel run at the end (prange variants are timed against serial on the "
+          "first calls and again later): " + ", ".join(f"{n} {v}" for n, v in variant.items()))
     for n in ("gelu", "softmax"):
         if n in res:
             print(f"{n}: dg.compile = {res[n]['dg.compile'] / res[n]['memcpy']:.2f}x memcpy"

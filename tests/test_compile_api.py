@@ -1,4 +1,5 @@
 """dg.compile: the signature cache, fallbacks, errors, backends, gradients, threads."""
+import os
 import threading
 import warnings
 
@@ -263,3 +264,16 @@ def test_blas_threads_released_when_no_parallel_kernel_is_kept(monkeypatch):
     monkeypatch.setattr(K, "_parallel_in_use", False)
     K.release_blas_threads()  # only tried, serial kept: BLAS gets its threads back
     assert calls == [2] and not K._blas_capped and K._blas_saved == []
+
+
+def test_passive_omp_threads(monkeypatch):
+    """Before numba's OpenMP threads start, dualgraph asks libgomp for sleeping (not spinning)
+    worker threads, unless the user chose a policy."""
+    from dualgraph.compile.kernel import passive_omp_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    passive_omp_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    passive_omp_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -96,6 +96,18 @@ def cap_blas_threads():
                     f(1)
 
 
+def passive_omp_threads():
+    """Before numba's OpenMP threads start (the first prange kernel compiles or loads): unless
+    the user chose, ``OMP_WAIT_POLICY=PASSIVE``, so a worker thread sleeps as soon as a
+    parallel loop ends instead of spinning.  libgomp's default spin kept the worker busy
+    ~4-5 ms per call after each prange call here (CPU taken from the serial code and the
+    other processes that run next), and on a loaded machine both serial and prange calls ran
+    ~2x slower with it (benchmarks/CODEGEN-FACTS.md).  libgomp reads the variable when it is
+    loaded, i.e. at numba's first parallel launch; a copy loaded earlier (torch's) keeps its
+    own setting."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def release_blas_threads():
     """Undo ``cap_blas_threads`` once no parallel kernel is in use: a prange variant that was
     only tried (and lost to the serial kernel) leaves BLAS-heavy code (matmuls in compiled
@@ -230,6 +242,7 @@ class Kernel:
         return res
 
     def _use_parallel(self):
+        passive_omp_threads()
         self.serial = (self.fn, self.path, self.source)
         self.fn, self.path = cache.load(self.parallel_source, self._name)
         self.source = self.parallel_source
@@ -262,6 +275,7 @@ class Kernel:
             return self._first_call(args, outs)  # serial: the cheaper compilation
         if n == 1:
             self.serial = (self.fn, self.path, self.source)
+            passive_omp_threads()
             try:
                 pfn, ppath = cache.load(self.parallel_source, self._name)
                 self.fn, self.path, self.source = pfn, ppath, self.parallel_source
