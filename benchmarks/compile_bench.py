@@ -95,12 +95,13 @@ def first_calls_in_new_process(names):
 
 
 def _variant(cf):
-    """'prange' / 'serial' (or 'serial only': no prange variant) for a compiled function's kernels."""
+    """'prange' / 'serial' ('serial only': no prange variant) for a compiled function's kernels."""
     out = []
     for entry in getattr(cf, "_cache", {}).values():
         k = getattr(entry, "kernel", None)
         if k is not None:
-            out.append("prange" if k.parallel else "serial" if hasattr(k, "parallel_source") else "serial only")
+            has_par = hasattr(k, "parallel_source")
+            out.append("prange" if k.parallel else "serial" if has_par else "serial only")
     return "/".join(out) or "?"
 
 

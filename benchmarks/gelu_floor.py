@@ -44,7 +44,8 @@ def hand_kernels():
     for name, rng, par in (("serial", "range", False), ("prange", "prange", True)):
         ns = {"np": np, "prange": prange, "tanh_f32": tanh_f32}
         exec(compile(_BODY.format(name=name, rng=rng), f"<gelu {name}>", "exec"), ns)
-        out[name] = njit(nogil=True, error_model="numpy", parallel=par, fastmath=set(FASTMATH))(ns["gelu_" + name])
+        jit = njit(nogil=True, error_model="numpy", parallel=par, fastmath=set(FASTMATH))
+        out[name] = jit(ns["gelu_" + name])
     return out
 
 
@@ -53,7 +54,8 @@ def loop_facts(fn):
     asm = next(iter(fn.inspect_asm().values()))
     best = None
     for m in re.finditer(r"^(\.LBB\d+_\d+):\n(.*?)^\s+j\w+\s+\1$", asm, re.S | re.M):
-        body = [ln for ln in m.group(2).splitlines() if ln.strip() and not ln.strip().startswith((".", "#"))]
+        body = [ln for ln in m.group(2).splitlines()
+                if ln.strip() and not ln.strip().startswith((".", "#"))]
         if best is None or len(body) > len(best):
             best = body
     best = best or []

@@ -257,11 +257,12 @@ class Kernel:
     def _tune_call(self, args, outs):
         """One call of a kernel that has a prange variant.  Call 0 compiles and runs the
         serial kernel, call 1 the prange one; calls 2..11 alternate them, timed; then the
-        variant with the lower mean time (its slowest call left out) is kept (prange only when 15% faster).  The choice
-        is re-timed the same way later (after ``_RETUNE_FIRST`` seconds, then at doubling
-        intervals up to ``_RETUNE_MAX`` while it stands): a machine's load changes, and a
-        prange kernel on a busy machine waits for scheduler slices (CODEGEN-FACTS).  Both
-        variants give the same bits, so a switch never changes a result."""
+        variant with the lower mean time (each one's slowest call left out) is kept, prange
+        only when 15% faster.  The choice is re-timed the same way later (after
+        ``_RETUNE_FIRST`` seconds, then at doubling intervals up to ``_RETUNE_MAX`` while it
+        stands): a machine's load changes, and a prange kernel on a busy machine waits for
+        scheduler slices (CODEGEN-FACTS).  Both variants give the same bits, so a switch
+        never changes a result."""
         t = self._tune
         n = t["n"]
         if n > _TRIAL_END:
