@@ -6,7 +6,8 @@ Threads and processes: a kernel is ``nogil`` and may be called from several thre
 numba's default threading layer here is OpenMP (GNU): a process that ``fork()``s after a
 ``prange`` kernel ran gets a child that dies on its next parallel call, and a fork-based
 ``multiprocessing.Pool`` can hang -- use the ``spawn``/``forkserver`` start methods, or set
-``DUALGRAPH_PARALLEL=0`` (serial kernels only, fork-safe).
+``DUALGRAPH_PARALLEL=0`` (serial kernels only, fork-safe).  Before numba's OpenMP threads start,
+``OMP_WAIT_POLICY`` is set to ``PASSIVE`` unless the user set it (``passive_omp_threads``).
 
 The interface the compiled-training issue builds on: ``Kernel(graph)`` for any optimized
 graph (a forward that also returns its residuals, or a backward graph), called as
