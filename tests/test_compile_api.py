@@ -200,18 +200,18 @@ def test_autotune_picks_a_variant():
     cf = dg.compile(lambda x: dg.exp(x) * 2.0, fullgraph=True)
     x = dg.randn(1 << 14)
     want = (dg.exp(x) * 2.0).numpy()
-    for _ in range(12):
+    for _ in range(14):
         np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
     (entry,) = cf._cache.values()
     k = entry.kernel
-    assert k._tune["n"] > 11 and k._tune["next"] > 0  # decided after the first calls
+    assert k._tune["n"] > 13 and k._tune["next"] > 0  # decided after the first calls
     assert ("prange(" in k.source) == k.parallel
     # the choice is timed again later (the machine's load changes): force it due now
     period = k._tune["period"]
     k._tune["next"] = 0.0
-    for _ in range(10):
+    for _ in range(12):
         np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
-    assert k._tune["n"] > 11 and k._tune["next"] > 0 and len(k._tune["par"]) == 5
+    assert k._tune["n"] > 13 and k._tune["next"] > 0 and len(k._tune["par"]) == 4
     assert k._tune["period"] in (period, 2 * period, 1.0)
     assert ("prange(" in k.source) == k.parallel
 

@@ -54,9 +54,12 @@ _blas_lock = threading.Lock()
 _blas_saved = []  # (setter, thread count before the cap)
 _parallel_in_use = False  # some kernel of this process runs its prange variant
 
-# prange tuning (Kernel._tune_call): calls 2.._TRIAL_END of a trial are timed; a decided
-# kernel is re-timed after _RETUNE_FIRST seconds, then at doubling intervals up to _RETUNE_MAX
-_TRIAL_END = 11
+# prange tuning (Kernel._tune_call): calls 2.._TRIAL_END of a trial run the variants in blocks
+# of _TRIAL_BLOCK calls in a row (prange, serial, prange, serial), each block's first call
+# untimed; a decided kernel is re-timed after _RETUNE_FIRST seconds, then at doubling
+# intervals up to _RETUNE_MAX
+_TRIAL_BLOCK = 3
+_TRIAL_END = 1 + 4 * _TRIAL_BLOCK
 _RETUNE_FIRST = 1.0
 _RETUNE_MAX = 32.0
 
@@ -257,9 +260,11 @@ class Kernel:
 
     def _tune_call(self, args, outs):
         """One call of a kernel that has a prange variant.  Call 0 compiles and runs the
-        serial kernel, call 1 the prange one; calls 2..11 alternate them, timed; then the
-        variant with the lower mean time (each one's slowest call left out) is kept, prange
-        only when 15% faster.  The choice is re-timed the same way later (after
+        serial kernel, call 1 the prange one; calls 2..13 run them in blocks of 3 calls in a
+        row (the way a decided kernel is called), timing the 2nd and 3rd of each block (the
+        1st follows the other variant: a thread that just slept runs faster on a busy
+        machine, and a prange worker that was asleep must be woken); then the variant with
+        the lower mean time is kept, prange only when 15% faster.  The choice is re-timed the same way later (after
         ``_RETUNE_FIRST`` seconds, then at doubling intervals up to ``_RETUNE_MAX`` while it
         stands): a machine's load changes, and a prange kernel on a busy machine waits for
         scheduler slices (CODEGEN-FACTS).  Both variants give the same bits, so a switch
@@ -293,17 +298,18 @@ class Kernel:
                 return self.serial[0](*args, *self.consts, *outs)
             t["par_fn"] = (self.fn, self.path, self.source)
             return st
-        which = "par" if n % 2 == 0 else "ser"
+        block, pos = divmod(n - 2, _TRIAL_BLOCK)
+        which = "par" if block % 2 == 0 else "ser"
         fn = t["par_fn"][0] if which == "par" else self.serial[0]
         t0 = time.perf_counter()
         st = fn(*args, *self.consts, *outs)
         t1 = time.perf_counter()
-        t[which].append(t1 - t0)
+        if pos:  # not the first call of a block: the variant's calls in a row, as after
+            t[which].append(t1 - t0)
         if n == _TRIAL_END:
-            # means without the slowest call, not medians or minima: a prange call that
-            # often waits ~24 ms for a scheduler slice on a busy machine costs that on
-            # average, but one slow call (a thread woken after an idle spell) is dropped
-            mean = lambda v: (sum(v) - max(v)) / (len(v) - 1)  # noqa: E731
+            # means, not medians or minima: a prange call that now and then waits ~24 ms
+            # for a scheduler slice on a busy machine costs that on average
+            mean = lambda v: sum(v) / len(v)  # noqa: E731
             par = mean(t["par"]) < 0.85 * mean(t["ser"])
             if par:
                 self.fn, self.path, self.source = t["par_fn"]
