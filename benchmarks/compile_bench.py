@@ -94,6 +94,17 @@ def first_calls_in_new_process(names):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def _variant(cf):
+    """'prange' / 'serial' ('serial only': no prange variant) for a compiled function's kernels."""
+    out = []
+    for entry in getattr(cf, "_cache", {}).values():
+        k = getattr(entry, "kernel", None)
+        if k is not None:
+            has_par = hasattr(k, "parallel_source")
+            out.append("prange" if k.parallel else "serial" if has_par else "serial only")
+    return "/".join(out) or "?"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter timing budget")
@@ -105,6 +116,7 @@ def main():
     xs = inputs()
     res = {n: {} for n in names}
     first = {n: {} for n in names}
+    variant = {}
 
     # first calls (compilation) one implementation at a time; then, per workload, all the
     # implementations timed round-robin (one call each per round), so that a change of the
@@ -146,7 +158,7 @@ def main():
                 continue
             if k in ("dg.compile", "dg eager", "jax.jit", "torch.compile"):
                 first[n][k] = time.perf_counter() - t0
-            for _ in range(12 if k == "dg.compile" else 3):  # dg.compile: its prange tuning calls
+            for _ in range(14 if k == "dg.compile" else 3):  # dg.compile: its prange tuning calls
                 sync(fn(arg))
         t = dg.tensor(xs[n])
         want = DG[n](t).numpy()
@@ -174,6 +186,7 @@ def main():
                 rounds += 1
         for k, v in times.items():
             res[n][k] = statistics.median(v)
+        variant[n] = _variant(impls[n]["dg.compile"][0])
     warm = first_calls_in_new_process(names)
     add = dg.compile(lambda a, b: a + b, fullgraph=True)
     a1, b1 = dg.ones(4), dg.ones(4)
@@ -198,6 +211,8 @@ def main():
     if ratios:
         gm = float(np.exp(np.mean(np.log(ratios))))
         print(f"\ngeometric mean dg.compile / jax.jit: {gm:.2f}")
+    print("dg.compile kernel run at the end (prange variants are timed against serial on the "
+          "first calls and again later): " + ", ".join(f"{n} {v}" for n, v in variant.items()))
     for n in ("gelu", "softmax"):
         if n in res:
             print(f"{n}: dg.compile = {res[n]['dg.compile'] / res[n]['memcpy']:.2f}x memcpy"

@@ -1,4 +1,5 @@
 """dg.compile: the signature cache, fallbacks, errors, backends, gradients, threads."""
+import os
 import threading
 import warnings
 
@@ -199,11 +200,20 @@ def test_autotune_picks_a_variant():
     cf = dg.compile(lambda x: dg.exp(x) * 2.0, fullgraph=True)
     x = dg.randn(1 << 14)
     want = (dg.exp(x) * 2.0).numpy()
-    for _ in range(10):
+    for _ in range(14):
         np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
     (entry,) = cf._cache.values()
-    assert entry.kernel._tune is None  # decided after the first calls
-    assert ("prange(" in entry.kernel.source) == entry.kernel.parallel
+    k = entry.kernel
+    assert k._tune["n"] > 13 and k._tune["next"] > 0  # decided after the first calls
+    assert ("prange(" in k.source) == k.parallel
+    # the choice is timed again later (the machine's load changes): force it due now
+    period = k._tune["period"]
+    k._tune["next"] = 0.0
+    for _ in range(12):
+        np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    assert k._tune["n"] > 13 and k._tune["next"] > 0 and len(k._tune["par"]) == 4
+    assert k._tune["period"] in (period, 2 * period, 1.0)
+    assert ("prange(" in k.source) == k.parallel
 
 
 def test_kernel_numba_rejects_falls_back(monkeypatch):
@@ -254,3 +264,16 @@ def test_blas_threads_released_when_no_parallel_kernel_is_kept(monkeypatch):
     monkeypatch.setattr(K, "_parallel_in_use", False)
     K.release_blas_threads()  # only tried, serial kept: BLAS gets its threads back
     assert calls == [2] and not K._blas_capped and K._blas_saved == []
+
+
+def test_passive_omp_threads(monkeypatch):
+    """Before numba's OpenMP threads start, dualgraph asks libgomp for sleeping (not spinning)
+    worker threads, unless the user chose a policy."""
+    from dualgraph.compile.kernel import passive_omp_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    passive_omp_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    passive_omp_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -6,7 +6,8 @@ Threads and processes: a kernel is ``nogil`` and may be called from several thre
 numba's default threading layer here is OpenMP (GNU): a process that ``fork()``s after a
 ``prange`` kernel ran gets a child that dies on its next parallel call, and a fork-based
 ``multiprocessing.Pool`` can hang -- use the ``spawn``/``forkserver`` start methods, or set
-``DUALGRAPH_PARALLEL=0`` (serial kernels only, fork-safe).
+``DUALGRAPH_PARALLEL=0`` (serial kernels only, fork-safe).  Before numba's OpenMP threads start,
+``OMP_WAIT_POLICY`` is set to ``PASSIVE`` unless the user set it (``passive_omp_threads``).
 
 The interface the compiled-training issue builds on: ``Kernel(graph)`` for any optimized
 graph (a forward that also returns its residuals, or a backward graph), called as
@@ -20,6 +21,7 @@ import ctypes
 import os
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -51,6 +53,15 @@ _blas_capped = False
 _blas_lock = threading.Lock()
 _blas_saved = []  # (setter, thread count before the cap)
 _parallel_in_use = False  # some kernel of this process runs its prange variant
+
+# prange tuning (Kernel._tune_call): calls 2.._TRIAL_END of a trial run the variants in blocks
+# of _TRIAL_BLOCK calls in a row (prange, serial, prange, serial), each block's first call
+# untimed; a decided kernel is re-timed after _RETUNE_FIRST seconds, then at doubling
+# intervals up to _RETUNE_MAX
+_TRIAL_BLOCK = 3
+_TRIAL_END = 1 + 4 * _TRIAL_BLOCK
+_RETUNE_FIRST = 1.0
+_RETUNE_MAX = 32.0
 
 
 def cap_blas_threads():
@@ -87,6 +98,18 @@ def cap_blas_threads():
                         get.restype = ctypes.c_int
                         _blas_saved.append((f, get()))
                     f(1)
+
+
+def passive_omp_threads():
+    """Before numba's OpenMP threads start (the first prange kernel compiles or loads): unless
+    the user chose, ``OMP_WAIT_POLICY=PASSIVE``, so a worker thread sleeps as soon as a
+    parallel loop ends instead of spinning.  libgomp's default spin kept the worker busy
+    ~4-5 ms per call after each prange call here (CPU taken from the serial code and the
+    other processes that run next), and on a loaded machine both serial and prange calls ran
+    ~2x slower with it (benchmarks/CODEGEN-FACTS.md).  libgomp reads the variable when it is
+    loaded, i.e. at numba's first parallel launch; a copy loaded earlier (torch's) keeps its
+    own setting."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def release_blas_threads():
@@ -130,7 +153,7 @@ class Kernel:
                 if mode == "1":
                     self._use_parallel()
                 else:
-                    self._tune = {"n": 0, "ser": [], "par": []}
+                    self._tune = {"n": 0, "ser": [], "par": [], "next": 0.0}
         self._name = name
         self.in_scalar = [v.aval.ndim == 0 for v in graph.inputs]
         outs = []
@@ -171,8 +194,11 @@ class Kernel:
     def fast(self, values):
         """The call path after the first calls: ``values`` are ndarrays of the expected
         shapes and dtypes.  Returns the output arrays, or None (a run-time check failed)."""
-        if self._first or self._tune is not None or self.dyn or self.ws_specs or not self._plain:
+        if self._first or self.dyn or self.ws_specs or not self._plain:
             return self(values)
+        t = self._tune
+        if t is not None and (t["n"] <= _TRIAL_END or time.perf_counter() >= t["next"]):
+            return self(values)  # prange tuning: compiling, or timing the variants
         for a in values:
             if not a.flags.c_contiguous:
                 return self(values)
@@ -198,11 +224,12 @@ class Kernel:
         if nws:
             args.extend(self._take_ws())
         if self._tune is not None and _fn is None:
-            with self._tune_lock:  # the first calls: one thread at a time
-                if self._tune is not None:
+            t = self._tune
+            if t["n"] > _TRIAL_END and time.perf_counter() < t["next"]:
+                st = self.fn(*args, *self.consts, *outs)  # decided: no lock
+            else:
+                with self._tune_lock:  # compiling or timing: one thread at a time
                     st = self._tune_call(args, outs)
-                else:
-                    st = self.fn(*args, *self.consts, *outs)
         elif _fn is not None:
             with np.errstate(all="ignore"):
                 st = _fn(*args, *self.consts, *outs)
@@ -222,6 +249,7 @@ class Kernel:
         return res
 
     def _use_parallel(self):
+        passive_omp_threads()
         self.serial = (self.fn, self.path, self.source)
         self.fn, self.path = cache.load(self.parallel_source, self._name)
         self.source = self.parallel_source
@@ -231,16 +259,33 @@ class Kernel:
         cap_blas_threads()
 
     def _tune_call(self, args, outs):
-        import time
-
+        """One call of a kernel that has a prange variant.  Call 0 compiles and runs the
+        serial kernel, call 1 the prange one; calls 2..13 run them in blocks of 3 calls in a
+        row (the way a decided kernel is called), timing the 2nd and 3rd of each block (the
+        1st follows the other variant: a thread that just slept runs faster on a busy
+        machine, and a prange worker that was asleep must be woken); then the variant with
+        the lower mean time is kept, prange only when 15% faster.  The choice is re-timed the same way later (after
+        ``_RETUNE_FIRST`` seconds, then at doubling intervals up to ``_RETUNE_MAX`` while it
+        stands): a machine's load changes, and a prange kernel on a busy machine waits for
+        scheduler slices (CODEGEN-FACTS).  Both variants give the same bits, so a switch
+        never changes a result."""
         t = self._tune
         n = t["n"]
+        if n > _TRIAL_END:
+            now = time.perf_counter()
+            if now < t["next"]:  # another thread has just finished a trial
+                return self.fn(*args, *self.consts, *outs)
+            # a new trial: time both variants again
+            n = 2
+            t["ser"], t["par"] = [], []
+            if not self.parallel:
+                cap_blas_threads()
         t["n"] = n + 1
         if n == 0:
-            st = self._first_call(args, outs)  # serial: the cheaper compilation
-            return st
+            return self._first_call(args, outs)  # serial: the cheaper compilation
         if n == 1:
             self.serial = (self.fn, self.path, self.source)
+            passive_omp_threads()
             try:
                 pfn, ppath = cache.load(self.parallel_source, self._name)
                 self.fn, self.path, self.source = pfn, ppath, self.parallel_source
@@ -251,26 +296,33 @@ class Kernel:
                 self.fn, self.path, self.source = self.serial
                 self._tune = None
                 return self.serial[0](*args, *self.consts, *outs)
-            t["par_fn"] = self.fn
+            t["par_fn"] = (self.fn, self.path, self.source)
             return st
-        which = "par" if n % 2 == 0 else "ser"
-        fn = t["par_fn"] if which == "par" else self.serial[0]
+        block, pos = divmod(n - 2, _TRIAL_BLOCK)
+        which = "par" if block % 2 == 0 else "ser"
+        fn = t["par_fn"][0] if which == "par" else self.serial[0]
         t0 = time.perf_counter()
         st = fn(*args, *self.consts, *outs)
-        t[which].append(time.perf_counter() - t0)
-        if n >= 9:
-            # medians, not minima: on a loaded machine a prange kernel's threads wait for a
-            # scheduler slice (~24 ms here, benchmarks/CODEGEN-FACTS.md), now and then
-            med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-            if med(t["par"]) < 0.85 * med(t["ser"]) and max(t["par"]) < med(t["ser"]) \
-                    and not _cores_busy():
-                self.fn, self.parallel = t["par_fn"], True
+        t1 = time.perf_counter()
+        if pos:  # not the first call of a block: the variant's calls in a row, as after
+            t[which].append(t1 - t0)
+        if n == _TRIAL_END:
+            # means, not medians or minima: a prange call that now and then waits ~24 ms
+            # for a scheduler slice on a busy machine costs that on average
+            mean = lambda v: sum(v) / len(v)  # noqa: E731
+            par = mean(t["par"]) < 0.85 * mean(t["ser"])
+            if par:
+                self.fn, self.path, self.source = t["par_fn"]
                 _mark_parallel()
             else:
                 self.fn, self.path, self.source = self.serial
-                self.parallel = False
                 release_blas_threads()
-            self._tune = None
+            period = t.get("period")
+            period = _RETUNE_FIRST if period is None or par != self.parallel else \
+                min(2 * period, _RETUNE_MAX)
+            self.parallel = par
+            t["period"] = period
+            t["next"] = t1 + period
         return st
 
     def run_python(self, arrays):
@@ -297,16 +349,6 @@ class Kernel:
                 ) from e
         self._first = False
         return st
-
-
-def _cores_busy():
-    """Is the machine's 1-minute load average at or above its number of cores?  Then a
-    prange kernel's threads wait for scheduler slices (benchmarks/CODEGEN-FACTS.md) and the
-    serial kernel is kept whatever the few timed calls said."""
-    try:
-        return os.getloadavg()[0] >= (os.cpu_count() or 1)
-    except (AttributeError, OSError):
-        return False
 
 
 def cache_blas_done():
