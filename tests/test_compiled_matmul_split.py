@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 import dualgraph as dg
-from dualgraph.compile.blas import gemm_rows, gemm_split, should_split
+from dualgraph.compile.blas import gemm_block, gemm_split, should_split
 
 F = dg.nn.functional
 
 
 def _views(dt):
-    """(a, b) pairs covering each operand layout gemm_rows handles at run time: row-major
+    """(a, b) pairs covering each operand layout gemm_block handles at run time: row-major
     and column-major with a leading dimension larger than the shape (typed 'A' by numba,
     so one compilation covers them all), and a non-unit stride (the np.dot fallback)."""
     r = np.random.default_rng(0)
@@ -27,29 +27,31 @@ def _views(dt):
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
-def test_gemm_rows_every_layout(dt):
+def test_gemm_block_every_layout(dt):
     alpha, beta = np.ones(1, dt), np.zeros(1, dt)
     for a, b in _views(dt):
         assert not a.flags.c_contiguous or not b.flags.c_contiguous
         want = a.astype(np.float64) @ b.astype(np.float64)
         out = np.full((a.shape[0], b.shape[1]), np.nan, dt)
-        for lo, hi in ((0, 17), (17, 40), (40, 64)):
-            assert gemm_rows(a, b, out, lo, hi, alpha, beta) == 0
+        for r0, r1, c0, c1 in ((0, 17, 0, 40), (17, 64, 0, 23), (17, 64, 23, 40)):
+            assert gemm_block(a, b, out, r0, r1, c0, c1, alpha, beta) == 0  # row/column blocks
         np.testing.assert_allclose(out, want, rtol=1e-5 if dt == np.float32 else 1e-12, atol=1e-5)
 
 
 def test_gemm_split_whole_product():
-    a, b = _views(np.float32)[1]
-    out = np.full((a.shape[0], b.shape[1]), np.nan, np.float32)
-    assert gemm_split(a, b, out) == 0
-    np.testing.assert_allclose(out, np.dot(a, b), rtol=1e-5, atol=1e-5)
+    a, b = _views(np.float32)[1]  # a (64, 24) smaller than b (24, 40): column blocks
+    for a, b in ((a, b), (b.T, a.T)):  # and (40, 24) @ (24, 64): row blocks
+        out = np.full((a.shape[0], b.shape[1]), np.nan, np.float32)
+        assert gemm_split(a, b, out) == 0
+        np.testing.assert_allclose(out, np.dot(a, b), rtol=1e-5, atol=1e-5)
 
 
 def test_should_split_sizes():
     assert should_split(128, 512, 784) and should_split(784, 512, 128)
     assert not should_split(128, 10, 512)  # the mlp's small products stay np.dot
     assert not should_split(8, 64, 64)     # the rnn's
-    assert not should_split(16, 4096, 4096)  # too few rows to split
+    assert should_split(16, 4096, 4096)  # column blocks
+    assert not should_split(4096, 1, 4096) and not should_split(20, 20, 20000)
 
 
 def _loss(w1, b1, w2, x, y):

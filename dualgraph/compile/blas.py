@@ -6,8 +6,8 @@ NUMBA-FACTS), and OpenBLAS's static split waits a whole scheduler slice for a wo
 loaded machine does not run (measured: a 128x784 @ 784x512 product 7 ms on one BLAS thread,
 48 ms on two, load average 4).  So a kernel's ``prange`` variant keeps BLAS at one thread
 (``kernel.cap_blas_threads``) and splits each large product itself: ``out[lo:hi] =
-a[lo:hi] @ b`` for one block of rows per numba thread, every block one single-threaded gemm
-call straight into ``out`` (no copies: a transposed operand is passed to BLAS with its
+a[lo:hi] @ b`` (or a block of columns) per numba thread, every block one single-threaded
+gemm call straight into ``out`` (no copies: a transposed operand is passed to BLAS with its
 transpose flag and leading dimension, so ``x.T @ dh`` splits too).  One thread pool in
 the process, and the serial/prange timing of ``compile/kernel.py`` decides on each machine.
 
@@ -19,7 +19,7 @@ import numpy as np
 from numba import config, njit, prange, types
 
 # a product of m*n*k multiply-adds at or above this is split (0.3-0.5 ms on one thread);
-# each block keeps at least SPLIT_MIN_ROWS rows of the output
+# each block keeps at least SPLIT_MIN_ROWS rows (or columns) of the output
 SPLIT_MIN_MACS = 1 << 22
 SPLIT_MIN_ROWS = 16
 # blocks per product: numba's thread count when this module was imported, a constant
@@ -35,7 +35,7 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 
 
 def should_split(m, n, k):
-    return m * n * k >= SPLIT_MIN_MACS and m >= 2 * SPLIT_MIN_ROWS and n >= 2 and k >= 2
+    return m * n * k >= SPLIT_MIN_MACS and max(m, n) >= 2 * SPLIT_MIN_ROWS and min(m, n, k) >= 2
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -51,34 +51,42 @@ def _operand(x, it):
 
 
 @njit(nogil=True, cache=True)
-def gemm_rows(a, b, out, lo, hi, alpha, beta):
-    """out[lo:hi] = a[lo:hi] @ b, one gemm call (numba's np.dot would copy a block of
-    ``x.T``, which is not contiguous).  ``alpha``/``beta``: 1-element arrays of the dtype."""
+def gemm_block(a, b, out, r0, r1, c0, c1, alpha, beta):
+    """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1], one gemm call straight into ``out``
+    (numba's np.dot would copy a block of ``x.T``, which is not contiguous).
+    ``alpha``/``beta``: 1-element arrays of the dtype."""
     it = a.itemsize
-    m, k = hi - lo, a.shape[1]
-    n = b.shape[1]
+    k = a.shape[1]
     ta, lda = _operand(b, it)  # out.T = b.T @ a.T in BLAS's column-major terms
     tb, ldb = _operand(a, it)
     if ta == 0 or tb == 0:
-        np.dot(np.ascontiguousarray(a[lo:hi]), np.ascontiguousarray(b), out[lo:hi])
+        out[r0:r1, c0:c1] = np.dot(np.ascontiguousarray(a[r0:r1]), np.ascontiguousarray(b[:, c0:c1]))
         return 0
     kind = ord("s") if it == 4 else ord("d")
-    return _xxgemm(kind, ta, tb, n, m, k, alpha.ctypes, b.ctypes, lda, a[lo:].ctypes, ldb,
-                   beta.ctypes, out[lo:].ctypes, n)
+    return _xxgemm(kind, ta, tb, c1 - c0, r1 - r0, k, alpha.ctypes, b[:, c0:].ctypes, lda,
+                   a[r0:].ctypes, ldb, beta.ctypes, out[r0:, c0:].ctypes, out.shape[1])
 
 
 @njit(nogil=True, cache=True, parallel=True)
 def gemm_split(a, b, out):
-    """out = a @ b, one block of rows per numba thread; returns the number of failed
-    gemm calls (0)."""
-    m = a.shape[0]
-    nt = min(NBLOCKS, max(m // SPLIT_MIN_ROWS, 1))
+    """out = a @ b in one block per numba thread: blocks of output rows, or of output
+    columns when ``a`` is the smaller operand (every block reads all of the other operand,
+    and BLAS packs it again per call); returns the number of failed gemm calls (0)."""
+    m, k = a.shape
+    n = b.shape[1]
+    by_cols = m * k < k * n
+    ext = n if by_cols else m
+    nt = min(NBLOCKS, max(ext // SPLIT_MIN_ROWS, 1))
     alpha = np.ones(1, out.dtype)
     beta = np.zeros(1, out.dtype)
     bad = 0
     for p in prange(nt):
-        lo = p * m // nt
-        hi = (p + 1) * m // nt
-        if gemm_rows(a, b, out, lo, hi, alpha, beta) != 0:
+        lo = p * ext // nt
+        hi = (p + 1) * ext // nt
+        if by_cols:
+            st = gemm_block(a, b, out, 0, m, lo, hi, alpha, beta)
+        else:
+            st = gemm_block(a, b, out, lo, hi, 0, n, alpha, beta)
+        if st != 0:
             bad += 1
     return bad
