@@ -70,6 +70,10 @@ def cap_blas_threads():
         _blas_capped = True
         if os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("DUALGRAPH_KEEP_BLAS_THREADS"):
             return
+        try:  # numba's np.dot calls scipy's OpenBLAS: load it now, or it escapes the cap
+            import scipy.linalg.cython_blas  # noqa: F401
+        except ImportError:
+            pass
         try:
             with open("/proc/self/maps") as f:
                 libs = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
