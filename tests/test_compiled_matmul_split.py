@@ -44,6 +44,11 @@ def test_gemm_split_whole_product():
         out = np.full((a.shape[0], b.shape[1]), np.nan, np.float32)
         assert gemm_split(a, b, out) == 0
         np.testing.assert_allclose(out, np.dot(a, b), rtol=1e-5, atol=1e-5)
+    big = np.full((a.shape[0], 2 * b.shape[1]), np.nan, np.float32)
+    out = big[:, ::2]  # a non-contiguous output: the np.dot fallback
+    assert gemm_split(a, b, out) == 0
+    np.testing.assert_allclose(out, np.dot(a, b), rtol=1e-5, atol=1e-5)
+    assert np.isnan(big[:, 1::2]).all()
 
 
 def test_should_split_sizes():

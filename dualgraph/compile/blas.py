@@ -54,12 +54,13 @@ def _operand(x, it):
 def gemm_block(a, b, out, r0, r1, c0, c1, alpha, beta):
     """out[r0:r1, c0:c1] = a[r0:r1] @ b[:, c0:c1], one gemm call straight into ``out``
     (numba's np.dot would copy a block of ``x.T``, which is not contiguous).
-    ``alpha``/``beta``: 1-element arrays of the dtype."""
+    ``alpha``/``beta``: 1-element arrays of the dtype (only 1 and 0 are used: the fallback
+    for operands BLAS cannot take as they are, and for a non-contiguous ``out``, ignores them)."""
     it = a.itemsize
     k = a.shape[1]
     ta, lda = _operand(b, it)  # out.T = b.T @ a.T in BLAS's column-major terms
     tb, ldb = _operand(a, it)
-    if ta == 0 or tb == 0:
+    if ta == 0 or tb == 0 or out.strides[1] != it or out.strides[0] != out.shape[1] * it:
         out[r0:r1, c0:c1] = np.dot(np.ascontiguousarray(a[r0:r1]), np.ascontiguousarray(b[:, c0:c1]))
         return 0
     kind = ord("s") if it == 4 else ord("d")
