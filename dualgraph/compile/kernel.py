@@ -53,6 +53,9 @@ _blas_capped = False
 _blas_lock = threading.Lock()
 _blas_saved = []  # (setter, thread count before the cap)
 _parallel_in_use = False  # some kernel of this process runs its prange variant
+# some kernel's large matmuls were timed with BLAS on one thread and kept serial: OpenBLAS's
+# own threads would make them slower on a loaded machine (compile/blas.py), so the cap stays
+_blas_single = False
 
 # prange tuning (Kernel._tune_call): calls 2.._TRIAL_END of a trial run the variants in blocks
 # of _TRIAL_BLOCK calls in a row (prange, serial, prange, serial), each block's first call
@@ -78,6 +81,10 @@ def cap_blas_threads():
         _blas_capped = True
         if os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("DUALGRAPH_KEEP_BLAS_THREADS"):
             return
+        try:  # numba's np.dot calls scipy's OpenBLAS: load it now, or it escapes the cap
+            import scipy.linalg.cython_blas  # noqa: F401
+        except ImportError:
+            pass
         try:
             with open("/proc/self/maps") as f:
                 libs = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
@@ -118,12 +125,17 @@ def release_blas_threads():
     training steps, numpy itself) its threads."""
     global _blas_capped
     with _blas_lock:
-        if not _blas_capped or _parallel_in_use or not _blas_saved:
+        if not _blas_capped or _parallel_in_use or _blas_single or not _blas_saved:
             return
         for f, n in _blas_saved:
             f(n)
         _blas_saved.clear()
         _blas_capped = False
+
+
+def _keep_blas_single():
+    global _blas_single
+    _blas_single = True
 
 
 def _mark_parallel():
@@ -145,10 +157,13 @@ class Kernel:
         # load differ too much for a fixed threshold alone)
         self._tune = None
         self._tune_lock = threading.Lock()
+        self._split_matmul = False
         mode = os.environ.get("DUALGRAPH_PARALLEL", "auto")
         if mode != "0":
             psrc, _, pcg = generate(graph, name, parallel=True)
-            if pcg.parallel:
+            # large matmuls split over numba's threads, BLAS on one (compile/blas.py)
+            self._split_matmul = "gemm_split" in pcg.imports
+            if pcg.parallel or self._split_matmul:
                 self.parallel_source = psrc
                 if mode == "1":
                     self._use_parallel()
@@ -316,7 +331,12 @@ class Kernel:
                 _mark_parallel()
             else:
                 self.fn, self.path, self.source = self.serial
-                release_blas_threads()
+                if self._split_matmul:
+                    # the serial kernel won with BLAS on one thread (a loaded machine, where
+                    # OpenBLAS's two threads were 7x slower): keep it so
+                    _keep_blas_single()
+                else:
+                    release_blas_threads()
             period = t.get("period")
             period = _RETUNE_FIRST if period is None or par != self.parallel else \
                 min(2 * period, _RETUNE_MAX)

@@ -411,6 +411,10 @@ def _reduce_emitter(op):
             else:
                 c.line(f"{dst}[{', '.join(['0'] * len(out.aval.shape))}] = {c.cast(acc, adt, odt)}")
             return
+        if len(shape) == 2 and red == [0] and shape[0] >= 2 and shape[1] >= 2 \
+                and getattr(c, "row", None) is None:
+            _column_reduction(c, op, x, shape, dst, keepdims, adt, odt, init)
+            return
         with c.nest([shape[d] for d in kept], total=nout * max(nred, 1), heavy=heavy) as oidx:
             c.line(f"{acc} = {init}")
             with c.nest([shape[d] for d in red], parallel=False) as ridx:
@@ -453,6 +457,23 @@ def _accumulate(c, op, acc, v, adt):
         c.line(f"{acc} = {op}({acc}, {v})")
     else:
         c.line(f"{acc} = {c.math('f' + op, adt)}({acc}, {v})")
+
+
+def _column_reduction(c, op, x, shape, dst, keepdims, adt, odt, init):
+    """``x.sum(0)`` (max, min, ...) of a 2-d ``x``: one accumulator per column, updated row
+    by row, so the operand is read in memory order and the inner loop vectorizes (a loop
+    per column strided over the rows ran 10x slower than numpy).  Each column still adds
+    its rows in order: the same bits as the loop per column."""
+    xdt = c.dtype_of(x)
+    R, C = shape
+    accs = c.tmp("acc")
+    c.line(f"{accs} = np.empty({C}, {'np.bool_' if _isb(adt) else 'np.' + np.dtype(adt).name})")
+    with c.nest([C], parallel=False) as (j,):
+        c.line(f"{accs}[{j}] = {init}")
+    with c.nest([R, C], parallel=False) as (i, j):
+        _accumulate(c, op, f"{accs}[{j}]", c.cast(c.read(x, [i, j]), xdt, adt), adt)
+    with c.nest([C], parallel=False) as (j,):
+        c.line(f"{dst}[{'0, ' if keepdims else ''}{j}] = {c.cast(f'{accs}[{j}]', adt, odt)}")
 
 
 def _blocked_reduction(c, eqn, op, x, shape, red, acc, adt, init, heavy):
@@ -602,7 +623,11 @@ def _matmul_emit(c, eqn):
         asub = f"{an}[{', '.join(ai)}]" if ai else an
         bsub = f"{bn}[{', '.join(bi)}]" if bi else bn
         osub = f"{dst}[{', '.join(bidx)}]" if bidx else dst
-        if blas:
+        if blas and not bidx and _split_matmul(c, sa, sb):
+            # the prange variant: row blocks on numba's threads, BLAS on one (compile/blas.py)
+            c.imports["gemm_split"] = "dualgraph.compile.blas"  # itself a parallel function
+            c.check(f"gemm_split({asub}, {bsub}, {osub}) != 0")  # a BLAS error: run eagerly
+        elif blas:
             c.line(f"np.dot({asub}, {bsub}, {osub})")
         else:
             m = sa[-2] if a2 else None
@@ -625,6 +650,14 @@ def _matmul_emit(c, eqn):
                     be = f"{bv}[{k}, {j}]" if j is not None else f"{bv}[{k}]"
                     c.line(f"{s} += {ae} * {be}")
                 c.line(f"{ov}[{', '.join(oi)}] = {s}")
+
+
+def _split_matmul(c, sa, sb):
+    if not (c.allow_parallel and not c.in_prange and len(sa) == 2 and len(sb) == 2):
+        return False
+    from ..compile.blas import should_split
+
+    return should_split(sa[0], sb[1], sa[1])
 
 
 _attach("matmul", Emitter(_matmul_emit))
