@@ -582,8 +582,9 @@ def _matmul_emit(c, eqn):
     arr = getattr(c, "matmul_operand", c.array)  # ``x.T`` views of virtual transposes
     if len(so) == 0:
         an, bn = arr(a), arr(b)
-        if blas:
-            c.bind(out, f"np.dot({an}, {bn})")
+        if blas:  # np.dot, compiled once per installation (compile/cached_dot.py)
+            c.imports["dot_vec"] = "dualgraph.compile.cached_dot"
+            c.bind(out, f"dot_vec({an}, {bn})")
             return
         acc = c.name(out)
         c.line(f"{acc} = {c.const(0, dt)}")
@@ -602,8 +603,9 @@ def _matmul_emit(c, eqn):
         asub = f"{an}[{', '.join(ai)}]" if ai else an
         bsub = f"{bn}[{', '.join(bi)}]" if bi else bn
         osub = f"{dst}[{', '.join(bidx)}]" if bidx else dst
-        if blas:
-            c.line(f"np.dot({asub}, {bsub}, {osub})")
+        if blas:  # np.dot(a, b, out), compiled once per installation (compile/cached_dot.py)
+            c.imports["dot_into"] = "dualgraph.compile.cached_dot"
+            c.line(f"dot_into({asub}, {bsub}, {osub})")
         else:
             m = sa[-2] if a2 else None
             n = sb[-1] if b2 else None
