@@ -242,7 +242,11 @@ class Kernel:
             # the prange variant compiles in a background thread meanwhile (it costs 2-4x
             # the serial compile: seconds for a training step); calls run serially until
             # it is ready, then the timing below starts
-            sig = tuple(self.fn.typeof_pyval(a) for a in (*args, *self.consts, *outs))
+            typeof = getattr(self.fn, "typeof_pyval", None)
+            if typeof is None:  # NUMBA_DISABLE_JIT: plain Python, nothing to tune
+                self._tune = None
+                return st
+            sig = tuple(typeof(a) for a in (*args, *self.consts, *outs))
             t["job"] = _VariantJob(self.parallel_source, self._name, sig)
             return st
         if n == 1:
