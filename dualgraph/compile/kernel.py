@@ -3,6 +3,10 @@ Python side of a call (argument checks, preallocated outputs, status).
 
 Threads and processes: a kernel is ``nogil`` and may be called from several threads at once
 (the first calls, which compile and time the serial and ``prange`` variants, take a lock).
+The ``prange`` variant compiles in a background thread after the first call (the calls
+meanwhile run the serial kernel; ``DUALGRAPH_BACKGROUND_COMPILE=0`` compiles it inline);
+``join_background_compiles()`` waits for such compiles, and runs before ``os.fork()`` and at
+interpreter exit.
 numba's default threading layer here is OpenMP (GNU): a process that ``fork()``s after a
 ``prange`` kernel ran gets a child that dies on its next parallel call, and a fork-based
 ``multiprocessing.Pool`` can hang -- use the ``spawn``/``forkserver`` start methods, or set
