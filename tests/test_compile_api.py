@@ -196,14 +196,24 @@ def test_prange_kernels(monkeypatch):
     assert not errors
 
 
-def test_autotune_picks_a_variant():
+@pytest.mark.parametrize("background", ["1", "0"])
+def test_autotune_picks_a_variant(monkeypatch, background):
+    """The prange variant compiles in a background thread after the first call (inline with
+    DUALGRAPH_BACKGROUND_COMPILE=0); calls meanwhile run the serial kernel; once it is
+    compiled the first calls time both and keep one."""
+    monkeypatch.setenv("DUALGRAPH_BACKGROUND_COMPILE", background)
     cf = dg.compile(lambda x: dg.exp(x) * 2.0, fullgraph=True)
     x = dg.randn(1 << 14)
     want = (dg.exp(x) * 2.0).numpy()
-    for _ in range(14):
+    for _ in range(2):
         np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
     (entry,) = cf._cache.values()
     k = entry.kernel
+    assert k._tune is not None and "job" in k._tune and not k.parallel
+    k.wait_compiles()
+    assert k._tune["job"].fn is not None
+    for _ in range(14):
+        np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
     assert k._tune["n"] > 13 and k._tune["next"] > 0  # decided after the first calls
     assert ("prange(" in k.source) == k.parallel
     # the choice is timed again later (the machine's load changes): force it due now

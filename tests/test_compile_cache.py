@@ -117,6 +117,13 @@ def test_generated_source_under_numba_disable_jit(tmp_path):
             want = want if isinstance(want, tuple) else (want,)
             outs.append(max(float(np.max(np.abs(g.numpy() - w.numpy()) / (1 + np.abs(w.numpy()))))
                             for g, w in zip(got, want)))
+        # large enough for a prange variant: the calls after the first (variant tuning) too
+        big = dg.randn(1 << 14)
+        cf = dg.compile(lambda t: dg.exp(t) * 2.0, fullgraph=True)
+        for _ in range(3):
+            r = cf(big)
+        w = (dg.exp(big) * 2.0).numpy()
+        outs.append(float(np.max(np.abs(r.numpy() - w) / (1 + np.abs(w)))))
         print(json.dumps(outs))
     """)
     p = _run(tmp_path, {"NUMBA_DISABLE_JIT": "1"}, code)

@@ -150,6 +150,6 @@ def test_rnn_grad_reads_matmul_operands_as_views():
     assert src.count("while True:") == 2
     rev = src[src.index("while True:", src.index("while True:") + 1):]
     # backward matmuls read the transposed tape row and x[t] as views
-    assert ".T," in rev and "np.dot(a2[" in rev
+    assert ".T," in rev and "dot_into(a2[" in rev
     # the reverse loop does not replay the forward matmuls: 3 products per step
-    assert rev.count("np.dot(") == 3
+    assert rev.count("dot_into(") == 3

@@ -3,6 +3,10 @@ Python side of a call (argument checks, preallocated outputs, status).
 
 Threads and processes: a kernel is ``nogil`` and may be called from several threads at once
 (the first calls, which compile and time the serial and ``prange`` variants, take a lock).
+The ``prange`` variant compiles in a background thread after the first call (the calls
+meanwhile run the serial kernel; ``DUALGRAPH_BACKGROUND_COMPILE=0`` compiles it inline);
+``join_background_compiles()`` waits for such compiles, and runs before ``os.fork()`` and at
+interpreter exit.
 numba's default threading layer here is OpenMP (GNU): a process that ``fork()``s after a
 ``prange`` kernel ran gets a child that dies on its next parallel call, and a fork-based
 ``multiprocessing.Pool`` can hang -- use the ``spawn``/``forkserver`` start methods, or set
@@ -16,6 +20,7 @@ re-runs the graph eagerly, which raises eager's own error or gives eager's resul
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -295,24 +300,34 @@ class Kernel:
             t["ser"], t["par"] = [], []
             if not self.parallel:
                 cap_blas_threads()
-        t["n"] = n + 1
         if n == 0:
-            return self._first_call(args, outs)  # serial: the cheaper compilation
-        if n == 1:
-            self.serial = (self.fn, self.path, self.source)
-            passive_omp_threads()
-            try:
-                pfn, ppath = cache.load(self.parallel_source, self._name)
-                self.fn, self.path, self.source = pfn, ppath, self.parallel_source
-                self._first = True
-                cap_blas_threads()
-                st = self._first_call(args, outs)
-            except CompileError:
-                self.fn, self.path, self.source = self.serial
+            st = self._first_call(args, outs)  # serial: the cheaper compilation
+            t["n"] = 1
+            # the prange variant compiles in a background thread meanwhile (it costs 2-4x
+            # the serial compile: seconds for a training step); calls run serially until
+            # it is ready, then the timing below starts
+            typeof = getattr(self.fn, "typeof_pyval", None)
+            if typeof is None:  # NUMBA_DISABLE_JIT: plain Python, nothing to tune
                 self._tune = None
-                return self.serial[0](*args, *self.consts, *outs)
-            t["par_fn"] = (self.fn, self.path, self.source)
+                return st
+            passive_omp_threads()  # before numba's OpenMP threads start (at the compile)
+            sig = tuple(typeof(a) for a in (*args, *self.consts, *outs))
+            t["job"] = _VariantJob(self.parallel_source, self._name, sig)
             return st
+        if n == 1:
+            job = t["job"]
+            if not job.done.is_set():
+                return self.fn(*args, *self.consts, *outs)
+            if job.fn is None:  # numba could not compile the prange variant: serial it is
+                self._tune = None
+                return self.fn(*args, *self.consts, *outs)
+            t["n"] = 2
+            self.serial = (self.fn, self.path, self.source)
+            self.fn, self.path, self.source = job.fn, job.path, self.parallel_source
+            cap_blas_threads()
+            t["par_fn"] = (self.fn, self.path, self.source)
+            return self.fn(*args, *self.consts, *outs)
+        t["n"] = n + 1
         block, pos = divmod(n - 2, _TRIAL_BLOCK)
         which = "par" if block % 2 == 0 else "ser"
         fn = t["par_fn"][0] if which == "par" else self.serial[0]
@@ -345,6 +360,12 @@ class Kernel:
             t["next"] = t1 + period
         return st
 
+    def wait_compiles(self):
+        """Wait for a prange variant compiling in the background (tests, benchmarks)."""
+        job = (self._tune or {}).get("job")
+        if job is not None:
+            job.done.wait()
+
     def run_python(self, arrays):
         """Run the generated source in the Python interpreter (NUMBA_DISABLE_JIT semantics)."""
         if getattr(self, "_pyfn", None) is None:
@@ -369,6 +390,69 @@ class Kernel:
                 ) from e
         self._first = False
         return st
+
+
+_pending = set()  # variant compiles still running: joined before fork() and at exit
+_pending_lock = threading.Lock()
+
+
+def join_background_compiles():
+    """Wait for every background compile of this process (before ``fork()`` and at
+    interpreter exit, so no thread is inside numba or LLVM then)."""
+    while True:
+        with _pending_lock:
+            ths = list(_pending)
+        if not ths:
+            return
+        for th in ths:
+            th.join()
+
+
+atexit.register(join_background_compiles)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=join_background_compiles)
+
+
+class _VariantJob:
+    """Compile the prange variant of a kernel for the signature ``sig`` (loaded from numba's
+    disk cache when it is there), in a background thread, or inline with
+    ``DUALGRAPH_BACKGROUND_COMPILE=0``.  numba compiles under its own global lock, so this
+    only overlaps with running kernels and Python, never with another compilation.  On any
+    failure ``fn`` stays None (the serial kernel is kept)."""
+
+    def __init__(self, source, name, sig):
+        self.source, self.name, self.sig = source, name, sig
+        self.fn = self.path = None
+        self.done = threading.Event()
+        if os.environ.get("DUALGRAPH_BACKGROUND_COMPILE", "1") == "0":
+            self._run()
+            return
+        th = threading.Thread(target=self._run, name=f"dualgraph-compile-{name}", daemon=True)
+        with _pending_lock:
+            _pending.add(th)
+        th.start()
+
+    def _run(self):
+        try:
+            for attempt in (0, 1):
+                try:
+                    fn, path = cache.load(self.source, self.name)
+                    fn.compile(self.sig)
+                    self.fn, self.path = fn, path
+                    return
+                except Exception:  # noqa: BLE001
+                    if attempt:
+                        return
+                    # a corrupt numba cache entry: drop it and compile again, once
+                    _, path = cache.kernel_path(self.source)
+                    cache.purge_numba_cache(path)
+                    for k in [k for k, m in sys.modules.items()
+                              if getattr(m, "__file__", None) == path]:
+                        del sys.modules[k]
+        finally:
+            self.done.set()
+            with _pending_lock:
+                _pending.discard(threading.current_thread())
 
 
 def cache_blas_done():

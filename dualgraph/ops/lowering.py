@@ -603,8 +603,9 @@ def _matmul_emit(c, eqn):
     arr = getattr(c, "matmul_operand", c.array)  # ``x.T`` views of virtual transposes
     if len(so) == 0:
         an, bn = arr(a), arr(b)
-        if blas:
-            c.bind(out, f"np.dot({an}, {bn})")
+        if blas:  # np.dot, compiled once per installation (compile/cached_dot.py)
+            c.imports["dot_vec"] = "dualgraph.compile.cached_dot"
+            c.bind(out, f"dot_vec({an}, {bn})")
             return
         acc = c.name(out)
         c.line(f"{acc} = {c.const(0, dt)}")
@@ -627,8 +628,9 @@ def _matmul_emit(c, eqn):
             # the prange variant: row blocks on numba's threads, BLAS on one (compile/blas.py)
             c.imports["gemm_split"] = "dualgraph.compile.blas"  # itself a parallel function
             c.check(f"gemm_split({asub}, {bsub}, {osub}) != 0")  # a BLAS error: run eagerly
-        elif blas:
-            c.line(f"np.dot({asub}, {bsub}, {osub})")
+        elif blas:  # np.dot(a, b, out), compiled once per installation (compile/cached_dot.py)
+            c.imports["dot_into"] = "dualgraph.compile.cached_dot"
+            c.line(f"dot_into({asub}, {bsub}, {osub})")
         else:
             m = sa[-2] if a2 else None
             n = sb[-1] if b2 else None
