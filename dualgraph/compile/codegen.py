@@ -11,7 +11,8 @@ consumers compute it inline at their own index (``Codegen.read``).  So a chain o
 elementwise ops is one loop nest with no temporaries, and a reduction's inner loop holds
 its producers (softmax: one pass for the max, one for exp-and-sum, one to scale).  ``cond``
 is an ``if``, ``while`` a ``while`` in the same function.  The rules that produce the text
-are the registry's lowerings (``dualgraph/ops/lowering.py``).
+are the registry's lowerings (each primitive's ``lowering``, given in its declaration;
+rule classes and large emitters in ``dualgraph/ops/lowering.py``).
 """
 from __future__ import annotations
 
@@ -94,7 +95,6 @@ def _size(shape):
 
 class Codegen:
     def __init__(self, graph: Graph, math_resolver=None, parallel=True):
-        L.attach_all()  # primitives registered after the lowering module was imported
         self.graph = graph
         self.allow_parallel = parallel
         self.lines = []
