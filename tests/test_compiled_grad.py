@@ -382,6 +382,51 @@ def test_int_outputs_unused_and_integer_inputs():
         np.testing.assert_array_equal(g.detach().numpy(), w.detach().numpy())
 
 
+def _two_conds(p, q, x, y, z):
+    a = dg.cond(p.sum() > 0, lambda x, y: x * 2.0, lambda x, y: dg.tanh(y), x, y)
+    # the false branch reads z only through a non-differentiable op
+    b = dg.cond(q.sum() > 0, lambda x, z: x + z, lambda x, z: (z > 0).float() + 1.0, x, z)
+    return a, b
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_cond_untaken_branch_inputs_get_no_gradient_as_eager(python_kernels, create_graph):
+    """An input that only the untaken branch reads gets no gradient (``.grad`` None,
+    ``autograd.grad(allow_unused=True)`` None), and an output whose taken branch reads no
+    input that requires grad does not require grad: decided per call, as eagerly."""
+    cf = dg.compile(_two_conds, fullgraph=True)
+
+    def run(fn, sp, sq, rg=(2, 3, 4)):
+        arrays = [np.array([sp], np.float32), np.array([sq], np.float32),
+                  np.array([1.0, -2.0], np.float32), np.array([0.5, 3.0], np.float32),
+                  np.array([-1.0, 2.0], np.float32)]
+        ts = [dg.tensor(a, requires_grad=i in rg) for i, a in enumerate(arrays)]
+        a, b = fn(*ts)
+        flags = (a.requires_grad, b.requires_grad)
+        leaves = [ts[i] for i in rg]
+        outs = [o for o in (a, b) if o.requires_grad]
+        if not outs:
+            return flags, None, None
+        loss = sum(((o * o).sum() for o in outs[1:]), (outs[0] * outs[0]).sum())
+        gs = dg.autograd.grad(loss, leaves, allow_unused=True, retain_graph=True,
+                              create_graph=create_graph)
+        loss.backward()
+        return flags, list(gs), [t.grad for t in leaves]
+
+    for sp in (1.0, -1.0):
+        for sq in (1.0, -1.0):
+            for rg in ((2, 3, 4), (3,), (4,), (2,)):
+                label = f"p={sp} q={sq} rg={rg}"
+                want = run(_two_conds, sp, sq, rg)
+                got = run(cf, sp, sq, rg)
+                assert got[0] == want[0], f"{label}: requires_grad {got[0]} vs eager {want[0]}"
+                if want[1] is None:
+                    assert got[1] is None, label
+                    continue
+                _assert_grads(got[1], want[1], label + " autograd.grad")
+                _assert_grads(got[2], want[2], label + " .grad")
+
+
 def test_no_grad_and_detached_outputs_take_the_plain_kernel():
     x = dg.tensor(_params()[0], requires_grad=True)
     w1, w2 = (dg.tensor(a, requires_grad=True) for a in _params()[1:])

@@ -87,6 +87,21 @@ def _manual_step(model, zero):
     return step
 
 
+def _same_loss_graph(le, lc):
+    """The loss of ``loss.backward(); ...; return loss`` comes back as eagerly (and as from
+    torch.compile): requiring grad, not a leaf, with a grad_fn whose graph backward
+    consumed, so a second backward raises eager's error."""
+    assert lc.requires_grad and not lc.is_leaf and lc.grad_fn is not None
+    assert le.requires_grad and not le.is_leaf and le.grad_fn is not None
+    assert type(lc.grad_fn).__name__ == "CompiledFunctionBackward"
+    msgs = []
+    for t in (le, lc):
+        with pytest.raises(RuntimeError, match="backward through the graph a second time") as e:
+            t.backward()
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1]
+
+
 @pytest.mark.parametrize("zero,backend", [(False, "numba"), (True, "interpreter")],
                          ids=["grad_none", "grad_zero_"])
 def test_manual_step_updates_parameters_in_place(zero, backend):
@@ -101,6 +116,7 @@ def test_manual_step_updates_parameters_in_place(zero, backend):
         y = dg.tensor(rng.standard_normal((16, 2)).astype(np.float32))
         le, lc = eager(x, y), comp(x, y)
         _close(le, lc, "loss")
+        _same_loss_graph(le, lc)
         _same_state(me, mc)
     for p, a, v in zip(mc.parameters(), arrays, views):
         assert p._value is a  # the same buffer, written in place
@@ -398,3 +414,42 @@ def test_train_eval_mode_is_a_guard():
             _close(bn_e.running_var, bn_c.running_var, "running var")
             assert bn_e.num_batches_tracked.item() == bn_c.num_batches_tracked.item()
     assert comp.cache_info()["traces"] <= 4
+
+
+def test_step_outputs_keep_their_eager_autograd_state():
+    """Of a step's outputs, the loss it called backward() on keeps a spent grad_fn (as
+    eagerly); a detached prediction and a Python number come back as eagerly too, and
+    eager code after the call sees the same flags (an op on the loss records, its backward
+    raises eager's error; parameters' .grad untouched by it)."""
+    me, mc = _mlp(), _mlp()
+
+    def make(model):
+        def step(x, y):
+            pred = model(x)
+            loss = ((pred - y) ** 2).mean()
+            loss.backward()
+            with dg.no_grad():
+                for p in model.parameters():
+                    p -= 0.05 * p.grad
+                    p.grad = None
+            return loss, pred.detach(), 3
+
+        return step
+
+    eager, comp = make(me), dg.compile(make(mc), fullgraph=True, backend="interpreter")
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        x = dg.tensor(rng.standard_normal((8, 2)).astype(np.float32))
+        y = dg.tensor(rng.standard_normal((8, 2)).astype(np.float32))
+        (le, pe, ne), (lc, pc, nc) = eager(x, y), comp(x, y)
+        _close(le, lc, "loss")
+        _close(pe, pc, "prediction")
+        assert ne == nc == 3
+        assert not pe.requires_grad and not pc.requires_grad and pc.grad_fn is None
+        for l in (le, lc):
+            twice = l * 2.0  # eager code after the call records on the spent loss
+            assert twice.requires_grad and type(twice.grad_fn).__name__ == "MulBackward"
+            with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+                twice.backward()
+        _same_loss_graph(le, lc)
+        _same_state(me, mc)

@@ -62,6 +62,35 @@ class CompiledFunctionBackward(Node):
     _multi = True
 
 
+class _Spent:
+    """The primitive of a spent node (see ``spent_node``): only named, never run."""
+
+    name = "compiled_function"
+    grad_name = "CompiledFunction"
+    multiple_results = True
+    uses_out = False
+    params = _NP
+
+
+_SPENT = _Spent()
+
+
+def spent_node():
+    """A ``CompiledFunctionBackward`` whose saved values backward already freed: the
+    ``grad_fn`` of an output of a compiled training step that called ``backward()`` on it
+    (compile/effects.py).  A second backward through it raises eager's error."""
+    node = CompiledFunctionBackward()
+    node.prim = _SPENT
+    node.params = _NP
+    node.inputs = None
+    node.need = ()
+    node.out = None
+    node.edges = None
+    node.pre_hooks = None
+    node.seq = _next_seq()
+    return node
+
+
 def _is_float(aval):
     return aval.dtype.kind == "f"
 
@@ -71,15 +100,17 @@ def _is_float(aval):
 # ----------------------------------------------------------------------------------------
 
 
-def dependencies(graph, rg_inputs):
+def dependencies(graph, rg_inputs, taken=None):
     """For each output of ``graph``: the bit set (an int) of the inputs in ``rg_inputs``
     it depends on differentiably, by the eager tape's rule: a result is recorded when an
     operand requires grad, the primitive has a VJP and the result is a float.  ``cond``
     and ``while`` count every operand (the branch or trip count is known only at run
-    time)."""
-    dep = {}
-    for i in rg_inputs:
-        dep[graph.inputs[i]] = 1 << i
+    time), except the ``cond`` equations in ``taken`` (``{eqn: bool}``): eagerly only the
+    taken branch runs, so their outputs depend on what that branch reads."""
+    return _deps(graph, {graph.inputs[i]: 1 << i for i in rg_inputs}, taken or {})
+
+
+def _deps(graph, dep, taken):
     for e in graph.eqns:
         m = 0
         for x in e.inputs:
@@ -87,10 +118,42 @@ def dependencies(graph, rg_inputs):
                 m |= dep.get(x, 0)
         if not m or e.prim.vjp is None:
             continue
+        if e in taken:
+            branch = e.params["true_branch" if taken[e] else "false_branch"]
+            inner = {}
+            for v, x in zip(branch.inputs, e.inputs[1:]):
+                if x.__class__ is Var and dep.get(x, 0):
+                    inner[v] = dep[x]
+            for v, m in zip(e.outs, _deps(branch, inner, {})):
+                if m and _is_float(v.aval):
+                    dep[v] = m
+            continue
         for v in e.outs:
             if _is_float(v.aval):
                 dep[v] = m
     return [dep.get(x, 0) if x.__class__ is Var else 0 for x in graph.outputs]
+
+
+def branch_sensitive_conds(graph, rg_inputs):
+    """The top-level ``cond`` equations of ``graph`` (a run-time predicate) after which
+    the eager tape's dependencies differ by the branch taken: a branch that does not read
+    an operand, or reads it only through non-differentiable ops.  Their predicates decide
+    per call which outputs require grad and which inputs get a gradient (as eagerly)."""
+    out = []
+    for e in graph.eqns:
+        if e.prim.name != "cond" or e.inputs[0].__class__ is not Var:
+            continue
+        ops = e.inputs[1:]
+        full = [(1 << len(ops)) - 1 if _is_float(v.aval) else 0 for v in e.outs]
+        for key in ("true_branch", "false_branch"):
+            g = e.params[key]
+            got = _deps(g, {v: 1 << k for k, v in enumerate(g.inputs) if _is_float(v.aval)}, {})
+            # an operand that is not a float: never a dependency (the conservative rule agrees)
+            mask = sum(1 << k for k, v in enumerate(g.inputs) if _is_float(v.aval))
+            if [m & mask for m in got] != [m & mask for m in full]:
+                out.append(e)
+                break
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -305,6 +368,7 @@ class AOTPlan:
         self.where = where
         n_in, n_out = len(graph.inputs), len(graph.outputs)
         deps = dependencies(graph, rg_inputs)
+        self.rg_inputs = list(rg_inputs)
         self.out_rg = tuple(bool(d) for d in deps)
         used = 0
         for d in deps:
@@ -318,9 +382,17 @@ class AOTPlan:
         if not self.active:
             self.n_res = 0
             return
+        # cond equations whose taken branch decides the dependencies: the forward kernel
+        # also returns their predicates, after the outputs (see ``_per_branch``)
+        self.conds = branch_sensitive_conds(graph, rg_inputs)
+        self.by_branch = {}
+        preds = [e.inputs[0] for e in self.conds]
+        self.n_fwd = n_fwd = n_out + len(preds)
+        if preds:
+            graph = Graph(graph.inputs, graph.eqns, list(graph.outputs) + preds)
         joint = optimize(vjp_graph(graph, wrt=self.wrt, ct_outputs=self.ct_outs))
         self.joint = joint
-        p = partition(joint, n_in, n_out)
+        p = partition(joint, n_in, n_fwd)
         self.forward = verify(optimize(p.forward))
         self.backward = verify(optimize(p.backward))
         self.n_res = p.n_res
@@ -329,7 +401,7 @@ class AOTPlan:
         self._saves = (p.bwd_inputs, bool(p.bwd_outputs))
         # create_graph: the input cotangents of the joint graph, run on the tape (it reads
         # the inputs, not the outputs or residuals)
-        self.joint_ct = optimize(Graph(joint.inputs, joint.eqns, joint.outputs[n_out:]))
+        self.joint_ct = optimize(Graph(joint.inputs, joint.eqns, joint.outputs[n_fwd:]))
         dead = set(plan_of(self.joint_ct).dead_inputs)
         self._saves_differentiable = (
             tuple(i for i, v in enumerate(self.joint_ct.inputs[:n_in]) if v not in dead), False)
@@ -350,10 +422,10 @@ class AOTPlan:
         cts = cts[: self.n_out]
         if is_grad_enabled():
             return self._vjp_differentiable(cts, inputs)
-        n_out = self.n_out
+        n_fwd = self.n_fwd
         arrays = [inputs[i]._value for i in self.bwd_inputs]
         arrays += [outs[k]._value for k in self.bwd_outputs]
-        arrays += [outs[n_out + r]._value for r in range(self.n_res)]
+        arrays += [outs[n_fwd + r]._value for r in range(self.n_res)]
         for k, a in zip(self.ct_outs, self.ct_avals):
             c = cts[k]
             if c is None:
@@ -403,19 +475,38 @@ class AOTPlan:
         if res is None:
             return None
         n_out = self.n_out
+        rg, need = self.out_rg, self.need
+        if self.conds:
+            rg, need = self._per_branch(tuple(bool(res[k]) for k in range(n_out, self.n_fwd)))
+            if not any(rg):  # as eagerly: the branches taken read no input that requires grad
+                return [_wrap(res[k]) for k in range(n_out)]
         node = CompiledFunctionBackward()
         node.prim = self
         node.params = _NP
         node.inputs = tuple(tensors)
-        node.need = self.need
+        node.need = need
         node.out = tuple(res)
         node.pre_hooks = None
         node.seq = _next_seq()
         vers = _versions(tensors)
         if vers is not None:
             node.vers = vers
-        rg = self.out_rg
         return [_wrap(res[k], node, k) if rg[k] else _wrap(res[k]) for k in range(n_out)]
+
+    def _per_branch(self, taken):
+        """``(outputs that require grad, inputs that get a gradient)`` when the branch-
+        sensitive conds took the branches ``taken``: eagerly an input that only the
+        untaken branch reads gets no gradient (``.grad`` stays None), and an output whose
+        branch reads no such input does not require grad."""
+        r = self.by_branch.get(taken)
+        if r is None:
+            deps = dependencies(self.graph, self.rg_inputs, dict(zip(self.conds, taken)))
+            used = 0
+            for d in deps:
+                used |= d
+            r = self.by_branch[taken] = (tuple(bool(d) for d in deps),
+                                         tuple(bool(used >> i & 1) for i in range(len(self.need))))
+        return r
 
 
 def _warning_class():

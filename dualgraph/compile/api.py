@@ -28,15 +28,6 @@ class CompileWarning(UserWarning):
     """dg.compile fell back to eager execution, or keeps retracing."""
 
 
-def _attach_lowerings():
-    from ..ops import lowering
-
-    lowering.attach_static()
-
-
-_attach_lowerings()
-
-
 class _Entry:
     """One signature's compiled program."""
 

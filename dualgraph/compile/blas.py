@@ -20,8 +20,7 @@ from numba import config, njit, prange, types
 
 # a product of m*n*k multiply-adds at or above this is split (0.3-0.5 ms on one thread);
 # each block keeps at least SPLIT_MIN_ROWS rows (or columns) of the output
-SPLIT_MIN_MACS = 1 << 22
-SPLIT_MIN_ROWS = 16
+from .codegen import SPLIT_MIN_ROWS, should_split  # noqa: F401  (the policy lives with codegen's)
 # blocks per product: numba's thread count when this module was imported, a constant
 # (``numba.get_num_threads()`` inside a kernel makes it uncacheable: a ctypes pointer)
 NBLOCKS = max(int(config.NUMBA_NUM_THREADS), 1)
@@ -32,10 +31,6 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
     types.char, types.char, types.char, types.intp, types.intp, types.intp,
     types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
     types.voidptr, types.voidptr, types.intp))
-
-
-def should_split(m, n, k):
-    return m * n * k >= SPLIT_MIN_MACS and max(m, n) >= 2 * SPLIT_MIN_ROWS and min(m, n, k) >= 2
 
 
 @njit(nogil=True, cache=True, inline="always")

@@ -11,7 +11,8 @@ consumers compute it inline at their own index (``Codegen.read``).  So a chain o
 elementwise ops is one loop nest with no temporaries, and a reduction's inner loop holds
 its producers (softmax: one pass for the max, one for exp-and-sum, one to scale).  ``cond``
 is an ``if``, ``while`` a ``while`` in the same function.  The rules that produce the text
-are the registry's lowerings (``dualgraph/ops/lowering.py``).
+are the registry's lowerings (each primitive's ``lowering``, given in its declaration;
+rule classes and large emitters in ``dualgraph/ops/lowering.py``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ class CompileError(Exception):
 # calls (kernel.py): the machines here vary, and a loaded one gains nothing from threads.
 PRANGE_MIN_CHEAP = 1 << 17
 PRANGE_MIN_HEAVY = 1 << 13
+# a matmul of the prange variant is split in blocks over numba's threads, BLAS on one
+# (compile/blas.py), from this many multiply-adds; each block keeps at least SPLIT_MIN_ROWS
+# rows (or columns) of the output
+SPLIT_MIN_MACS = 1 << 22
+SPLIT_MIN_ROWS = 16
+
+
+def should_split(m, n, k):
+    return m * n * k >= SPLIT_MIN_MACS and max(m, n) >= 2 * SPLIT_MIN_ROWS and min(m, n, k) >= 2
 
 FASTMATH = ("nsz", "arcp", "contract", "afn")
 
@@ -94,7 +104,6 @@ def _size(shape):
 
 class Codegen:
     def __init__(self, graph: Graph, math_resolver=None, parallel=True):
-        L.attach_all()  # primitives registered after the lowering module was imported
         self.graph = graph
         self.allow_parallel = parallel
         self.lines = []
@@ -705,6 +714,11 @@ class Codegen:
                         del self.pending_store[v]
             finally:
                 self.row = None
+
+    def split_matmul(self, m, n, k):
+        """Should an (m, k) @ (k, n) product of the prange variant be split in blocks over
+        numba's threads (compile/blas.py), BLAS on one thread?"""
+        return self.allow_parallel and not self.in_prange and should_split(m, n, k)
 
     def _would_prange(self, R, total, heavy):
         thresh = PRANGE_MIN_HEAVY if heavy else PRANGE_MIN_CHEAP

@@ -44,13 +44,14 @@ import numpy as np
 
 from ..eager.engine import INPLACE
 from ..eager.grad_mode import is_grad_enabled
-from ..eager.tensor import Tensor, _counter
+from ..eager.tensor import Tensor, _counter, _wrap
 from ..ops.primitives import const_p
 from ..ops.registry import ShapedArray
 from ..static.interpreter import eval_graph_eager_errors
 from ..static.ir import Eqn, Graph, Var
 from ..static.tracer import Tracer, TracerError, trace_function
 from ..static.tree import tree_flatten
+from .aot import spent_node
 from .codegen import CompileError
 
 _nd = np.ndarray
@@ -114,6 +115,7 @@ class Live:
         self.guards = []  # (fn, value): Python state the trace depends on
         self.guard_keys = set()
         self.n_effect_outs = 0
+        self.spent = ()  # user outputs whose autograd graph backward() consumed (see Effects)
         self.dropped = set()  # ids of unreachable temporaries (constants)
         self.scalars = []  # (fn, var): Python numbers read at call time (a learning rate)
         self.args = []  # (leaf position, traced argument, its input var): set by trace_function
@@ -197,6 +199,11 @@ class Live:
         for o in out_leaves:
             if o.__class__ is Tensor:
                 root.atom(o)  # a captured tensor returned as is: adopted now
+        # ``loss`` of ``loss.backward(); return loss``: eagerly it keeps its grad_fn, whose
+        # saved values backward freed
+        self.spent = tuple(k for k, o in enumerate(out_leaves)
+                           if o.__class__ is Tensor and o._grad_fn is not None
+                           and o._grad_fn.inputs is None)
         outs = []
         for r in list(self.recs.values()):
             t = r.t
@@ -361,7 +368,8 @@ class Live:
                 e.gobj = next((x for x in entries if x.tid == id(target.t)), None) or _Spec(
                     target, owner.get(id(target.t)), None, None, None)
         g = Graph(inputs, eqns, out_atoms, graph.in_tree, graph.out_tree)
-        fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args, scalars, arg_writes)
+        fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args, scalars, arg_writes,
+                     self.spent)
         return g, fx
 
 
@@ -411,10 +419,21 @@ class _Spec:
 
 
 class Effects:
-    """The captured inputs, guards and write-backs of one traced variant."""
+    """The captured inputs, guards and write-backs of one traced variant.
 
-    def __init__(self, specs, guards, n_user, n_args, scalars=(), arg_writes=()):
+    ``spent``: the user outputs that, eagerly, come back with a ``grad_fn`` whose graph
+    ``backward()`` already consumed (``loss = model(x); loss.backward(); opt.step();
+    return loss``).  The compiled call returns them as torch.compile does: requiring grad,
+    with a ``CompiledFunctionBackward`` node whose saved values are freed, so
+    ``loss.requires_grad`` / ``loss.grad_fn`` read as eagerly and a second
+    ``loss.backward()`` raises eager's "backward through the graph a second time" error.
+    (An output whose graph is still live -- the function did not call backward on it --
+    comes back without one: its gradient would flow into the captured tensors, which the
+    compiled program cannot do after the call.)"""
+
+    def __init__(self, specs, guards, n_user, n_args, scalars=(), arg_writes=(), spent=()):
         self.specs = specs
+        self.spent = tuple(spent)
         self.arg_writes = list(arg_writes)  # (argument leaf position, effect output, versions)
         self.scalars = list(scalars)  # (fn, dtype): trailing inputs after the tensors
         self.guards = guards
@@ -529,7 +548,7 @@ class Effects:
 
     def key(self):
         return (tuple(s.key() for s in self.specs), tuple(v for _, v in self.guards), self.n_user,
-                tuple(str(dt) for _, dt in self.scalars), tuple(self.arg_writes))
+                tuple(str(dt) for _, dt in self.scalars), tuple(self.arg_writes), self.spent)
 
 
 def _desc(t):
@@ -725,12 +744,27 @@ def _run(cf, entry, bound, args, kwargs):
         outs = eval_graph_eager_errors(entry.graph, ins)
         n = fx.n_user
         fx.apply(located, [o._value for o in outs[n:]], arrays, _leaves(fx, args, kwargs))
+        if fx.spent:
+            return entry.result(_with_spent(fx.spent, [o._value for o in outs[:n]]))
         return entry.result(list(outs[:n]))
     n = fx.n_user
     fx.apply(located, res[n:], arrays, _leaves(fx, args, kwargs))
     if entry.single and not entry.py_outs:
+        if fx.spent:  # the loss of ``loss.backward(); ...; return loss``
+            return _wrap(res[0], spent_node(), 0)
         return Tensor._make(res[0])
+    if fx.spent:
+        return entry.result(_with_spent(fx.spent, res[:n]))
     return entry.result([Tensor._make(a) for a in res[:n]])
+
+
+def _with_spent(spent, values):
+    """The user outputs, those in ``spent`` with a grad_fn backward already consumed."""
+    outs = [Tensor._make(a) for a in values]
+    node = spent_node()
+    for k in spent:
+        outs[k] = _wrap(values[k], node, k)
+    return outs
 
 
 def _leaves(fx, args, kwargs):

@@ -1,5 +1,10 @@
 """Lowering rules: how each primitive becomes numba source text.
 
+Each primitive's rule is given in its declaration (``lowering=`` beside its other rules,
+in ops/primitives.py, ops/math_ops.py, ops/shape_ops.py, ops/nn_ops.py and
+static/control_flow.py): elementwise templates are written there inline; this module
+holds the rule classes and the bodies of the larger emitters the declarations reference.
+
 Every rule produces *text* (this module never imports numba); the code generator in
 ``dualgraph.compile.codegen`` calls them through a small context object ``ctx``:
 
@@ -29,8 +34,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import PRIMITIVES
-
 
 class Elementwise:
     kind = "elementwise"
@@ -45,40 +48,27 @@ class Elementwise:
 class IndexMap:
     kind = "indexmap"
 
-    def __init__(self, at, ok=None):
+    def __init__(self, at, ok=None, emit=None):
         self.at = at
         self.ok = ok or (lambda eqn: True)  # can this equation be fused as an index map?
+        if emit is not None:
+            self.emit = emit  # the equations ``ok`` rejects (reshape: a view)
 
 
 class Emitter:
     kind = "emitter"
 
-    def __init__(self, emit, fuses=False, ok=None):
+    def __init__(self, emit, fuses=False, ok=None, row_write=None):
         self.emit = emit
         self.fuses = fuses  # reads its operands with ctx.read: their producers fuse into it
         self.ok = ok or (lambda eqn: True)
-
-
-RULES: dict = {}  # name -> rule, also for primitives registered after this module loads
-
-
-def _attach(name, rule):
-    RULES[name] = rule
-    if name in PRIMITIVES:
-        PRIMITIVES[name].lowering = rule
-
-
-def attach_all():
-    """Attach every known rule to its registered primitive (primitives registered after
-    this module was imported -- by the static layer or later modules -- included)."""
-    for name, rule in RULES.items():
-        p = PRIMITIVES.get(name)
-        if p is not None and p.lowering is None:
-            p.lowering = rule
+        # ``(pre, row)``: ``emit`` split so that sibling equations share its row loop
+        self.row_write = row_write
 
 
 # ----------------------------------------------------------------------------------------
-# elementwise
+# elementwise: the scalar templates are written beside each primitive's declaration
+# (ops/primitives.py, ops/math_ops.py); these are the helpers they share
 # ----------------------------------------------------------------------------------------
 
 
@@ -90,120 +80,27 @@ def _isb(dt):
     return np.dtype(dt).kind == "b"
 
 
-_attach("add", Elementwise(lambda c, a, dt: f"({a[0]} | {a[1]})" if _isb(dt) else f"({a[0]} + {a[1]})"))
-_attach("sub", Elementwise(lambda c, a, dt: f"({a[0]} - {a[1]})"))
-_attach("mul", Elementwise(lambda c, a, dt: f"({a[0]} & {a[1]})" if _isb(dt) else f"({a[0]} * {a[1]})"))
-_attach("div", Elementwise(lambda c, a, dt: f"({a[0]} / {a[1]})"))
+is_float, is_bool = _isf, _isb
 
 
-def _pow(c, a, dt, eqn=None):
-    x, y = a
-    lit = c.literal(1)  # the exponent as a Python number when it is a literal, else None
-    if lit is not None and not isinstance(lit, bool):
-        # as the eager impl: small integer powers multiply (numpy's float pow is slow)
-        if lit == 2:
-            return f"({x} * {x})"
-        if lit == 3:
-            return f"({x} * {x} * {x})"
-        if lit == 1:
-            return x
-    if not _isf(dt):
-        if lit is None or lit < 0:
-            c.check(f"{y} < 0")  # numpy raises "Integers to negative integer powers ..."
-        return f"({x} ** {y})"
-    return f"({x} ** {y})"
+def math_call(name):
+    """Template ``name_f32(x)``: the inlined scalar function of the math library."""
+    return lambda c, a, dt: f"{c.math(name, dt)}({a[0]})"
 
 
-_attach("pow", Elementwise(_pow, heavy=True))
+def np_call(fn):
+    """Template ``np.fn(x)``: numpy's scalar function (correct, not vectorized)."""
+    return lambda c, a, dt: f"np.{fn}({a[0]})"
 
 
-def _max_rule(c, a, dt):
-    if _isb(dt):
-        return f"({a[0]} | {a[1]})"
-    if _isf(dt):
-        # numpy: NaN propagates, ties give the second operand
-        return f"({a[0]} if ({a[0]} > {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
-    return f"max({a[0]}, {a[1]})"
+def binop(op):
+    """Template ``(x op y)``."""
+    return lambda c, a, dt: f"({a[0]} {op} {a[1]})"
 
 
-def _min_rule(c, a, dt):
-    if _isb(dt):
-        return f"({a[0]} & {a[1]})"
-    if _isf(dt):
-        return f"({a[0]} if ({a[0]} < {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
-    return f"min({a[0]}, {a[1]})"
+def identity(c, a, dt):
+    return a[0]
 
-
-_attach("maximum", Elementwise(_max_rule))
-_attach("minimum", Elementwise(_min_rule))
-_attach("neg", Elementwise(lambda c, a, dt: f"(-{a[0]})"))
-for _n in ("exp", "log", "tanh", "sigmoid", "erf"):
-    _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"{c.math(n, dt)}({a[0]})")(_n), heavy=True))
-_attach("sqrt", Elementwise(lambda c, a, dt: f"np.sqrt({a[0]})"))
-_attach(
-    "abs",
-    Elementwise(lambda c, a, dt: a[0] if _isb(dt) else f"abs({a[0]})"),
-)
-
-
-def _sign(c, a, dt):
-    x = a[0]
-    one, mone, zero = c.const(1, dt), c.const(-1, dt), c.const(0, dt)
-    return f"({one} if {x} > {zero} else ({mone} if {x} < {zero} else {zero}))"
-
-
-_attach("sign", Elementwise(_sign))
-_attach("tanh_backward", Elementwise(lambda c, a, dt: f"({a[0]} - {a[0]} * {a[1]} * {a[1]})"))
-_attach("sigmoid_backward", Elementwise(lambda c, a, dt: f"({a[0]} * ({a[1]} - {a[1]} * {a[1]}))"))
-for _n, _op in (("lt", "<"), ("le", "<="), ("gt", ">"), ("ge", ">="), ("eq", "=="), ("ne", "!=")):
-    _attach(_n, Elementwise((lambda op: lambda c, a, dt: f"({a[0]} {op} {a[1]})")(_op), compute="promote"))
-_attach("and", Elementwise(lambda c, a, dt: f"({a[0]} & {a[1]})", compute="bool"))
-_attach("or", Elementwise(lambda c, a, dt: f"({a[0]} | {a[1]})", compute="bool"))
-_attach("not", Elementwise(lambda c, a, dt: f"(not {a[0]})", compute="bool"))
-# where: the condition is cast to bool, the branches to the result dtype
-_attach("where", Elementwise(lambda c, a, dt: f"({a[1]} if {a[0]} else {a[2]})", compute="where"))
-_attach("convert", Elementwise(lambda c, a, dt: a[0]))
-
-# float functions of the op-breadth issue (registered on main after this branch started):
-# scalar libm calls through numpy (correct, not vectorized), or the math library's versions
-for _n, _np in (("sin", "sin"), ("cos", "cos"), ("tan", "tan"), ("asin", "arcsin"),
-                ("acos", "arccos"), ("atan", "arctan"), ("sinh", "sinh"), ("cosh", "cosh"),
-                ("log2", "log2"), ("log10", "log10"), ("exp2", "exp2")):
-    _attach(_n, Elementwise((lambda f: lambda c, a, dt: f"np.{f}({a[0]})")(_np), heavy=True))
-for _n in ("expm1", "log1p"):
-    _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"{c.math(n, dt)}({a[0]})")(_n), heavy=True))
-for _n in ("floor", "ceil", "trunc"):
-    _attach(_n, Elementwise((lambda n: lambda c, a, dt: f"np.{n}({a[0]})" if _isf(dt) else a[0])(_n)))
-_attach("atan2", Elementwise(lambda c, a, dt: f"np.arctan2({a[0]}, {a[1]})", heavy=True))
-# the identity (gradients were taken before code generation)
-_attach("stop_gradient", Elementwise(lambda c, a, dt: a[0]))
-def _round(c, a, dt, decimals=0):
-    # numpy's round: rint(x * 10**d) / 10**d (x / 10**-d for d < 0), in the array's dtype
-    if not _isf(dt):
-        return a[0]
-    if decimals == 0:
-        return f"np.rint({a[0]})"
-    if decimals > 0:
-        k = c.const(10.0 ** decimals, dt)
-        return f"(np.rint({a[0]} * {k}) / {k})"
-    k = c.const(10.0 ** -decimals, dt)
-    return f"(np.rint({a[0]} / {k}) * {k})"
-
-
-_attach("round", Elementwise(_round, params=True))
-
-
-def _int_div(fn):
-    def rule(c, a, dt):
-        if not _isf(dt):
-            c.check(f"{a[1]} == 0")  # eager raises (integer division by zero)
-        return f"np.{fn}({a[0]}, {a[1]})"
-
-    return rule
-
-
-for _n, _f in (("fmod", "fmod"), ("remainder", "remainder"), ("floor_divide", "floor_divide")):
-    _attach(_n, Elementwise(_int_div(_f)))
 
 # ----------------------------------------------------------------------------------------
 # index maps: fused into their consumers as index arithmetic
@@ -218,15 +115,9 @@ def _transpose_at(c, eqn, idx):
     return c.read(eqn.inputs[0], src)
 
 
-_attach("transpose", IndexMap(_transpose_at))
-
-
 def _broadcast_at(c, eqn, idx):
     x = eqn.inputs[0]
     return c.read(x, c.broadcast_idx(idx, eqn.outs[0].aval.shape, c.shape_of(x)))
-
-
-_attach("broadcast_to", IndexMap(_broadcast_at))
 
 
 def _squeezable(eqn):
@@ -251,16 +142,8 @@ def _reshape_emit(c, eqn):
     c.bind(out, f"{src}.reshape({shape!r})")
 
 
-_reshape_rule = IndexMap(_reshape_at, ok=_squeezable)
-_reshape_rule.emit = _reshape_emit  # the general case: a view
-_attach("reshape", _reshape_rule)
-
-
 def _full_at(c, eqn, idx):
     return c.const(eqn.params["value"], eqn.outs[0].aval.dtype)
-
-
-_attach("full", IndexMap(_full_at))
 
 
 def getitem_plan(x_shape, spec, array_shapes):
@@ -361,8 +244,6 @@ def _getitem_at(c, eqn, idx):
     x, *arrays = eqn.inputs
     return c.read(x, getitem_src(c, c.shape_of(x), eqn.params["spec"], arrays, idx))
 
-
-_attach("getitem", IndexMap(_getitem_at, ok=_getitem_ok))
 
 # ----------------------------------------------------------------------------------------
 # reductions: loops over the kept dims outside, the reduced dims inside, a scalar
@@ -507,12 +388,6 @@ def _blocked_reduction(c, eqn, op, x, shape, red, acc, adt, init, heavy):
         _accumulate(c, op, acc, f"{parts}[{k}]", adt)
 
 
-_attach("reduce_sum", _reduce_emitter("sum"))
-_attach("reduce_max", _reduce_emitter("max"))
-_attach("reduce_min", _reduce_emitter("min"))
-_attach("reduce_prod", _reduce_emitter("prod"))
-
-
 def _arg_emitter(op):
     def emit(c, eqn):
         x = eqn.inputs[0]
@@ -567,9 +442,6 @@ def _arg_emitter(op):
     return Emitter(emit, fuses=True)
 
 
-_attach("argmax", _arg_emitter("max"))
-_attach("argmin", _arg_emitter("min"))
-
 # ----------------------------------------------------------------------------------------
 # data movement, matmul, indexing updates, creation
 # ----------------------------------------------------------------------------------------
@@ -589,9 +461,6 @@ def _concat_emit(c, eqn):
                 didx[axis] = f"{off} + {idx[axis]}"
             c.line(f"{dst}[{', '.join(didx)}] = {c.cast(c.read(x, list(idx)), c.dtype_of(x), odt)}")
         off += shape[axis]
-
-
-_attach("concatenate", Emitter(_concat_emit, fuses=True))
 
 
 def _matmul_emit(c, eqn):
@@ -624,7 +493,7 @@ def _matmul_emit(c, eqn):
         asub = f"{an}[{', '.join(ai)}]" if ai else an
         bsub = f"{bn}[{', '.join(bi)}]" if bi else bn
         osub = f"{dst}[{', '.join(bidx)}]" if bidx else dst
-        if blas and not bidx and _split_matmul(c, sa, sb):
+        if blas and not bidx and len(sa) == 2 and len(sb) == 2 and c.split_matmul(sa[0], sb[1], sa[1]):
             # the prange variant: row blocks on numba's threads, BLAS on one (compile/blas.py)
             c.imports["gemm_split"] = "dualgraph.compile.blas"  # itself a parallel function
             c.check(f"gemm_split({asub}, {bsub}, {osub}) != 0")  # a BLAS error: run eagerly
@@ -652,17 +521,6 @@ def _matmul_emit(c, eqn):
                     be = f"{bv}[{k}, {j}]" if j is not None else f"{bv}[{k}]"
                     c.line(f"{s} += {ae} * {be}")
                 c.line(f"{ov}[{', '.join(oi)}] = {s}")
-
-
-def _split_matmul(c, sa, sb):
-    if not (c.allow_parallel and not c.in_prange and len(sa) == 2 and len(sb) == 2):
-        return False
-    from ..compile.blas import should_split
-
-    return should_split(sa[0], sb[1], sa[1])
-
-
-_attach("matmul", Emitter(_matmul_emit))
 
 
 def _index_update(op):
@@ -700,9 +558,7 @@ def _index_add_ok(eqn):
     return plan is not None
 
 
-_attach("index_add", Emitter(_index_update("+="), fuses=True, ok=_index_add_ok))
 # base[idx] = value (main's index_set): the same loops, assignment (the last write wins)
-_attach("index_set", Emitter(_index_update("="), fuses=True, ok=_index_add_ok))
 
 
 def _bufplan(c):
@@ -790,17 +646,8 @@ def _dynamic_update_emit(c, eqn):
         _dynamic_update_row(c, eqn, o, iv, idx)
 
 
-_attach("dynamic_zeros", Emitter(_dynamic_zeros_emit))
-_attach("dynamic_index", Emitter(_dynamic_index_emit))
-_dynamic_update_rule = Emitter(_dynamic_update_emit)
-_dynamic_update_rule.row_write = (_dynamic_update_pre, _dynamic_update_row)  # sibling fusion
-_attach("dynamic_update", _dynamic_update_rule)
-_attach("dynamic_len", Emitter(
-    lambda c, eqn: c.bind(eqn.outs[0], f"np.int64(len({c.array(eqn.inputs[0])}))")))
-
-
 # ----------------------------------------------------------------------------------------
-# graph constants and control flow (registered in static/: attached by attach_static())
+# graph constants and control flow (cond and while are declared in static/control_flow.py)
 # ----------------------------------------------------------------------------------------
 
 
@@ -896,17 +743,3 @@ def _objmode_emit(c, eqn):
     n = c.name(out)
     c.line(f"with objmode({n}={_numba_type(out.aval)!r}):")
     c.line(f"    {n} = call_primitive({eqn.prim.name!r}, {params}{''.join(', ' + a for a in args)})")
-
-
-for _name in ("argsort", "conv2d", "conv2d_weight", "conv_transpose2d", "cumsum", "gather",
-              "max_pool2d_indices", "scatter", "scatter_add"):
-    _attach(_name, Emitter(_objmode_emit))
-
-
-def attach_static():
-    """Attach the lowerings of the primitives registered by the static layer (``const``,
-    ``cond``, ``while``); call after importing ``dualgraph.static``."""
-    for name, rule in (("const", Emitter(_const_emit)), ("cond", Emitter(_cond_emit)),
-                       ("while", Emitter(_while_emit))):
-        _attach(name, rule)
-    attach_all()

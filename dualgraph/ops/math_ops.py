@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
+from . import lowering as L
 from . import primitives as P
+from .lowering import Elementwise, Emitter
 from .primitives import _call, _int_to_float, _torch_promote, unbroadcast
 from .registry import Primitive, ShapedArray, register
 
@@ -52,7 +54,7 @@ def _atan2_dtype(x, y):
     return dt if dt.kind == "f" else np.dtype(np.float32)
 
 
-def _elementwise(name, impl, vjp, arity, *, dtype_rule, grad_name=None, methods=(), uses_out=False,
+def _elementwise(name, impl, vjp, arity, *, dtype_rule, lowering, grad_name=None, methods=(), uses_out=False,
                  may_raise=False):
     def shape_rule(*avals, **params):
         return ShapedArray(P._bshape(name, avals), dtype_rule(*avals, **params))
@@ -60,7 +62,7 @@ def _elementwise(name, impl, vjp, arity, *, dtype_rule, grad_name=None, methods=
     prim = register(
         Primitive(name, impl, shape_rule, vjp, kind="elementwise", arity=arity, dtype_rule=dtype_rule,
                   fn_name=name, grad_name=grad_name, tensor_methods=methods, uses_out=uses_out,
-                  may_raise=may_raise)
+                  may_raise=may_raise, lowering=lowering)
     )
     PRIMITIVES.append(prim)
     return prim
@@ -87,12 +89,15 @@ def _same_dtype(f):
 # ---- unary, float-valued ----------------------------------------------------------------
 
 sin_p = _elementwise("sin", _int_to_float(np.sin), lambda g, out, ins, need: (P.mul(g, cos(ins[0])),), 1,
-                     dtype_rule=P._float_dtype, methods=("sin",))
+                     dtype_rule=P._float_dtype, methods=("sin",),
+                     lowering=Elementwise(L.np_call("sin"), heavy=True))
 cos_p = _elementwise("cos", _int_to_float(np.cos), lambda g, out, ins, need: (P.neg(P.mul(g, sin(ins[0]))),), 1,
-                     dtype_rule=P._float_dtype, methods=("cos",))
+                     dtype_rule=P._float_dtype, methods=("cos",),
+                     lowering=Elementwise(L.np_call("cos"), heavy=True))
 tan_p = _elementwise("tan", _int_to_float(np.tan),
                      lambda g, out, ins, need: (P.mul(g, P.add(P.mul(out, out), 1)),), 1,
-                     dtype_rule=P._float_dtype, methods=("tan",), uses_out=True)
+                     dtype_rule=P._float_dtype, methods=("tan",), uses_out=True,
+                     lowering=Elementwise(L.np_call("tan"), heavy=True))
 
 
 def _rsqrt_1m_x2(x):
@@ -100,32 +105,63 @@ def _rsqrt_1m_x2(x):
 
 
 asin_p = _elementwise("asin", _int_to_float(np.arcsin), lambda g, out, ins, need: (P.mul(g, _rsqrt_1m_x2(ins[0])),),
-                      1, dtype_rule=P._float_dtype, methods=("asin", "arcsin"))
+                      1, dtype_rule=P._float_dtype, methods=("asin", "arcsin"),
+                      lowering=Elementwise(L.np_call("arcsin"), heavy=True))
 acos_p = _elementwise("acos", _int_to_float(np.arccos),
-                      lambda g, out, ins, need: (P.neg(P.mul(g, _rsqrt_1m_x2(ins[0]))),), 1, dtype_rule=P._float_dtype, methods=("acos", "arccos"))
+                      lambda g, out, ins, need: (P.neg(P.mul(g, _rsqrt_1m_x2(ins[0]))),), 1, dtype_rule=P._float_dtype, methods=("acos", "arccos"),
+                      lowering=Elementwise(L.np_call("arccos"), heavy=True))
 atan_p = _elementwise("atan", _int_to_float(np.arctan),
                       lambda g, out, ins, need: (P.div(g, P.add(P.mul(ins[0], ins[0]), 1)),), 1,
-                      dtype_rule=P._float_dtype, methods=("atan", "arctan"))
+                      dtype_rule=P._float_dtype, methods=("atan", "arctan"),
+                      lowering=Elementwise(L.np_call("arctan"), heavy=True))
 sinh_p = _elementwise("sinh", _int_to_float(np.sinh), lambda g, out, ins, need: (P.mul(g, cosh(ins[0])),), 1,
-                      dtype_rule=P._float_dtype, methods=("sinh",))
+                      dtype_rule=P._float_dtype, methods=("sinh",),
+                      lowering=Elementwise(L.np_call("sinh"), heavy=True))
 cosh_p = _elementwise("cosh", _int_to_float(np.cosh), lambda g, out, ins, need: (P.mul(g, sinh(ins[0])),), 1,
-                      dtype_rule=P._float_dtype, methods=("cosh",))
+                      dtype_rule=P._float_dtype, methods=("cosh",),
+                      lowering=Elementwise(L.np_call("cosh"), heavy=True))
 log2_p = _elementwise("log2", _int_to_float(np.log2), lambda g, out, ins, need: (P.div(g, P.mul(ins[0], _LN2)),), 1,
-                      dtype_rule=P._float_dtype, methods=("log2",))
+                      dtype_rule=P._float_dtype, methods=("log2",),
+                      lowering=Elementwise(L.np_call("log2"), heavy=True))
 log10_p = _elementwise("log10", _int_to_float(np.log10),
-                       lambda g, out, ins, need: (P.div(g, P.mul(ins[0], _LN10)),), 1, dtype_rule=P._float_dtype, methods=("log10",))
+                       lambda g, out, ins, need: (P.div(g, P.mul(ins[0], _LN10)),), 1, dtype_rule=P._float_dtype, methods=("log10",),
+                       lowering=Elementwise(L.np_call("log10"), heavy=True))
 log1p_p = _elementwise("log1p", _int_to_float(np.log1p), lambda g, out, ins, need: (P.div(g, P.add(ins[0], 1)),), 1,
-                       dtype_rule=P._float_dtype, methods=("log1p",))
+                       dtype_rule=P._float_dtype, methods=("log1p",),
+                       lowering=Elementwise(L.math_call("log1p"), heavy=True))
 exp2_p = _elementwise("exp2", _int_to_float(np.exp2), lambda g, out, ins, need: (P.mul(g, P.mul(out, _LN2)),), 1,
-                      dtype_rule=P._float_dtype, methods=("exp2",), uses_out=True)
+                      dtype_rule=P._float_dtype, methods=("exp2",), uses_out=True,
+                      lowering=Elementwise(L.np_call("exp2"), heavy=True))
 expm1_p = _elementwise("expm1", _int_to_float(np.expm1), lambda g, out, ins, need: (P.mul(g, P.exp(ins[0])),), 1,
-                       dtype_rule=P._float_dtype, methods=("expm1",))  # exp(x), not out + 1: no cancellation for x << 0
+                       dtype_rule=P._float_dtype, methods=("expm1",),  # exp(x), not out + 1: no cancellation for x << 0
+                       lowering=Elementwise(L.math_call("expm1"), heavy=True))
 
 # ---- rounding: dtype-preserving, zero gradient ------------------------------------------
 
-floor_p = _elementwise("floor", _same_dtype(np.floor), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("floor",))
-ceil_p = _elementwise("ceil", _same_dtype(np.ceil), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("ceil",))
-trunc_p = _elementwise("trunc", _same_dtype(np.trunc), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("trunc", "fix"))
+def _rounding(fn):
+    # integer operands are returned as they are
+    return lambda c, a, dt: f"np.{fn}({a[0]})" if L.is_float(dt) else a[0]
+
+
+def _round_lowering(c, a, dt, decimals=0):
+    # numpy's round: rint(x * 10**d) / 10**d (x / 10**-d for d < 0), in the array's dtype
+    if not L.is_float(dt):
+        return a[0]
+    if decimals == 0:
+        return f"np.rint({a[0]})"
+    if decimals > 0:
+        k = c.const(10.0 ** decimals, dt)
+        return f"(np.rint({a[0]} * {k}) / {k})"
+    k = c.const(10.0 ** -decimals, dt)
+    return f"(np.rint({a[0]} / {k}) * {k})"
+
+
+floor_p = _elementwise("floor", _same_dtype(np.floor), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("floor",),
+                       lowering=Elementwise(_rounding("floor")))
+ceil_p = _elementwise("ceil", _same_dtype(np.ceil), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("ceil",),
+                      lowering=Elementwise(_rounding("ceil")))
+trunc_p = _elementwise("trunc", _same_dtype(np.trunc), _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("trunc", "fix"),
+                       lowering=Elementwise(_rounding("trunc")))
 
 
 def _round_impl(x, decimals=0):
@@ -134,7 +170,8 @@ def _round_impl(x, decimals=0):
     return np.round(x, decimals)  # half to even, as torch
 
 
-round_p = _elementwise("round", _round_impl, _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("round",))
+round_p = _elementwise("round", _round_impl, _zero_vjp, 1, dtype_rule=_keep_dtype, methods=("round",),
+                       lowering=Elementwise(_round_lowering, params=True))
 
 # ---- binary -----------------------------------------------------------------------------
 
@@ -163,7 +200,8 @@ def _float_binary(f):
     return _torch_promote(impl)
 
 
-atan2_p = _elementwise("atan2", _float_binary(np.arctan2), _atan2_vjp, 2, dtype_rule=_atan2_dtype, methods=("atan2", "arctan2"))
+atan2_p = _elementwise("atan2", _float_binary(np.arctan2), _atan2_vjp, 2, dtype_rule=_atan2_dtype, methods=("atan2", "arctan2"),
+                       lowering=Elementwise(lambda c, a, dt: f"np.arctan2({a[0]}, {a[1]})", heavy=True))
 
 
 def _is_bool(a):
@@ -189,6 +227,15 @@ def _int_div_check(name, f):
     return impl
 
 
+def _int_div_lowering(fn):
+    def rule(c, a, dt):
+        if not L.is_float(dt):
+            c.check(f"{a[1]} == 0")  # eager raises (integer division by zero)
+        return f"np.{fn}({a[0]}, {a[1]})"
+
+    return rule
+
+
 def _fmod_vjp(g, out, ins, need):
     x, y = ins
     gx = unbroadcast(g, x.shape) if need[0] else None
@@ -208,12 +255,13 @@ def _int_may_raise(avals, params):
 
 
 fmod_p = _elementwise("fmod", _torch_promote(_int_div_check("fmod", np.fmod)), _fmod_vjp, 2, dtype_rule=_intdiv_dtype, methods=("fmod",),
-                      may_raise=_int_may_raise)
+                      may_raise=_int_may_raise, lowering=Elementwise(_int_div_lowering("fmod")))
 remainder_p = _elementwise("remainder", _torch_promote(_int_div_check("remainder", np.remainder)), _remainder_vjp, 2,
-                           dtype_rule=_intdiv_dtype, methods=("remainder", "__mod__"), may_raise=_int_may_raise)
+                           dtype_rule=_intdiv_dtype, methods=("remainder", "__mod__"), may_raise=_int_may_raise,
+                           lowering=Elementwise(_int_div_lowering("remainder")))
 floor_divide_p = _elementwise("floor_divide", _torch_promote(_int_div_check("floor_divide", np.floor_divide)),
                               _zero_vjp, 2, grad_name="FloorDivide", dtype_rule=_intdiv_dtype, methods=("floor_divide", "__floordiv__"),
-                              may_raise=_int_may_raise)
+                              may_raise=_int_may_raise, lowering=Elementwise(_int_div_lowering("floor_divide")))
 
 # ---- scans ------------------------------------------------------------------------------
 
@@ -242,7 +290,8 @@ def _cumsum_vjp(g, out, ins, need, axis, reverse=False):
 cumsum_p = register(
     Primitive("cumsum", _cumsum_impl, _cumsum_rule, _cumsum_vjp, kind="reduction", arity=1,
               dtype_rule=lambda x, axis, reverse=False: _cumsum_rule(ShapedArray((1,), _dtype_of(x)), 0).dtype,
-              fn_name="cumsum", grad_name="Cumsum")
+              fn_name="cumsum", grad_name="Cumsum",
+                              lowering=Emitter(L._objmode_emit))  # the eager impl, called back from the kernel
 )
 PRIMITIVES.append(cumsum_p)
 

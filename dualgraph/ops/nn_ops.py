@@ -25,7 +25,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import composites as C
+from . import lowering as L
 from . import primitives as P
+from .lowering import Emitter
 from .primitives import _call
 from .math_ops import _dtype_of
 from .registry import Primitive, ShapedArray, aval_of, register, user_source
@@ -241,19 +243,22 @@ def _float_dtype_rule(name):
     return rule
 
 
+# conv and pooling indices lower to their eager implementation called back from the kernel
+# (ops/lowering.py, _objmode_emit): correct, not fast
 conv2d_p = register(
     Primitive("conv2d", _conv2d_impl, _conv2d_rule, _conv2d_vjp, kind="linalg", arity=2,
-              fn_name="conv2d", grad_name="Convolution", dtype_rule=_float_dtype_rule("conv2d"))
+              fn_name="conv2d", grad_name="Convolution", dtype_rule=_float_dtype_rule("conv2d"),
+              lowering=Emitter(L._objmode_emit))
 )
 conv_transpose2d_p = register(
     Primitive("conv_transpose2d", _conv_transpose2d_impl, _conv_transpose2d_rule, _conv_transpose2d_vjp,
               kind="linalg", arity=2, fn_name="conv_transpose2d", grad_name="Convolution",
-              dtype_rule=_float_dtype_rule("conv_transpose2d"))
+              dtype_rule=_float_dtype_rule("conv_transpose2d"), lowering=Emitter(L._objmode_emit))
 )
 conv2d_weight_p = register(
     Primitive("conv2d_weight", _conv2d_weight_impl, _conv2d_weight_rule, _conv2d_weight_vjp,
               kind="linalg", arity=2, fn_name="conv2d_weight", grad_name="ConvolutionBackward",
-              dtype_rule=_float_dtype_rule("conv2d_weight"))
+              dtype_rule=_float_dtype_rule("conv2d_weight"), lowering=Emitter(L._objmode_emit))
 )
 
 conv2d_p_fn = _call(conv2d_p)
@@ -292,7 +297,7 @@ def _max_pool2d_indices_rule(x, kernel, stride, padding, dilation):
 max_pool2d_indices_p = register(
     Primitive("max_pool2d_indices", _max_pool2d_indices_impl, _max_pool2d_indices_rule, None,
               kind="indexing", arity=1, fn_name="max_pool2d_indices", grad_name="MaxPool2DWithIndices",
-              dtype_rule=lambda x, **params: np.dtype(np.int64))
+              dtype_rule=lambda x, **params: np.dtype(np.int64), lowering=Emitter(L._objmode_emit))
 )
 max_pool2d_indices = _call(max_pool2d_indices_p)
 

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from . import lowering as L
+from .lowering import Elementwise, Emitter, IndexMap
 from .registry import PRIMITIVES, Primitive, ShapedArray, _ctx_get, register
 
 _NOPARAMS: dict = {}  # shared, never mutated
@@ -443,30 +445,81 @@ def _minimum_vjp(g, out, ins, need):
     return _maximum_vjp(g, out, ins, need, _pick="min")
 
 
+# Lowerings (ops/lowering.py): ``Elementwise(fn)`` with the scalar template
+# ``fn(ctx, operands, dtype) -> expression`` on operands cast to the compute dtype.
+
+
+def _pow_lowering(c, a, dt):
+    x, y = a
+    lit = c.literal(1)  # the exponent as a Python number when it is a literal, else None
+    if lit is not None and not isinstance(lit, bool):
+        # as the eager impl: small integer powers multiply (numpy's float pow is slow)
+        if lit == 2:
+            return f"({x} * {x})"
+        if lit == 3:
+            return f"({x} * {x} * {x})"
+        if lit == 1:
+            return x
+    if not L.is_float(dt):
+        if lit is None or lit < 0:
+            c.check(f"{y} < 0")  # numpy raises "Integers to negative integer powers ..."
+        return f"({x} ** {y})"
+    return f"({x} ** {y})"
+
+
+def _max_lowering(c, a, dt):
+    if L.is_bool(dt):
+        return f"({a[0]} | {a[1]})"
+    if L.is_float(dt):
+        # numpy: NaN propagates, ties give the second operand
+        return f"({a[0]} if ({a[0]} > {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
+    return f"max({a[0]}, {a[1]})"
+
+
+def _min_lowering(c, a, dt):
+    if L.is_bool(dt):
+        return f"({a[0]} & {a[1]})"
+    if L.is_float(dt):
+        return f"({a[0]} if ({a[0]} < {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
+    return f"min({a[0]}, {a[1]})"
+
+
 add_p = _elementwise("add", _torch_promote(np.add), _add_vjp, arity=2, dtype_rule=_promote_dtype,
-                     saves=_SAVES_NONE, tensor_methods=("__add__", "__radd__", "__iadd__", "add", "add_"))
+                     saves=_SAVES_NONE, tensor_methods=("__add__", "__radd__", "__iadd__", "add", "add_"),
+                     lowering=Elementwise(lambda c, a, dt: f"({a[0]} | {a[1]})" if L.is_bool(dt)
+                                          else f"({a[0]} + {a[1]})"))
 sub_p = _elementwise("sub", _no_bool_sub(_torch_promote(np.subtract)), _sub_vjp, arity=2,
                      dtype_rule=_sub_dtype, saves=_SAVES_NONE,
-                     tensor_methods=("__sub__", "__rsub__", "__isub__", "sub", "sub_"))
+                     tensor_methods=("__sub__", "__rsub__", "__isub__", "sub", "sub_"),
+                     lowering=Elementwise(L.binop("-")))
 mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp, arity=2, dtype_rule=_promote_dtype,
-                     saves=_saves_other, tensor_methods=("__mul__", "__rmul__", "__imul__", "mul", "mul_"))
+                     saves=_saves_other, tensor_methods=("__mul__", "__rmul__", "__imul__", "mul", "mul_"),
+                     lowering=Elementwise(lambda c, a, dt: f"({a[0]} & {a[1]})" if L.is_bool(dt)
+                                          else f"({a[0]} * {a[1]})"))
 div_p = _elementwise("div", _torch_promote(_true_divide), _div_vjp, arity=2, dtype_rule=_div_dtype,
                      saves=_saves_div, grad_name="Div",
-                     tensor_methods=("__truediv__", "__rtruediv__", "__itruediv__", "div", "div_"))
+                     tensor_methods=("__truediv__", "__rtruediv__", "__itruediv__", "div", "div_"),
+                     lowering=Elementwise(L.binop("/")))
 pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, arity=2, dtype_rule=_pow_dtype,
                      uses_out=True, literal_ok=False, may_raise=_pow_may_raise,
-                     tensor_methods=("__pow__", "__rpow__", "__ipow__", "pow", "pow_"))
+                     tensor_methods=("__pow__", "__rpow__", "__ipow__", "pow", "pow_"),
+                     lowering=Elementwise(_pow_lowering, heavy=True))
 maximum_p = _elementwise("maximum", _torch_promote(np.maximum), _maximum_vjp, arity=2,
-                         dtype_rule=_promote_dtype, tensor_methods=("maximum",))
+                         dtype_rule=_promote_dtype, tensor_methods=("maximum",),
+                         lowering=Elementwise(_max_lowering))
 minimum_p = _elementwise("minimum", _torch_promote(np.minimum), _minimum_vjp, arity=2,
-                         dtype_rule=_promote_dtype, tensor_methods=("minimum",))
+                         dtype_rule=_promote_dtype, tensor_methods=("minimum",),
+                         lowering=Elementwise(_min_lowering))
 
 neg_p = _elementwise("neg", np.negative, lambda g, out, ins, need: (neg(g),), arity=1,
-                     dtype_rule=_neg_dtype, saves=_SAVES_NONE, tensor_methods=("__neg__", "neg"))
+                     dtype_rule=_neg_dtype, saves=_SAVES_NONE, tensor_methods=("__neg__", "neg"),
+                     lowering=Elementwise(lambda c, a, dt: f"(-{a[0]})"))
 exp_p = _elementwise("exp", _int_to_float(np.exp), lambda g, out, ins, need: (mul(g, out),), arity=1,
-                     dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("exp",))
+                     dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("exp",),
+                     lowering=Elementwise(L.math_call("exp"), heavy=True))
 log_p = _elementwise("log", _int_to_float(np.log), lambda g, out, ins, need: (div(g, ins[0]),), arity=1,
-                     dtype_rule=_float_dtype, tensor_methods=("log",))
+                     dtype_rule=_float_dtype, tensor_methods=("log",),
+                     lowering=Elementwise(L.math_call("log"), heavy=True))
 def _tanh_backward_impl(g, y):
     # g * (1 - y*y) with array operands only: a Python-scalar operand costs numpy 2 about
     # twice an array-array ufunc call on small arrays
@@ -483,10 +536,12 @@ def _tanh_backward_vjp(c, out, ins, need):
 
 # d tanh = g * (1 - y^2), one primitive so eager backward pays one dispatch, not three
 tanh_backward_p = _elementwise("tanh_backward", _no_bool_sub(_torch_promote(_tanh_backward_impl)), _tanh_backward_vjp, arity=2,
-                               dtype_rule=_sub_dtype)
+                               dtype_rule=_sub_dtype,
+                               lowering=Elementwise(lambda c, a, dt: f"({a[0]} - {a[0]} * {a[1]} * {a[1]})"))
 tanh_p = _elementwise(
     "tanh", _int_to_float(np.tanh), lambda g, out, ins, need: (tanh_backward(g, out),), arity=1,
     dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("tanh",),
+    lowering=Elementwise(L.math_call("tanh"), heavy=True),
 )
 
 
@@ -509,7 +564,8 @@ def _sigmoid_backward_vjp(c, out, ins, need):
 
 
 sigmoid_backward_p = _elementwise("sigmoid_backward", _no_bool_sub(_torch_promote(_sigmoid_backward_impl)), _sigmoid_backward_vjp,
-                                  arity=2, dtype_rule=_sub_dtype)
+                                  arity=2, dtype_rule=_sub_dtype,
+                                  lowering=Elementwise(lambda c, a, dt: f"({a[0]} * ({a[1]} - {a[1]} * {a[1]}))"))
 sigmoid_p = _elementwise(
     "sigmoid",
     _int_to_float(_sigmoid_impl),
@@ -519,13 +575,16 @@ sigmoid_p = _elementwise(
     uses_out=True,
     saves=_SAVES_OUT,
     tensor_methods=("sigmoid",),
+    lowering=Elementwise(L.math_call("sigmoid"), heavy=True),
 )
 sqrt_p = _elementwise(
     "sqrt", _int_to_float(np.sqrt), lambda g, out, ins, need: (div(g, mul(out, 2)),), arity=1,
     dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("sqrt",),
+    lowering=Elementwise(L.np_call("sqrt")),
 )
 abs_p = _elementwise("abs", np.abs, lambda g, out, ins, need: (mul(g, sign(ins[0])),), arity=1,
-                     dtype_rule=_same_dtype, tensor_methods=("__abs__", "abs"))
+                     dtype_rule=_same_dtype, tensor_methods=("__abs__", "abs"),
+                     lowering=Elementwise(lambda c, a, dt: a[0] if L.is_bool(dt) else f"abs({a[0]})"))
 
 
 def _sign_impl(x):
@@ -537,7 +596,14 @@ def _sign_impl(x):
     return s
 
 
-sign_p = _elementwise("sign", _sign_impl, nondiff=True, arity=1, dtype_rule=_same_dtype, tensor_methods=("sign",))
+def _sign_lowering(c, a, dt):
+    x = a[0]
+    one, mone, zero = c.const(1, dt), c.const(-1, dt), c.const(0, dt)
+    return f"({one} if {x} > {zero} else ({mone} if {x} < {zero} else {zero}))"
+
+
+sign_p = _elementwise("sign", _sign_impl, nondiff=True, arity=1, dtype_rule=_same_dtype, tensor_methods=("sign",),
+                      lowering=Elementwise(_sign_lowering))
 
 
 def _erf_impl(x):
@@ -556,6 +622,7 @@ erf_p = _elementwise(
     arity=1,
     dtype_rule=_float_dtype,
     tensor_methods=("erf",),
+    lowering=Elementwise(L.math_call("erf"), heavy=True),
 )
 
 # the identity that stops gradients: what ``detach()`` of a traced tensor records, so a
@@ -564,25 +631,31 @@ stop_gradient_p = _elementwise("stop_gradient", lambda x: x, nondiff=True, arity
                                grad_name="Detach",
                                # traced, x.detach() is an alias of x (as eagerly: shared
                                # memory): a write to it is a write to x
-                               view_put=lambda base, v: v)
+                               view_put=lambda base, v: v,
+                               # the identity (gradients were taken before code generation)
+                               lowering=Elementwise(L.identity))
 
 # comparisons and logic: bool results, no gradient
 
 
-def _predicate(name, ufunc, ops, arity=2, fn_name=None):
+def _predicate(name, ufunc, ops, lowering, arity=2, fn_name=None):
     return _elementwise(name, ufunc, nondiff=True, arity=arity, dtype_rule=_bool_dtype,
-                        tensor_methods=ops, fn_name=fn_name)
+                        tensor_methods=ops, fn_name=fn_name, lowering=lowering)
 
 
-lt_p = _predicate("lt", np.less, ("__lt__", "lt"))
-le_p = _predicate("le", np.less_equal, ("__le__", "le"))
-gt_p = _predicate("gt", np.greater, ("__gt__", "gt"))
-ge_p = _predicate("ge", np.greater_equal, ("__ge__", "ge"))
-eq_p = _predicate("eq", np.equal, ("__eq__", "eq"))
-ne_p = _predicate("ne", np.not_equal, ("__ne__", "ne"))
-and_p = _predicate("and", np.logical_and, ("__and__", "logical_and"), fn_name="logical_and")
-or_p = _predicate("or", np.logical_or, ("__or__", "logical_or"), fn_name="logical_or")
-not_p = _predicate("not", np.logical_not, ("__invert__", "logical_not"), arity=1, fn_name="logical_not")
+# comparisons compute in the operands' promoted dtype, logic in bool
+lt_p = _predicate("lt", np.less, ("__lt__", "lt"), Elementwise(L.binop("<"), compute="promote"))
+le_p = _predicate("le", np.less_equal, ("__le__", "le"), Elementwise(L.binop("<="), compute="promote"))
+gt_p = _predicate("gt", np.greater, ("__gt__", "gt"), Elementwise(L.binop(">"), compute="promote"))
+ge_p = _predicate("ge", np.greater_equal, ("__ge__", "ge"), Elementwise(L.binop(">="), compute="promote"))
+eq_p = _predicate("eq", np.equal, ("__eq__", "eq"), Elementwise(L.binop("=="), compute="promote"))
+ne_p = _predicate("ne", np.not_equal, ("__ne__", "ne"), Elementwise(L.binop("!="), compute="promote"))
+and_p = _predicate("and", np.logical_and, ("__and__", "logical_and"),
+                   Elementwise(L.binop("&"), compute="bool"), fn_name="logical_and")
+or_p = _predicate("or", np.logical_or, ("__or__", "logical_or"),
+                  Elementwise(L.binop("|"), compute="bool"), fn_name="logical_or")
+not_p = _predicate("not", np.logical_not, ("__invert__", "logical_not"),
+                   Elementwise(lambda c, a, dt: f"(not {a[0]})", compute="bool"), arity=1, fn_name="logical_not")
 
 
 def _where_vjp(g, out, ins, need):
@@ -624,7 +697,10 @@ def _where_rule(c, x, y):
 
 
 where_p = register(Primitive("where", _where_impl, _where_rule, _where_vjp, kind="elementwise", arity=3,
-                             dtype_rule=_where_dtype, saves=lambda need: ((0,), False)))
+                             dtype_rule=_where_dtype, saves=lambda need: ((0,), False),
+                             # the condition is cast to bool, the branches to the result dtype
+                             lowering=Elementwise(lambda c, a, dt: f"({a[1]} if {a[0]} else {a[2]})",
+                                                  compute="where")))
 
 
 def _convert_impl(x, dtype):
@@ -642,6 +718,7 @@ convert_p = register(
         dtype_rule=lambda x, dtype: np.dtype(dtype),
         grad_name="ToCopy",
         saves=_SAVES_NONE,
+        lowering=Elementwise(L.identity),
     )
 )
 
@@ -656,7 +733,8 @@ def _full_impl(shape, value, dtype):
 
 full_p = register(
     Primitive("full", _full_impl, lambda shape, value, dtype: ShapedArray(shape, dtype), kind="creation",
-              arity=0, dtype_rule=lambda shape, value, dtype: np.dtype(dtype))
+              arity=0, dtype_rule=lambda shape, value, dtype: np.dtype(dtype),
+              lowering=IndexMap(L._full_at))
 )
 
 
@@ -757,6 +835,7 @@ reduce_sum_p = register(
         "reduce_sum", _reduce_sum_impl, _reduce_rule("reduce_sum", _sum_dtype), _reduce_sum_vjp,
         kind="reduction", arity=1, grad_name="Sum", saves=_SAVES_NONE,
         dtype_rule=lambda x, axes, keepdims: _sum_dtype(x.dtype),
+        lowering=L._reduce_emitter("sum"),
     )
 )
 reduce_max_p = register(
@@ -771,6 +850,7 @@ reduce_max_p = register(
         grad_name="Max",
         dtype_rule=lambda x, axes, keepdims, pick_first=False: x.dtype,
         may_raise=_empty_reduction,
+        lowering=L._reduce_emitter("max"),
     )
 )
 reduce_min_p = register(
@@ -785,6 +865,7 @@ reduce_min_p = register(
         grad_name="Min",
         dtype_rule=lambda x, axes, keepdims, pick_first=False: x.dtype,
         may_raise=_empty_reduction,
+        lowering=L._reduce_emitter("min"),
     )
 )
 
@@ -810,9 +891,11 @@ def _argmin_impl(x, axis, keepdims):
 
 
 argmax_p = register(Primitive("argmax", _argmax_impl, _arg_rule("argmax"), kind="reduction", arity=1,
-                              dtype_rule=lambda x, axis, keepdims: _I64, may_raise=_empty_reduction))
+                              dtype_rule=lambda x, axis, keepdims: _I64, may_raise=_empty_reduction,
+                              lowering=L._arg_emitter("max")))
 argmin_p = register(Primitive("argmin", _argmin_impl, _arg_rule("argmin"), kind="reduction", arity=1,
-                              dtype_rule=lambda x, axis, keepdims: _I64, may_raise=_empty_reduction))
+                              dtype_rule=lambda x, axis, keepdims: _I64, may_raise=_empty_reduction,
+                              lowering=L._arg_emitter("min")))
 
 # ----------------------------------------------------------------------------------------
 # Shapes
@@ -840,6 +923,8 @@ reshape_p = register(
         dtype_rule=lambda x, shape: x.dtype,
         saves=_SAVES_NONE,
         view_put=lambda base, v, shape: reshape(v, shape=base.shape),
+        # an index map when it only inserts or removes size-1 dims, else a view
+        lowering=IndexMap(L._reshape_at, ok=L._squeezable, emit=L._reshape_emit),
     )
 )
 
@@ -860,7 +945,8 @@ def _transpose_vjp(g, out, ins, need, perm):
 transpose_p = register(
     Primitive("transpose", lambda x, perm: np.transpose(x, perm), _transpose_rule, _transpose_vjp,
               kind="structural", arity=1, grad_name="Permute", dtype_rule=lambda x, perm: x.dtype,
-              saves=_SAVES_NONE, view_put=lambda base, v, perm: _transpose_vjp(v, None, None, None, perm)[0])
+              saves=_SAVES_NONE, view_put=lambda base, v, perm: _transpose_vjp(v, None, None, None, perm)[0],
+              lowering=IndexMap(L._transpose_at))
 )
 
 
@@ -894,6 +980,7 @@ broadcast_to_p = register(
         grad_name="Expand",
         dtype_rule=lambda x, shape: x.dtype,
         saves=_SAVES_NONE,
+        lowering=IndexMap(L._broadcast_at),
     )
 )
 
@@ -950,6 +1037,7 @@ concatenate_p = register(
         grad_name="Cat",
         dtype_rule=lambda *xs, axis: _torch_result_type([x.dtype for x in xs]),
         saves=_SAVES_NONE,
+        lowering=Emitter(L._concat_emit, fuses=True),
     )
 )
 
@@ -1006,7 +1094,8 @@ def _matmul_impl(a, b):
 
 matmul_p = register(Primitive("matmul", _matmul_impl, _matmul_rule, _matmul_vjp, kind="linalg", arity=2,
                               grad_name="Mm", dtype_rule=lambda a, b: np.result_type(a.dtype, b.dtype),
-                              saves=_saves_other, tensor_methods=("__matmul__", "__rmatmul__", "matmul")))
+                              saves=_saves_other, tensor_methods=("__matmul__", "__rmatmul__", "matmul"),
+                              lowering=Emitter(L._matmul_emit)))
 
 # ----------------------------------------------------------------------------------------
 # Indexing.  ``spec`` is a hashable tuple: ints, None, Ellipsis, ("s", start, stop, step)
@@ -1066,7 +1155,8 @@ def _index_add_vjp(g, out, ins, need, spec):
 getitem_p = register(Primitive("getitem", _getitem_impl, _getitem_rule, _getitem_vjp, kind="indexing",
                                arity=None, grad_name="Index", dtype_rule=lambda x, *arrays, spec: x.dtype,
                                may_raise=lambda avals, params: len(avals) > 1, saves=_SAVES_NONE,
-                               view_put=lambda base, v, *arrays, spec: index_set(base, v, *arrays, spec=spec)))
+                               view_put=lambda base, v, *arrays, spec: index_set(base, v, *arrays, spec=spec),
+                               lowering=IndexMap(L._getitem_at, ok=L._getitem_ok)))
 index_add_p = register(
     Primitive(
         "index_add",
@@ -1079,6 +1169,7 @@ index_add_p = register(
         dtype_rule=lambda base, g, *arrays, spec: base.dtype,
         may_raise=lambda avals, params: len(avals) > 2,
         saves=_SAVES_NONE,
+        lowering=Emitter(L._index_update("+="), fuses=True, ok=L._index_add_ok),
     )
 )
 
@@ -1130,6 +1221,8 @@ index_set_p = register(
         dtype_rule=lambda base, value, *arrays, spec: base.dtype,
         may_raise=lambda avals, params: len(avals) > 2,
         saves=_SAVES_NONE,
+        # the loops of index_add, assignment (the last write wins)
+        lowering=Emitter(L._index_update("="), fuses=True, ok=L._index_add_ok),
     )
 )
 
@@ -1154,6 +1247,7 @@ dynamic_zeros_p = register(
         arity=1,
         dtype_rule=lambda n, shape, dtype, scratch=False: np.dtype(dtype),
         may_raise=True,
+        lowering=Emitter(L._dynamic_zeros_emit),
     )
 )
 
@@ -1182,6 +1276,7 @@ dynamic_index_p = register(
         dtype_rule=lambda buf, i: buf.dtype,
         may_raise=True,
         saves=lambda need: ((1,), False),
+        lowering=Emitter(L._dynamic_index_emit),
     )
 )
 
@@ -1220,6 +1315,8 @@ dynamic_update_p = register(
         dtype_rule=lambda buf, i, x: buf.dtype,
         may_raise=True,
         saves=lambda need: ((1,), False),
+        # row_write: the same write split for sibling fusion
+        lowering=Emitter(L._dynamic_update_emit, row_write=(L._dynamic_update_pre, L._dynamic_update_row)),
     )
 )
 
@@ -1231,6 +1328,7 @@ dynamic_len_p = register(
         kind="indexing",
         arity=1,
         dtype_rule=lambda buf: _I64,
+        lowering=Emitter(lambda c, eqn: c.bind(eqn.outs[0], f"np.int64(len({c.array(eqn.inputs[0])}))")),
     )
 )
 
@@ -1246,7 +1344,7 @@ def _const_impl(value):
 
 const_p = register(
     Primitive("const", _const_impl, lambda value: ShapedArray(value.shape, value.dtype), kind="creation",
-              arity=0, dtype_rule=lambda value: value.dtype)
+              arity=0, dtype_rule=lambda value: value.dtype, lowering=Emitter(L._const_emit))
 )
 
 

@@ -6,7 +6,8 @@ A ``Primitive`` carries
   * ``vjp``         -- ``(ct, out, inputs, need, **params) -> tuple of cotangents``,
                        written with dualgraph ops so it serves eager backward, IR
                        autodiff and higher-order gradients alike,
-  * ``lowering``    -- filled in by the compiler layer (issue: dg.compile to numba).
+  * ``lowering``    -- how the compiler writes it as numba source text (ops/lowering.py),
+                       given in the declaration like the other rules.
 
 Nothing here imports the layers above.  Every op call goes through ``bind``, the one
 dispatch point: the eager layer installs the handler (evaluate + record the tape), and
@@ -149,8 +150,10 @@ class Primitive:
                       updates the base (eagerly its history; traced, its value too)
       uses_out     -- the VJP reads the output
       multiple_results, higher_order, eager_rule (higher-order: runs the Python control flow)
-      lowering     -- filled in by the compiler layer: a scalar expression for elementwise
-                      primitives, a code emitter for the rest (text only: ops/ never imports numba)
+      lowering     -- given in the declaration (rule classes in ops/lowering.py): a scalar
+                      template for elementwise primitives, an index map or a code emitter for
+                      the rest (text only: ops/ never imports numba).  None: compiling the op
+                      raises CompileError naming it and the user's line
       node_class   -- cache of the eager layer's ``<GradName>Backward`` class
     """
 

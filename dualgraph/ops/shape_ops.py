@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import lowering as L
 from . import primitives as P
+from .lowering import Emitter
 from .math_ops import _dtype_of
 from .primitives import _call, _check_axes, _reduced_shape
 from .registry import Primitive, ShapedArray, aval_of, register
 
 PRIMITIVES = []
+
+
+# gather, scatter_add, scatter and argsort lower to their eager implementation called back
+# from the kernel (ops/lowering.py, _objmode_emit): correct, not fast
 
 
 def _reg(prim):
@@ -86,7 +92,7 @@ def _gather_vjp(g, out, ins, need, axis):
 
 gather_p = _reg(Primitive("gather", _gather_impl, _gather_rule, _gather_vjp, kind="indexing", arity=2,
                           fn_name="gather", grad_name="Gather", may_raise=True,
-                          dtype_rule=lambda x, idx, axis: _dtype_of(x)))
+                          dtype_rule=lambda x, idx, axis: _dtype_of(x), lowering=Emitter(L._objmode_emit)))
 
 # ---- scatter_add / scatter --------------------------------------------------------------
 
@@ -117,7 +123,8 @@ def _scatter_add_vjp(g, out, ins, need, axis):
 
 scatter_add_p = _reg(Primitive("scatter_add", _scatter_add_impl, _scatter_rule("scatter_add"), _scatter_add_vjp,
                                kind="indexing", arity=3, fn_name="scatter_add", grad_name="ScatterAdd",
-                               may_raise=True, dtype_rule=lambda b, i, s, axis: _dtype_of(b)))
+                               may_raise=True, dtype_rule=lambda b, i, s, axis: _dtype_of(b),
+                               lowering=Emitter(L._objmode_emit)))
 
 
 def _scatter_impl(base, idx, src, axis):
@@ -139,7 +146,7 @@ def _scatter_vjp(g, out, ins, need, axis):
 
 scatter_p = _reg(Primitive("scatter", _scatter_impl, _scatter_rule("scatter"), _scatter_vjp, kind="indexing",
                            arity=3, fn_name="scatter", grad_name="Scatter", may_raise=True,
-                           dtype_rule=lambda b, i, s, axis: _dtype_of(b)))
+                           dtype_rule=lambda b, i, s, axis: _dtype_of(b), lowering=Emitter(L._objmode_emit)))
 
 # ---- argsort ----------------------------------------------------------------------------
 
@@ -166,7 +173,8 @@ def _argsort_rule(x, axis, descending=False):
 
 argsort_p = _reg(Primitive("argsort", _argsort_impl, _argsort_rule, None, kind="indexing", arity=1,
                            fn_name="argsort", grad_name="Argsort",
-                           dtype_rule=lambda x, axis, descending=False: np.dtype(np.int64)))
+                           dtype_rule=lambda x, axis, descending=False: np.dtype(np.int64),
+                           lowering=Emitter(L._objmode_emit)))
 
 # ---- reduce_prod ------------------------------------------------------------------------
 
@@ -215,7 +223,8 @@ def _reduce_prod_vjp(g, out, ins, need, axes, keepdims):
 
 reduce_prod_p = _reg(Primitive("reduce_prod", _reduce_prod_impl, _reduce_prod_rule, _reduce_prod_vjp,
                                kind="reduction", arity=1, fn_name="reduce_prod", grad_name="Prod",
-                               dtype_rule=lambda x, axes, keepdims: _prod_dtype(_dtype_of(x))))
+                               dtype_rule=lambda x, axes, keepdims: _prod_dtype(_dtype_of(x)),
+                               lowering=L._reduce_emitter("prod")))
 
 gather = _call(gather_p)
 scatter_add = _call(scatter_add_p)

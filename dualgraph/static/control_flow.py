@@ -13,6 +13,7 @@ import numpy as np
 
 from ..eager.tensor import Tensor
 from ..ops import context as _context
+from ..ops import lowering as _lowering
 from ..ops import primitives as P
 from ..ops.registry import Primitive, ShapedArray, bind, register
 from .autodiff import eval_with_vjp
@@ -154,6 +155,7 @@ cond_p = register(
         multiple_results=True,
         higher_order=True,
         eager_rule=_cond_eager,
+        lowering=_lowering.Emitter(_lowering._cond_emit),  # an ``if`` in the kernel
     )
 )
 
@@ -454,6 +456,7 @@ while_p = register(
         multiple_results=True,
         higher_order=True,
         eager_rule=_while_eager,
+        lowering=_lowering.Emitter(_lowering._while_emit),  # a ``while`` in the kernel
     )
 )
 
