@@ -18,9 +18,9 @@ their ``.T``), else the block falls back to ``np.dot`` on copies.
 import numpy as np
 from numba import config, njit, prange, types
 
-# a product of m*n*k multiply-adds at or above this is split (0.3-0.5 ms on one thread);
-# each block keeps at least SPLIT_MIN_ROWS rows (or columns) of the output
-from .codegen import SPLIT_MIN_ROWS, should_split  # noqa: F401  (the policy lives with codegen's)
+# which products are split (SPLIT_MIN_MACS: 0.3-0.5 ms on one thread) is codegen's policy,
+# beside its prange thresholds
+from .codegen import SPLIT_MIN_ROWS, should_split  # noqa: F401
 # blocks per product: numba's thread count when this module was imported, a constant
 # (``numba.get_num_threads()`` inside a kernel makes it uncacheable: a ctypes pointer)
 NBLOCKS = max(int(config.NUMBA_NUM_THREADS), 1)
