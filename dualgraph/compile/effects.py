@@ -281,8 +281,9 @@ class Live:
                 held[id(r.grad)] = held.get(id(r.grad), 0) + 1
         if not self._find_dropped(held):
             # something looks reachable: maybe only through garbage cycles the trace left
-            # (frames of a caught exception, ...); the young generations hold them
-            gc.collect(1)
+            # (frames of a caught exception, ...): collect them, the old generation too (a
+            # temporary kept only by a cycle would become a live input of every call)
+            gc.collect()
             self._find_dropped(held)
 
     def _find_dropped(self, held):
