@@ -138,6 +138,24 @@ def release_blas_threads():
         _blas_capped = False
 
 
+@contextlib.contextmanager
+def blas_threads_uncapped():
+    """For benchmarks that time other systems in this process (numpy, dualgraph eager):
+    BLAS runs with the thread counts it had before ``cap_blas_threads`` inside the block,
+    and is capped again after it (if it still is)."""
+    with _blas_lock:
+        saved = list(_blas_saved) if _blas_capped else []
+    for f, n in saved:
+        f(n)
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            if _blas_capped:
+                for f, _ in saved:
+                    f(1)
+
+
 def _keep_blas_single():
     global _blas_single
     _blas_single = True
