@@ -90,9 +90,14 @@ class Meta:
              below ``version``; in-place writes append, nodes recorded before a write keep
              their edge to the history they saw
     retains: ``retain_grad()`` was called
-    acc:     a leaf's AccumulateGrad node, once asked for"""
+    acc:     a leaf's AccumulateGrad node, once asked for
+    grad:    the tensor's ``.grad`` (``Tensor._grad``)
+    hooks:   a leaf's tensor hooks (``Tensor._hooks``)
 
-    __slots__ = ("version", "view", "history", "retains", "acc")
+    ``grad`` and ``hooks`` live here rather than in slots of their own: most tensors never
+    get either, and every op saves two stores (a third of a tensor's construction)."""
+
+    __slots__ = ("version", "view", "history", "retains", "acc", "grad", "hooks")
 
     def __init__(self):
         self.version = None  # the version counter [n], shared with views and detached aliases
@@ -100,6 +105,8 @@ class Meta:
         self.history = None
         self.retains = False
         self.acc = None  # the AccumulateGrad node of a leaf
+        self.grad = None
+        self.hooks = None
 
 
 # how many in-place writes this process has made: backward checks saved versions only

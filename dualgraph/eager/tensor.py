@@ -199,7 +199,7 @@ def unary(x):
         if x.__class__ is not Tensor or not ctx.plain:
             return ctx.handler(prim, (x,), _NP)
     m = x._meta
-    if m is not None:
+    if m is not None and m.view is not None:
         _fresh(x)
     v = x._value
 PROMOTE
@@ -208,11 +208,9 @@ PROMOTE
         out = np.asarray(out)
     shape = x.shape  # elementwise: the operand's (numpy's shape getter makes a tuple)
     if RECORDS(x._requires_grad):
-        vers = None if m is None or m.version is None else (m.version[0],)
-        inputs = (x,)
-        need = _NEED1
-        saved = SAVED
 {NODE}
+        if m is not None and m.version is not None:
+            node.vers = (m.version[0],)
 {TENSOR_NODE}
         return t
 {TENSOR}
@@ -227,14 +225,14 @@ def binary(x, y):
     yc = y.__class__
     if x.__class__ is Tensor:
         xm = x._meta
-        if xm is not None:
+        if xm is not None and xm.view is not None:
             _fresh(x)
         xv = x._value
         xr = x._requires_grad
         shape = x.shape
         if yc is Tensor:
             ym = y._meta
-            if ym is not None:
+            if ym is not None and ym.view is not None:
                 _fresh(y)
             yv = y._value
             yr = y._requires_grad
@@ -251,7 +249,7 @@ def binary(x, y):
             return apply(prim, (x, y), _NP)  # a bool, a numpy scalar, ...
     elif yc is Tensor and (x.__class__ is float or x.__class__ is int):
         ym = y._meta
-        if ym is not None:
+        if ym is not None and ym.view is not None:
             _fresh(y)
         xv = x
         xr = False
@@ -284,13 +282,9 @@ def binary(x, y):
         shape = out.shape
     if RECORDS(xr or yr):
         need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
-        if xm is None and ym is None:
-            vers = None
-        else:
-            vers = _versions((x, y))
-        inputs = (x, y)
-        saved = SAVED
 {NODE}
+        if (xm is not None and xm.version is not None) or (ym is not None and ym.version is not None):
+            node.vers = _versions((x, y))
 {TENSOR_NODE}
         return t
 {TENSOR}
@@ -322,8 +316,6 @@ _TENSOR_LINES = """\
 t = _new(Tensor)
 t._value = out
 t.shape = shape
-t._grad = None
-t._hooks = None
 t._out_index = 0
 t._meta = None
 t._grad_fn = node
@@ -373,12 +365,17 @@ def _fast_op(prim):
     src = _FAST_SRC
     for arg in ("x._requires_grad", "xr or yr"):
         src = src.replace(f"RECORDS({arg})", f"({arg}) and {records}" if records else "False")
-    src = src.replace("SAVED", "out" if prim.uses_out else "None")
     src = src.replace("PROMOTE\n", _indent(_PROMOTE_LINES, 4) if promote else "")
-    src = src.replace("{NODE}", _indent(_NODE_LINES, 8, **{"node.params = params": "node.params = _NP"}))
+    src = src.replace("{NODE}", _indent(_NODE_LINES, 8, **{
+        "node.params = params": "node.params = _NP",
+        "node.inputs = inputs": "node.inputs = (x,)" if prim.arity == 1 else "node.inputs = (x, y)",
+        "node.need = need": "node.need = _NEED1" if prim.arity == 1 else "node.need = need",
+        "node.out = saved": "node.out = SAVED",
+        "if vers is not None:\n    node.vers = vers\n": ""}))
     src = src.replace("{TENSOR_NODE}", _indent(_TENSOR_LINES, 8, **{"node is not None": "True"}))
     src = src.replace("{TENSOR}", _indent(_TENSOR_LINES, 4, **{
         "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False"}))
+    src = src.replace("SAVED", "out" if prim.uses_out else "None")
     name = "unary" if prim.arity == 1 else "binary"
     exec(compile(src, f"<dualgraph fast op {prim.name}>", "exec"), env)  # noqa: S102
     return env[name]
@@ -754,8 +751,8 @@ class Tensor:
 
     # _meta: None, or an engine.Meta (the version counter shared with views, view of
     # what, history of in-place writes, retain_grad, AccumulateGrad)
-    __slots__ = ("_value", "shape", "_requires_grad", "_grad_fn", "_grad", "_hooks", "_out_index", "_meta",
-                 "__weakref__")
+    # _meta also holds ``.grad`` and a leaf's hooks (``_grad``, ``_hooks`` below)
+    __slots__ = ("_value", "shape", "_requires_grad", "_grad_fn", "_out_index", "_meta", "__weakref__")
 
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
@@ -763,8 +760,6 @@ class Tensor:
         self._value = v = _to_array(data, dtype)
         self.shape = _shape_of(v)
         self._grad_fn = None
-        self._grad = None
-        self._hooks = None
         self._out_index = 0
         self._requires_grad = False
         self._meta = None
@@ -829,6 +824,32 @@ class Tensor:
         if self._meta is not None:
             _fresh(self)
         return self._grad_fn is None
+
+    @property
+    def _grad(self):
+        m = self._meta
+        return None if m is None else m.grad
+
+    @_grad.setter
+    def _grad(self, g):
+        m = self._meta
+        if m is None:
+            if g is None:
+                return
+            m = self._meta = Meta()
+        m.grad = g
+
+    @property
+    def _hooks(self):
+        m = self._meta
+        return None if m is None else m.hooks
+
+    @_hooks.setter
+    def _hooks(self, hooks):
+        m = self._meta
+        if m is None:
+            m = self._meta = Meta()
+        m.hooks = hooks
 
     @property
     def grad(self):
