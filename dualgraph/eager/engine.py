@@ -93,11 +93,14 @@ class Meta:
     acc:     a leaf's AccumulateGrad node, once asked for
     grad:    the tensor's ``.grad`` (``Tensor._grad``)
     hooks:   a leaf's tensor hooks (``Tensor._hooks``)
+    out_index: which output of its grad_fn the tensor is, if not the first
+               (``Tensor._out_index``)
 
-    ``grad`` and ``hooks`` live here rather than in slots of their own: most tensors never
-    get either, and every op saves two stores (a third of a tensor's construction)."""
+    ``grad``, ``hooks`` and ``out_index`` live here rather than in slots of their own:
+    most tensors never get any of them, and every op saves three stores (a third of a
+    tensor's construction)."""
 
-    __slots__ = ("version", "view", "history", "retains", "acc", "grad", "hooks")
+    __slots__ = ("version", "view", "history", "retains", "acc", "grad", "hooks", "out_index")
 
     def __init__(self):
         self.version = None  # the version counter [n], shared with views and detached aliases
@@ -107,6 +110,7 @@ class Meta:
         self.acc = None  # the AccumulateGrad node of a leaf
         self.grad = None
         self.hooks = None
+        self.out_index = 0
 
 
 # how many in-place writes this process has made: backward checks saved versions only

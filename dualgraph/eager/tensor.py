@@ -316,7 +316,6 @@ _TENSOR_LINES = """\
 t = _new(Tensor)
 t._value = out
 t.shape = shape
-t._out_index = 0
 t._meta = None
 t._grad_fn = node
 t._requires_grad = node is not None
@@ -334,7 +333,7 @@ def _make_constructors():
     """``_wrap`` and ``_node``, made from the same lines as the fast callables."""
     src = (
         "def _wrap(value, node=None, index=0):\n"
-        "    out = value\n    shape = value.shape\n" + _indent(_TENSOR_LINES, 4) + "    t._out_index = index\n    return t\n\n"
+        "    out = value\n    shape = value.shape\n" + _indent(_TENSOR_LINES, 4) + "    if index:\n        t._out_index = index\n    return t\n\n"
         "def _node(prim, params, inputs, need, saved, vers):\n"
         + _indent(_NODE_LINES, 4, **{"node = Node()": "node = (node_class(prim) if prim.multiple_results else Node)()"})
         + "    return node\n"
@@ -751,8 +750,9 @@ class Tensor:
 
     # _meta: None, or an engine.Meta (the version counter shared with views, view of
     # what, history of in-place writes, retain_grad, AccumulateGrad)
-    # _meta also holds ``.grad`` and a leaf's hooks (``_grad``, ``_hooks`` below)
-    __slots__ = ("_value", "shape", "_requires_grad", "_grad_fn", "_out_index", "_meta", "__weakref__")
+    # _meta also holds ``.grad``, a leaf's hooks and the output index (``_grad``, ``_hooks``,
+    # ``_out_index`` below)
+    __slots__ = ("_value", "shape", "_requires_grad", "_grad_fn", "_meta", "__weakref__")
 
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
@@ -760,7 +760,6 @@ class Tensor:
         self._value = v = _to_array(data, dtype)
         self.shape = _shape_of(v)
         self._grad_fn = None
-        self._out_index = 0
         self._requires_grad = False
         self._meta = None
         if requires_grad:
@@ -838,6 +837,20 @@ class Tensor:
                 return
             m = self._meta = Meta()
         m.grad = g
+
+    @property
+    def _out_index(self):
+        m = self._meta
+        return 0 if m is None else m.out_index
+
+    @_out_index.setter
+    def _out_index(self, k):
+        m = self._meta
+        if m is None:
+            if not k:
+                return
+            m = self._meta = Meta()
+        m.out_index = k
 
     @property
     def _hooks(self):
