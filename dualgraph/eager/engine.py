@@ -359,10 +359,11 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                     if fn is nxt:
                         nxt_ct = nxt_ct + g
                         continue
-                    cur = get(fn)
-                    if cur is not None:
-                        pending[fn] = cur + g
-                        continue
+                    if pending:  # (a chain of ops keeps it empty: no lookup)
+                        cur = get(fn)
+                        if cur is not None:
+                            pending[fn] = cur + g
+                            continue
                 # fn was not pending: it becomes `nxt` if it is the highest-numbered
                 if nxt is None:
                     if heap and fn.seq < -heap[0][0]:

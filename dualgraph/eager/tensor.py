@@ -194,7 +194,7 @@ _next_seq = NODE_SEQ.__next__
 # Tensors, Python ints and floats, and (second operand) arrays go to ``apply``.
 _FAST_SRC = """
 def unary(x):
-    if FLAGS[0] or x.__class__ is not Tensor:
+    if SPECIAL_ON or x.__class__ is not Tensor:
         ctx = get()
         if x.__class__ is not Tensor or not ctx.plain:
             return ctx.handler(prim, (x,), _NP)
@@ -218,7 +218,7 @@ PROMOTE
 
 
 def binary(x, y):
-    if FLAGS[0]:
+    if SPECIAL_ON:
         ctx = get()
         if not ctx.plain:
             return ctx.handler(prim, (x, y), _NP)
@@ -238,13 +238,17 @@ def binary(x, y):
             yr = y._requires_grad
             ys = y.shape
             if shape is not ys and shape != ys:
-                shape = None  # broadcast: the result's
+                shape = _bshape(shape, ys)  # broadcast: the result's
+                if shape is None:
+                    return apply(prim, (x, y), _NP)  # shapes that do not broadcast: its error
         elif yc is float or yc is int or yc is _ndarray:
             yv = y
             yr = False
             ym = None
-            if yc is _ndarray:
-                shape = None
+            if yc is _ndarray and shape != y.shape:
+                shape = _bshape(shape, y.shape)
+                if shape is None:
+                    return apply(prim, (x, y), _NP)
         else:
             return apply(prim, (x, y), _NP)  # a bool, a numpy scalar, ...
     elif yc is Tensor and (x.__class__ is float or x.__class__ is int):
@@ -278,8 +282,6 @@ def binary(x, y):
         raise _op_error(prim, (xv, yv), _NP, e) from None
     if out.__class__ is not _ndarray:
         out = np.asarray(out)
-    if shape is None:
-        shape = out.shape
     if RECORDS(xr or yr):
         need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
 {NODE}
@@ -354,13 +356,15 @@ def _fast_op(prim):
     # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked in the
     # body, so a float input calls the ufunc itself, not the checking wrapper
     promote = getattr(impl, "int_to_float", False)
-    env = {"prim": prim, "impl": impl, "raw": raw, "uimpl": raw if promote else impl,
-           "get": _get, "FLAGS": _context.FLAGS}
+    # globals: context.FAST_NS, where the two flags live (see _FAST_SRC); the per-primitive
+    # names are the cells of a factory
+    env = _context.FAST_NS
     env.update({k: globals()[k] for k in (
         "Tensor", "Node", "_NP", "_fresh", "_F32", "_F64", "_ndarray", "np", "_NEED1", "_NEED_TT",
-        "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions", "apply")})
+        "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions", "apply", "_bshape")})
+    env["get"] = _get
     node_class(prim)
-    records = "(not FLAGS[1] or get().grad_enabled)" if prim.vjp is not None else None
+    records = "(not NO_GRAD_ON or get().grad_enabled)" if prim.vjp is not None else None
     src = _FAST_SRC
     for arg in ("x._requires_grad", "xr or yr"):
         src = src.replace(f"RECORDS({arg})", f"({arg}) and {records}" if records else "False")
@@ -376,8 +380,9 @@ def _fast_op(prim):
         "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False"}))
     src = src.replace("SAVED", "out" if prim.uses_out else "None")
     name = "unary" if prim.arity == 1 else "binary"
+    src = "def _factory(prim, impl, raw, uimpl):\n" + _indent(src, 4) + f"    return {name}\n"
     exec(compile(src, f"<dualgraph fast op {prim.name}>", "exec"), env)  # noqa: S102
-    return env[name]
+    return env.pop("_factory")(prim, impl, raw, raw if promote else impl)
 
 
 def _fast_factory(prim):
@@ -397,6 +402,26 @@ def _is_float(v):
 
 def _unwrap(x):
     return x._value if isinstance(x, Tensor) else x
+
+
+_BSHAPES: dict = {}
+
+
+def _bshape(a, b):
+    """The broadcast of shapes ``a`` and ``b`` (the one tuple ``_shape_of`` keeps for it),
+    or None where they do not broadcast; remembered per pair."""
+    key = (a, b)
+    s = _BSHAPES.get(key)
+    if s is None:
+        try:
+            s = np.broadcast_shapes(a, b)
+        except ValueError:
+            return None
+        s = _SHAPES.setdefault(s, s)
+        if len(_BSHAPES) > 4096:
+            _BSHAPES.clear()
+        _BSHAPES[key] = s
+    return s
 
 
 # ----------------------------------------------------------------------------------------

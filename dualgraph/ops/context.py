@@ -36,6 +36,11 @@ NO_GRAD: set = set()  # ids of live contexts with grad disabled
 # a set's truth value)
 FLAGS: list = [False, False]
 _SETS = (SPECIAL, NO_GRAD)
+# The same two answers as globals of the eager fast ops (eager/tensor.py runs them with this
+# dict as their globals: testing a global costs one step, ``FLAGS[k]`` two more); written
+# with ``FLAGS``, in the same order
+FAST_NS: dict = {"SPECIAL_ON": False, "NO_GRAD_ON": False}
+_NAMES = ("SPECIAL_ON", "NO_GRAD_ON")
 
 
 # Each set operation and each list store is atomic (the GIL; ids are ints, so no Python
@@ -45,6 +50,7 @@ _SETS = (SPECIAL, NO_GRAD)
 def _flag_on(k, i):
     _SETS[k].add(i)
     FLAGS[k] = True
+    FAST_NS[_NAMES[k]] = True
 
 
 def _flag_off(k, i):
@@ -52,8 +58,10 @@ def _flag_off(k, i):
     s.discard(i)
     if not s:
         FLAGS[k] = False
+        FAST_NS[_NAMES[k]] = False
         if s:
             FLAGS[k] = True
+            FAST_NS[_NAMES[k]] = True
 
 
 class Context:
@@ -96,8 +104,10 @@ class _Flagged(Context):
             NO_GRAD.discard(id(self))
             if not NO_GRAD:
                 FLAGS[1] = False
+                FAST_NS["NO_GRAD_ON"] = False
                 if NO_GRAD:
                     FLAGS[1] = True
+                    FAST_NS["NO_GRAD_ON"] = True
 
 
 _new = object.__new__
@@ -153,6 +163,7 @@ def enter_grad(enabled: bool):
     n.plain = True
     NO_GRAD.add(id(n))  # _flag_on(1, id(n)) inlined
     FLAGS[1] = True
+    FAST_NS["NO_GRAD_ON"] = True
     return CTX.set(n)
 
 
