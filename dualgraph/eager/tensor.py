@@ -222,64 +222,75 @@ def binary(x, y):
         ctx = get()
         if not ctx.plain:
             return ctx.handler(prim, (x, y), _NP)
-    yc = y.__class__
     if x.__class__ is Tensor:
         xm = x._meta
         if xm is not None and xm.view is not None:
             _fresh(x)
         xv = x._value
-        xr = x._requires_grad
         shape = x.shape
-        if yc is Tensor:
+        if y.__class__ is Tensor:
             ym = y._meta
             if ym is not None and ym.view is not None:
                 _fresh(y)
             yv = y._value
-            yr = y._requires_grad
-            ys = y.shape
-            if shape is not ys and shape != ys:
-                shape = _bshape(shape, ys)  # broadcast: the result's
+            if shape is not y.shape and shape != y.shape:
+                shape = _bshape(shape, y.shape)  # broadcast: the result's
                 if shape is None:
                     return apply(prim, (x, y), _NP)  # shapes that do not broadcast: its error
-        elif yc is float or yc is int or yc is _ndarray:
+            try:
+                # one dtype: the ufunc itself (a traced payload that escaped its trace raises
+                # in it as in the wrapper); mixed dtypes: torch's promotion
+                out = raw(xv, yv) if xv.dtype is yv.dtype else impl(xv, yv)
+            except (ValueError, TypeError) as e:
+                raise _op_error(prim, (xv, yv), _NP, e) from None
+            xr = x._requires_grad
+            yr = y._requires_grad
+        else:
+            yc = y.__class__
             yv = y
+            if yc is float or yc is int:
+                try:
+                    if xv.__class__ is _ndarray and xv.dtype.kind == "f":
+                        out = raw(xv, y)  # a float array and a Python number: nothing to promote
+                    else:
+                        out = impl(xv, y)
+                except (ValueError, TypeError) as e:
+                    raise _op_error(prim, (xv, y), _NP, e) from None
+            elif yc is _ndarray:
+                if shape != y.shape:
+                    shape = _bshape(shape, y.shape)
+                    if shape is None:
+                        return apply(prim, (x, y), _NP)
+                try:
+                    if xv.__class__ is _ndarray and xv.dtype is y.dtype:
+                        out = raw(xv, y)
+                    else:
+                        out = impl(xv, y)
+                except (ValueError, TypeError) as e:
+                    raise _op_error(prim, (xv, y), _NP, e) from None
+            else:
+                return apply(prim, (x, y), _NP)  # a bool, a numpy scalar, ...
+            xr = x._requires_grad
             yr = False
             ym = None
-            if yc is _ndarray and shape != y.shape:
-                shape = _bshape(shape, y.shape)
-                if shape is None:
-                    return apply(prim, (x, y), _NP)
-        else:
-            return apply(prim, (x, y), _NP)  # a bool, a numpy scalar, ...
-    elif yc is Tensor and (x.__class__ is float or x.__class__ is int):
+    elif y.__class__ is Tensor and (x.__class__ is float or x.__class__ is int):
         ym = y._meta
         if ym is not None and ym.view is not None:
             _fresh(y)
-        xv = x
-        xr = False
-        xm = None
         yv = y._value
-        yr = y._requires_grad
         shape = y.shape
+        try:
+            if yv.__class__ is _ndarray and yv.dtype.kind == "f":
+                out = raw(x, yv)
+            else:
+                out = impl(x, yv)
+        except (ValueError, TypeError) as e:
+            raise _op_error(prim, (x, yv), _NP, e) from None
+        xr = False
+        yr = y._requires_grad
+        xm = None
     else:
         return apply(prim, (x, y), _NP)
-    try:
-        if xv.__class__ is _ndarray:
-            if yv.__class__ is _ndarray:
-                if xv.dtype is yv.dtype:
-                    out = raw(xv, yv)
-                else:
-                    out = impl(xv, yv)  # mixed dtypes: torch's promotion
-            elif yc is not Tensor and xv.dtype.kind == "f":
-                out = raw(xv, yv)  # a float array and a Python number: nothing to promote
-            else:
-                out = impl(xv, yv)
-        elif x.__class__ is not Tensor and yv.__class__ is _ndarray and yv.dtype.kind == "f":
-            out = raw(xv, yv)
-        else:
-            out = impl(xv, yv)
-    except (ValueError, TypeError) as e:
-        raise _op_error(prim, (xv, yv), _NP, e) from None
     if out.__class__ is not _ndarray:
         out = np.asarray(out)
     if RECORDS(xr or yr):
