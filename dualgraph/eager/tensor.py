@@ -206,7 +206,6 @@ PROMOTE
     out = uimpl(v)
     if out.__class__ is not _ndarray:
         out = np.asarray(out)
-    shape = x.shape  # elementwise: the operand's (numpy's shape getter makes a tuple)
     if RECORDS(x._requires_grad):
 {NODE}
         if m is not None and m.version is not None:
@@ -305,8 +304,7 @@ def binary(x, y):
 """
 
 _PROMOTE_LINES = """\
-dt = v.dtype
-if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
+if v.dtype is not _F32 and v.dtype is not _F64 and v.dtype.kind in "iub":
     v = v.astype(np.float32)
 """
 
@@ -386,9 +384,12 @@ def _fast_op(prim):
         "node.need = need": "node.need = _NEED1" if prim.arity == 1 else "node.need = need",
         "node.out = saved": "node.out = SAVED",
         "if vers is not None:\n    node.vers = vers\n": ""}))
-    src = src.replace("{TENSOR_NODE}", _indent(_TENSOR_LINES, 8, **{"node is not None": "True"}))
+    # a unary op's result has its operand's shape (numpy's shape getter would make a tuple)
+    shape = "t.shape = x.shape" if prim.arity == 1 else "t.shape = shape"
+    src = src.replace("{TENSOR_NODE}", _indent(_TENSOR_LINES, 8, **{
+        "node is not None": "True", "t.shape = shape": shape}))
     src = src.replace("{TENSOR}", _indent(_TENSOR_LINES, 4, **{
-        "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False"}))
+        "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False", "t.shape = shape": shape}))
     src = src.replace("SAVED", "out" if prim.uses_out else "None")
     name = "unary" if prim.arity == 1 else "binary"
     src = "def _factory(prim, impl, raw, uimpl):\n" + _indent(src, 4) + f"    return {name}\n"
