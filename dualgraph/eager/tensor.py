@@ -189,8 +189,8 @@ _next_seq = NODE_SEQ.__next__
 # ``None``) and ``PROMOTE`` the int-to-float check of a unary op (or nothing).
 #
 # The ContextVar (a C call) is read only when it can matter: when some context in the
-# process has a handler or a trace (``FLAGS[0]``), or, for an op that would record, when
-# some context has grad disabled (``FLAGS[1]``); see ``ops.context``.  Operands other than
+# process has a handler or a trace (``SPECIAL_ON``), or, for an op that would record, when
+# some context has grad disabled (``NO_GRAD_ON``); see ``ops.context``.  Operands other than
 # Tensors, Python ints and floats, and (second operand) arrays go to ``apply``.
 _FAST_SRC = """
 def unary(x):

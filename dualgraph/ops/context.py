@@ -19,10 +19,10 @@ every thread's context is plain, and when ``NO_GRAD`` is empty every thread reco
 then an op need not read its own.  A context joins the sets when it is made and leaves
 them when it is freed (it is then a ``_Flagged``, which has ``__del__``), so a
 context kept alive elsewhere (another thread, a copied context, a traceback) only sends
-ops to the exact check, never to a wrong answer.  The answers are kept as two bools in
-``FLAGS``, written without a lock in an order that never leaves a flag False while its
-set holds an id (``_flag_on``, ``_flag_off``; a flag may stay True a moment too long,
-which only costs the exact check).
+ops to the exact check, never to a wrong answer.  The answers are kept as two bools,
+``SPECIAL_ON`` and ``NO_GRAD_ON`` in ``FAST_NS``, written without a lock in an order that
+never leaves one False while its set holds an id (``_flag_on``, ``_flag_off``; a flag may
+stay True a moment too long, which only costs the exact check).
 """
 from __future__ import annotations
 
@@ -32,15 +32,18 @@ import contextvars
 
 SPECIAL: set = set()  # ids of live contexts with a handler or a trace (not ``plain``)
 NO_GRAD: set = set()  # ids of live contexts with grad disabled
-# [bool(SPECIAL), bool(NO_GRAD)], what the eager fast path reads (a list item: cheaper than
-# a set's truth value)
-FLAGS: list = [False, False]
 _SETS = (SPECIAL, NO_GRAD)
-# The same two answers as globals of the eager fast ops (eager/tensor.py runs them with this
-# dict as their globals: testing a global costs one step, ``FLAGS[k]`` two more); written
-# with ``FLAGS``, in the same order
+# bool(SPECIAL) and bool(NO_GRAD), what the eager fast path reads, kept as globals of the
+# eager fast ops (eager/tensor.py runs them with this dict as their globals: testing a
+# global is one step, cheaper than a set's truth value or a list item)
 FAST_NS: dict = {"SPECIAL_ON": False, "NO_GRAD_ON": False}
 _NAMES = ("SPECIAL_ON", "NO_GRAD_ON")
+
+
+def flags() -> list:
+    """``[SPECIAL_ON, NO_GRAD_ON]``: whether any live context has a handler or a trace, and
+    whether any has grad disabled."""
+    return [FAST_NS["SPECIAL_ON"], FAST_NS["NO_GRAD_ON"]]
 
 
 # Each set operation and each list store is atomic (the GIL; ids are ints, so no Python
@@ -49,7 +52,6 @@ _NAMES = ("SPECIAL_ON", "NO_GRAD_ON")
 # writes True back if it is not empty, so the last write after any add is a True.
 def _flag_on(k, i):
     _SETS[k].add(i)
-    FLAGS[k] = True
     FAST_NS[_NAMES[k]] = True
 
 
@@ -57,10 +59,8 @@ def _flag_off(k, i):
     s = _SETS[k]
     s.discard(i)
     if not s:
-        FLAGS[k] = False
         FAST_NS[_NAMES[k]] = False
         if s:
-            FLAGS[k] = True
             FAST_NS[_NAMES[k]] = True
 
 
@@ -103,10 +103,8 @@ class _Flagged(Context):
         if not self.grad_enabled:  # _flag_off(1, id(self)) inlined: the no_grad exit
             NO_GRAD.discard(id(self))
             if not NO_GRAD:
-                FLAGS[1] = False
                 FAST_NS["NO_GRAD_ON"] = False
                 if NO_GRAD:
-                    FLAGS[1] = True
                     FAST_NS["NO_GRAD_ON"] = True
 
 
@@ -162,7 +160,6 @@ def enter_grad(enabled: bool):
     n.grad_enabled = False
     n.plain = True
     NO_GRAD.add(id(n))  # _flag_on(1, id(n)) inlined
-    FLAGS[1] = True
     FAST_NS["NO_GRAD_ON"] = True
     return CTX.set(n)
 
