@@ -319,9 +319,12 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                 node.inputs = None
                 node.out = None
                 edges = None
-            for i, (t, g, n) in enumerate(zip(inputs_, cts, need)):
-                if not n:
+            n_in = len(need)
+            for i in _INDICES[n_in] if n_in < _N_INDICES else range(n_in):
+                if not need[i]:
                     continue
+                t = inputs_[i]
+                g = cts[i]
                 if writes and t._meta is not None and t._meta.history is not None:
                     t = _input_edge(node, i, t)
                     if t.__class__ is not Tensor:
@@ -392,6 +395,12 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
         return captured
     finally:
         _context.exit(token)
+
+
+# a range per input count (index tuples: iterating one makes no int objects, unlike zip or
+# enumerate, which also make a tuple per input)
+_N_INDICES = 16
+_INDICES = tuple(tuple(range(n)) for n in range(_N_INDICES))
 
 
 def _add_edge(edges, e):
