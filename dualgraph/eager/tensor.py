@@ -204,7 +204,7 @@ def unary(x):
     v = x._value
 PROMOTE
     out = uimpl(v)
-    if out.__class__ is not _ndarray:
+    if not x.shape:  # 0-d: numpy returns a scalar (an array otherwise)
         out = np.asarray(out)
     if RECORDS(x._requires_grad):
 {NODE}
@@ -290,7 +290,7 @@ def binary(x, y):
         xm = None
     else:
         return apply(prim, (x, y), _NP)
-    if out.__class__ is not _ndarray:
+    if not shape:  # 0-d: numpy returns a scalar (an array otherwise)
         out = np.asarray(out)
     if RECORDS(xr or yr):
         need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)

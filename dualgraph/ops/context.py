@@ -119,6 +119,7 @@ _DEFAULT_HANDLER = [_no_handler]
 ROOT = Context(_no_handler)
 CTX: contextvars.ContextVar = contextvars.ContextVar("dualgraph", default=ROOT)
 get = CTX.get
+_set = CTX.set
 
 
 def install_default_handler(fn):
@@ -141,11 +142,11 @@ def enter(**kw):
 def enter_grad(enabled: bool):
     """``enter(grad_enabled=enabled)``, in fewer steps (``no_grad``, backward); None (and
     nothing set) when this thread's mode already is ``enabled``."""
-    c = CTX.get()
+    c = get()
     if c.grad_enabled is enabled:
         return None
     if not c.plain:
-        return CTX.set(Context(c.handler, c.trace, enabled))
+        return _set(Context(c.handler, c.trace, enabled))
     # a plain context with the other grad mode (Context.__new__ inlined)
     if enabled:  # leaving no_grad: nothing to register
         n = _new(Context)
@@ -153,7 +154,7 @@ def enter_grad(enabled: bool):
         n.trace = None
         n.grad_enabled = True
         n.plain = True
-        return CTX.set(n)
+        return _set(n)
     n = _new(_Flagged)
     n.handler = c.handler
     n.trace = None
@@ -161,7 +162,7 @@ def enter_grad(enabled: bool):
     n.plain = True
     NO_GRAD.add(id(n))  # _flag_on(1, id(n)) inlined
     FAST_NS["NO_GRAD_ON"] = True
-    return CTX.set(n)
+    return _set(n)
 
 
 def exit(token):  # noqa: A001
