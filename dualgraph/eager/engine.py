@@ -90,9 +90,17 @@ class Meta:
              below ``version``; in-place writes append, nodes recorded before a write keep
              their edge to the history they saw
     retains: ``retain_grad()`` was called
-    acc:     a leaf's AccumulateGrad node, once asked for"""
+    acc:     a leaf's AccumulateGrad node, once asked for
+    grad:    the tensor's ``.grad`` (``Tensor._grad``)
+    hooks:   a leaf's tensor hooks (``Tensor._hooks``)
+    out_index: which output of its grad_fn the tensor is, if not the first
+               (``Tensor._out_index``)
 
-    __slots__ = ("version", "view", "history", "retains", "acc")
+    ``grad``, ``hooks`` and ``out_index`` live here rather than in slots of their own:
+    most tensors never get any of them, and every op saves three stores (a third of a
+    tensor's construction)."""
+
+    __slots__ = ("version", "view", "history", "retains", "acc", "grad", "hooks", "out_index")
 
     def __init__(self):
         self.version = None  # the version counter [n], shared with views and detached aliases
@@ -100,6 +108,9 @@ class Meta:
         self.history = None
         self.retains = False
         self.acc = None  # the AccumulateGrad node of a leaf
+        self.grad = None
+        self.hooks = None
+        self.out_index = 0
 
 
 # how many in-place writes this process has made: backward checks saved versions only
@@ -348,10 +359,11 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
                     if fn is nxt:
                         nxt_ct = nxt_ct + g
                         continue
-                    cur = get(fn)
-                    if cur is not None:
-                        pending[fn] = cur + g
-                        continue
+                    if pending:  # (a chain of ops keeps it empty: no lookup)
+                        cur = get(fn)
+                        if cur is not None:
+                            pending[fn] = cur + g
+                            continue
                 # fn was not pending: it becomes `nxt` if it is the highest-numbered
                 if nxt is None:
                     if heap and fn.seq < -heap[0][0]:
@@ -385,6 +397,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
         _context.exit(token)
 
 
+# a range per input count (index tuples: iterating one makes no int objects, unlike zip or
+# enumerate, which also make a tuple per input)
 _N_INDICES = 16
 _INDICES = tuple(tuple(range(n)) for n in range(_N_INDICES))
 

@@ -9,6 +9,7 @@ from ..ops import context as _context
 
 _enter_grad = _context.enter_grad
 _exit = _context.exit
+_reset = _context.CTX.reset
 
 
 def is_grad_enabled() -> bool:
@@ -34,7 +35,9 @@ class _GradMode:
         return self
 
     def __exit__(self, *exc):
-        _exit(self._tokens.pop())
+        token = self._tokens.pop()
+        if token is not None:  # _exit(token), one frame less
+            _reset(token)
         return False
 
     def __call__(self, fn):

@@ -189,30 +189,27 @@ _next_seq = NODE_SEQ.__next__
 # ``None``) and ``PROMOTE`` the int-to-float check of a unary op (or nothing).
 #
 # The ContextVar (a C call) is read only when it can matter: when some context in the
-# process has a handler or a trace (``FLAGS[0]``), or, for an op that would record, when
-# some context has grad disabled (``FLAGS[1]``); see ``ops.context``.  Operands other than
+# process has a handler or a trace (``SPECIAL_ON``), or, for an op that would record, when
+# some context has grad disabled (``NO_GRAD_ON``); see ``ops.context``.  Operands other than
 # Tensors, Python ints and floats, and (second operand) arrays go to ``apply``.
 _FAST_SRC = """
 def unary(x):
-    if FLAGS[0] or x.__class__ is not Tensor:
+    if SPECIAL_ON or x.__class__ is not Tensor:
         ctx = get()
         if x.__class__ is not Tensor or not ctx.plain:
             return ctx.handler(prim, (x,), _NP)
     m = x._meta
-    if m is not None:
+    if m is not None and m.view is not None:
         _fresh(x)
     v = x._value
 PROMOTE
     out = uimpl(v)
-    if out.__class__ is not _ndarray:
+    if not x.shape:  # 0-d: numpy returns a scalar (an array otherwise)
         out = np.asarray(out)
-    shape = x.shape  # elementwise: the operand's (numpy's shape getter makes a tuple)
     if RECORDS(x._requires_grad):
-        vers = None if m is None or m.version is None else (m.version[0],)
-        inputs = (x,)
-        need = _NEED1
-        saved = SAVED
 {NODE}
+        if m is not None and m.version is not None:
+            node.vers = (m.version[0],)
 {TENSOR_NODE}
         return t
 {TENSOR}
@@ -220,77 +217,86 @@ PROMOTE
 
 
 def binary(x, y):
-    if FLAGS[0]:
+    if SPECIAL_ON:
         ctx = get()
         if not ctx.plain:
             return ctx.handler(prim, (x, y), _NP)
-    yc = y.__class__
     if x.__class__ is Tensor:
         xm = x._meta
-        if xm is not None:
+        if xm is not None and xm.view is not None:
             _fresh(x)
         xv = x._value
-        xr = x._requires_grad
         shape = x.shape
-        if yc is Tensor:
+        if y.__class__ is Tensor:
             ym = y._meta
-            if ym is not None:
+            if ym is not None and ym.view is not None:
                 _fresh(y)
             yv = y._value
+            if shape is not y.shape and shape != y.shape:
+                shape = _bshape(shape, y.shape)  # broadcast: the result's
+                if shape is None:
+                    return apply(prim, (x, y), _NP)  # shapes that do not broadcast: its error
+            try:
+                # one dtype: the ufunc itself (a traced payload that escaped its trace raises
+                # in it as in the wrapper); mixed dtypes: torch's promotion
+                out = raw(xv, yv) if xv.dtype is yv.dtype else impl(xv, yv)
+            except (ValueError, TypeError) as e:
+                raise _op_error(prim, (xv, yv), _NP, e) from None
+            xr = x._requires_grad
             yr = y._requires_grad
-            ys = y.shape
-            if shape is not ys and shape != ys:
-                shape = None  # broadcast: the result's
-        elif yc is float or yc is int or yc is _ndarray:
+        else:
+            yc = y.__class__
             yv = y
+            if yc is float or yc is int:
+                try:
+                    if xv.__class__ is _ndarray and xv.dtype.kind == "f":
+                        out = raw(xv, y)  # a float array and a Python number: nothing to promote
+                    else:
+                        out = impl(xv, y)
+                except (ValueError, TypeError) as e:
+                    raise _op_error(prim, (xv, y), _NP, e) from None
+            elif yc is _ndarray:
+                if shape != y.shape:
+                    shape = _bshape(shape, y.shape)
+                    if shape is None:
+                        return apply(prim, (x, y), _NP)
+                try:
+                    if xv.__class__ is _ndarray and xv.dtype is y.dtype:
+                        out = raw(xv, y)
+                    else:
+                        out = impl(xv, y)
+                except (ValueError, TypeError) as e:
+                    raise _op_error(prim, (xv, y), _NP, e) from None
+            else:
+                return apply(prim, (x, y), _NP)  # a bool, a numpy scalar, ...
+            xr = x._requires_grad
             yr = False
             ym = None
-            if yc is _ndarray:
-                shape = None
-        else:
-            return apply(prim, (x, y), _NP)  # a bool, a numpy scalar, ...
-    elif yc is Tensor and (x.__class__ is float or x.__class__ is int):
+    elif y.__class__ is Tensor and (x.__class__ is float or x.__class__ is int):
         ym = y._meta
-        if ym is not None:
+        if ym is not None and ym.view is not None:
             _fresh(y)
-        xv = x
-        xr = False
-        xm = None
         yv = y._value
-        yr = y._requires_grad
         shape = y.shape
+        try:
+            if yv.__class__ is _ndarray and yv.dtype.kind == "f":
+                out = raw(x, yv)
+            else:
+                out = impl(x, yv)
+        except (ValueError, TypeError) as e:
+            raise _op_error(prim, (x, yv), _NP, e) from None
+        xr = False
+        yr = y._requires_grad
+        xm = None
     else:
         return apply(prim, (x, y), _NP)
-    try:
-        if xv.__class__ is _ndarray:
-            if yv.__class__ is _ndarray:
-                if xv.dtype is yv.dtype:
-                    out = raw(xv, yv)
-                else:
-                    out = impl(xv, yv)  # mixed dtypes: torch's promotion
-            elif yc is not Tensor and xv.dtype.kind == "f":
-                out = raw(xv, yv)  # a float array and a Python number: nothing to promote
-            else:
-                out = impl(xv, yv)
-        elif x.__class__ is not Tensor and yv.__class__ is _ndarray and yv.dtype.kind == "f":
-            out = raw(xv, yv)
-        else:
-            out = impl(xv, yv)
-    except (ValueError, TypeError) as e:
-        raise _op_error(prim, (xv, yv), _NP, e) from None
-    if out.__class__ is not _ndarray:
+    if not shape:  # 0-d: numpy returns a scalar (an array otherwise)
         out = np.asarray(out)
-    if shape is None:
-        shape = out.shape
     if RECORDS(xr or yr):
         need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
-        if xm is None and ym is None:
-            vers = None
-        else:
-            vers = _versions((x, y))
-        inputs = (x, y)
-        saved = SAVED
 {NODE}
+        if (xm is not None and xm.version is not None) or (ym is not None and ym.version is not None):
+            node.vers = _versions((x, y))
 {TENSOR_NODE}
         return t
 {TENSOR}
@@ -298,8 +304,7 @@ def binary(x, y):
 """
 
 _PROMOTE_LINES = """\
-dt = v.dtype
-if dt is not _F32 and dt is not _F64 and dt.kind in "iub":
+if v.dtype is not _F32 and v.dtype is not _F64 and v.dtype.kind in "iub":
     v = v.astype(np.float32)
 """
 
@@ -322,9 +327,6 @@ _TENSOR_LINES = """\
 t = _new(Tensor)
 t._value = out
 t.shape = shape
-t._grad = None
-t._hooks = None
-t._out_index = 0
 t._meta = None
 t._grad_fn = node
 t._requires_grad = node is not None
@@ -342,7 +344,7 @@ def _make_constructors():
     """``_wrap`` and ``_node``, made from the same lines as the fast callables."""
     src = (
         "def _wrap(value, node=None, index=0):\n"
-        "    out = value\n    shape = value.shape\n" + _indent(_TENSOR_LINES, 4) + "    t._out_index = index\n    return t\n\n"
+        "    out = value\n    shape = value.shape\n" + _indent(_TENSOR_LINES, 4) + "    if index:\n        t._out_index = index\n    return t\n\n"
         "def _node(prim, params, inputs, need, saved, vers):\n"
         + _indent(_NODE_LINES, 4, **{"node = Node()": "node = (node_class(prim) if prim.multiple_results else Node)()"})
         + "    return node\n"
@@ -363,25 +365,36 @@ def _fast_op(prim):
     # int and bool inputs of exp/log/tanh/... compute in float32 (torch): checked in the
     # body, so a float input calls the ufunc itself, not the checking wrapper
     promote = getattr(impl, "int_to_float", False)
-    env = {"prim": prim, "impl": impl, "raw": raw, "uimpl": raw if promote else impl,
-           "get": _get, "FLAGS": _context.FLAGS}
+    # globals: context.FAST_NS, where the two flags live (see _FAST_SRC); the per-primitive
+    # names are the cells of a factory
+    env = _context.FAST_NS
     env.update({k: globals()[k] for k in (
         "Tensor", "Node", "_NP", "_fresh", "_F32", "_F64", "_ndarray", "np", "_NEED1", "_NEED_TT",
-        "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions", "apply")})
+        "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions", "apply", "_bshape")})
+    env["get"] = _get
     node_class(prim)
-    records = "(not FLAGS[1] or get().grad_enabled)" if prim.vjp is not None else None
+    records = "(not NO_GRAD_ON or get().grad_enabled)" if prim.vjp is not None else None
     src = _FAST_SRC
     for arg in ("x._requires_grad", "xr or yr"):
         src = src.replace(f"RECORDS({arg})", f"({arg}) and {records}" if records else "False")
-    src = src.replace("SAVED", "out" if prim.uses_out else "None")
     src = src.replace("PROMOTE\n", _indent(_PROMOTE_LINES, 4) if promote else "")
-    src = src.replace("{NODE}", _indent(_NODE_LINES, 8, **{"node.params = params": "node.params = _NP"}))
-    src = src.replace("{TENSOR_NODE}", _indent(_TENSOR_LINES, 8, **{"node is not None": "True"}))
+    src = src.replace("{NODE}", _indent(_NODE_LINES, 8, **{
+        "node.params = params": "node.params = _NP",
+        "node.inputs = inputs": "node.inputs = (x,)" if prim.arity == 1 else "node.inputs = (x, y)",
+        "node.need = need": "node.need = _NEED1" if prim.arity == 1 else "node.need = need",
+        "node.out = saved": "node.out = SAVED",
+        "if vers is not None:\n    node.vers = vers\n": ""}))
+    # a unary op's result has its operand's shape (numpy's shape getter would make a tuple)
+    shape = "t.shape = x.shape" if prim.arity == 1 else "t.shape = shape"
+    src = src.replace("{TENSOR_NODE}", _indent(_TENSOR_LINES, 8, **{
+        "node is not None": "True", "t.shape = shape": shape}))
     src = src.replace("{TENSOR}", _indent(_TENSOR_LINES, 4, **{
-        "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False"}))
+        "t._grad_fn = node": "t._grad_fn = None", "node is not None": "False", "t.shape = shape": shape}))
+    src = src.replace("SAVED", "out" if prim.uses_out else "None")
     name = "unary" if prim.arity == 1 else "binary"
+    src = "def _factory(prim, impl, raw, uimpl):\n" + _indent(src, 4) + f"    return {name}\n"
     exec(compile(src, f"<dualgraph fast op {prim.name}>", "exec"), env)  # noqa: S102
-    return env[name]
+    return env.pop("_factory")(prim, impl, raw, raw if promote else impl)
 
 
 def _fast_factory(prim):
@@ -401,6 +414,26 @@ def _is_float(v):
 
 def _unwrap(x):
     return x._value if isinstance(x, Tensor) else x
+
+
+_BSHAPES: dict = {}
+
+
+def _bshape(a, b):
+    """The broadcast of shapes ``a`` and ``b`` (the one tuple ``_shape_of`` keeps for it),
+    or None where they do not broadcast; remembered per pair."""
+    key = (a, b)
+    s = _BSHAPES.get(key)
+    if s is None:
+        try:
+            s = np.broadcast_shapes(a, b)
+        except ValueError:
+            return None
+        s = _SHAPES.setdefault(s, s)
+        if len(_BSHAPES) > 4096:
+            _BSHAPES.clear()
+        _BSHAPES[key] = s
+    return s
 
 
 # ----------------------------------------------------------------------------------------
@@ -754,8 +787,9 @@ class Tensor:
 
     # _meta: None, or an engine.Meta (the version counter shared with views, view of
     # what, history of in-place writes, retain_grad, AccumulateGrad)
-    __slots__ = ("_value", "shape", "_requires_grad", "_grad_fn", "_grad", "_hooks", "_out_index", "_meta",
-                 "__weakref__")
+    # _meta also holds ``.grad``, a leaf's hooks and the output index (``_grad``, ``_hooks``,
+    # ``_out_index`` below)
+    __slots__ = ("_value", "shape", "_requires_grad", "_grad_fn", "_meta", "__weakref__")
 
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
@@ -763,9 +797,6 @@ class Tensor:
         self._value = v = _to_array(data, dtype)
         self.shape = _shape_of(v)
         self._grad_fn = None
-        self._grad = None
-        self._hooks = None
-        self._out_index = 0
         self._requires_grad = False
         self._meta = None
         if requires_grad:
@@ -829,6 +860,46 @@ class Tensor:
         if self._meta is not None:
             _fresh(self)
         return self._grad_fn is None
+
+    @property
+    def _grad(self):
+        m = self._meta
+        return None if m is None else m.grad
+
+    @_grad.setter
+    def _grad(self, g):
+        m = self._meta
+        if m is None:
+            if g is None:
+                return
+            m = self._meta = Meta()
+        m.grad = g
+
+    @property
+    def _out_index(self):
+        m = self._meta
+        return 0 if m is None else m.out_index
+
+    @_out_index.setter
+    def _out_index(self, k):
+        m = self._meta
+        if m is None:
+            if not k:
+                return
+            m = self._meta = Meta()
+        m.out_index = k
+
+    @property
+    def _hooks(self):
+        m = self._meta
+        return None if m is None else m.hooks
+
+    @_hooks.setter
+    def _hooks(self, hooks):
+        m = self._meta
+        if m is None:
+            m = self._meta = Meta()
+        m.hooks = hooks
 
     @property
     def grad(self):

@@ -19,22 +19,49 @@ every thread's context is plain, and when ``NO_GRAD`` is empty every thread reco
 then an op need not read its own.  A context joins the sets when it is made and leaves
 them when it is freed (it is then a ``_Flagged``, which has ``__del__``), so a
 context kept alive elsewhere (another thread, a copied context, a traceback) only sends
-ops to the exact check, never to a wrong answer.  The answers are kept as two bools in
-``FLAGS``, updated under a lock with the sets.
+ops to the exact check, never to a wrong answer.  The answers are kept as two bools,
+``SPECIAL_ON`` and ``NO_GRAD_ON`` in ``FAST_NS``, written without a lock in an order that
+never leaves one False while its set holds an id (``_flag_on``, ``_flag_off``; a flag may
+stay True a moment too long, which only costs the exact check).
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import threading
 
 
 SPECIAL: set = set()  # ids of live contexts with a handler or a trace (not ``plain``)
 NO_GRAD: set = set()  # ids of live contexts with grad disabled
-# [bool(SPECIAL), bool(NO_GRAD)], what the eager fast path reads (a list item: cheaper than
-# a set's truth value); written only under the lock, with the sets
-FLAGS: list = [False, False]
-_LOCK = threading.RLock()  # re-entrant: a __del__ may run while a thread holds it
+_SETS = (SPECIAL, NO_GRAD)
+# bool(SPECIAL) and bool(NO_GRAD), what the eager fast path reads, kept as globals of the
+# eager fast ops (eager/tensor.py runs them with this dict as their globals: testing a
+# global is one step, cheaper than a set's truth value or a list item)
+FAST_NS: dict = {"SPECIAL_ON": False, "NO_GRAD_ON": False}
+_NAMES = ("SPECIAL_ON", "NO_GRAD_ON")
+
+
+def flags() -> list:
+    """``[SPECIAL_ON, NO_GRAD_ON]``: whether any live context has a handler or a trace, and
+    whether any has grad disabled."""
+    return [FAST_NS["SPECIAL_ON"], FAST_NS["NO_GRAD_ON"]]
+
+
+# Each set operation and each list store is atomic (the GIL; ids are ints, so no Python
+# code runs inside them).  A context is made visible (``CTX.set``) only after its id is in
+# the set and the flag is True; whoever writes False reads the set again afterwards and
+# writes True back if it is not empty, so the last write after any add is a True.
+def _flag_on(k, i):
+    _SETS[k].add(i)
+    FAST_NS[_NAMES[k]] = True
+
+
+def _flag_off(k, i):
+    s = _SETS[k]
+    s.discard(i)
+    if not s:
+        FAST_NS[_NAMES[k]] = False
+        if s:
+            FAST_NS[_NAMES[k]] = True
 
 
 class Context:
@@ -47,14 +74,10 @@ class Context:
         self.trace = trace
         self.grad_enabled = grad_enabled
         self.plain = plain
-        if not plain or not grad_enabled:
-            with _LOCK:
-                if not plain:
-                    SPECIAL.add(id(self))
-                if not grad_enabled:
-                    NO_GRAD.add(id(self))
-                FLAGS[0] = bool(SPECIAL)
-                FLAGS[1] = bool(NO_GRAD)
+        if not plain:
+            _flag_on(0, id(self))
+        if not grad_enabled:
+            _flag_on(1, id(self))
         return self
 
     def replace(self, **kw) -> "Context":
@@ -75,11 +98,14 @@ class _Flagged(Context):
     __slots__ = ()
 
     def __del__(self):
-        with _LOCK:
-            SPECIAL.discard(id(self))
+        if not self.plain:
+            _flag_off(0, id(self))
+        if not self.grad_enabled:  # _flag_off(1, id(self)) inlined: the no_grad exit
             NO_GRAD.discard(id(self))
-            FLAGS[0] = bool(SPECIAL)
-            FLAGS[1] = bool(NO_GRAD)
+            if not NO_GRAD:
+                FAST_NS["NO_GRAD_ON"] = False
+                if NO_GRAD:
+                    FAST_NS["NO_GRAD_ON"] = True
 
 
 _new = object.__new__
@@ -93,6 +119,7 @@ _DEFAULT_HANDLER = [_no_handler]
 ROOT = Context(_no_handler)
 CTX: contextvars.ContextVar = contextvars.ContextVar("dualgraph", default=ROOT)
 get = CTX.get
+_set = CTX.set
 
 
 def install_default_handler(fn):
@@ -100,9 +127,7 @@ def install_default_handler(fn):
     _DEFAULT_HANDLER[0] = fn
     ROOT.handler = fn
     ROOT.plain = True
-    with _LOCK:
-        SPECIAL.discard(id(ROOT))
-        FLAGS[0] = bool(SPECIAL)
+    _flag_off(0, id(ROOT))
 
 
 def default_handler():
@@ -117,18 +142,27 @@ def enter(**kw):
 def enter_grad(enabled: bool):
     """``enter(grad_enabled=enabled)``, in fewer steps (``no_grad``, backward); None (and
     nothing set) when this thread's mode already is ``enabled``."""
-    c = CTX.get()
+    c = get()
     if c.grad_enabled is enabled:
         return None
-    if not c.plain or not enabled:
-        return CTX.set(Context(c.handler, c.trace, enabled))
-    # leaving no_grad for plain grad-enabled: nothing to register (Context.__new__ inlined)
-    n = _new(Context)
+    if not c.plain:
+        return _set(Context(c.handler, c.trace, enabled))
+    # a plain context with the other grad mode (Context.__new__ inlined)
+    if enabled:  # leaving no_grad: nothing to register
+        n = _new(Context)
+        n.handler = c.handler
+        n.trace = None
+        n.grad_enabled = True
+        n.plain = True
+        return _set(n)
+    n = _new(_Flagged)
     n.handler = c.handler
     n.trace = None
-    n.grad_enabled = True
+    n.grad_enabled = False
     n.plain = True
-    return CTX.set(n)
+    NO_GRAD.add(id(n))  # _flag_on(1, id(n)) inlined
+    FAST_NS["NO_GRAD_ON"] = True
+    return _set(n)
 
 
 def exit(token):  # noqa: A001
