@@ -782,6 +782,24 @@ def _nonfinite(v):
     return "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
 
 
+
+def _meta_field(name, default, always_store=False):
+    """A property of Tensor kept in its Meta (created on the first store of a value other
+    than ``default``, or of any value with ``always_store``)."""
+    def get(self):
+        m = self._meta
+        return default if m is None else getattr(m, name)
+
+    def set(self, v):
+        m = self._meta
+        if m is None:
+            if not always_store and (v is default or (default is not None and v == default)):
+                return
+            m = self._meta = Meta()
+        setattr(m, name, v)
+
+    return property(get, set)
+
 class Tensor:
     """An n-dimensional array that records the operations applied to it (as torch.Tensor)."""
 
@@ -861,45 +879,11 @@ class Tensor:
             _fresh(self)
         return self._grad_fn is None
 
-    @property
-    def _grad(self):
-        m = self._meta
-        return None if m is None else m.grad
-
-    @_grad.setter
-    def _grad(self, g):
-        m = self._meta
-        if m is None:
-            if g is None:
-                return
-            m = self._meta = Meta()
-        m.grad = g
-
-    @property
-    def _out_index(self):
-        m = self._meta
-        return 0 if m is None else m.out_index
-
-    @_out_index.setter
-    def _out_index(self, k):
-        m = self._meta
-        if m is None:
-            if not k:
-                return
-            m = self._meta = Meta()
-        m.out_index = k
-
-    @property
-    def _hooks(self):
-        m = self._meta
-        return None if m is None else m.hooks
-
-    @_hooks.setter
-    def _hooks(self, hooks):
-        m = self._meta
-        if m is None:
-            m = self._meta = Meta()
-        m.hooks = hooks
+    # .grad, a leaf's hooks and a multi-output op's output index live in Meta (most tensors
+    # never get one): reading gives the default without one, writing a default makes none
+    _grad = _meta_field("grad", None)
+    _out_index = _meta_field("out_index", 0)
+    _hooks = _meta_field("hooks", None, always_store=True)
 
     @property
     def grad(self):

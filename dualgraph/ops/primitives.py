@@ -467,21 +467,19 @@ def _pow_lowering(c, a, dt):
     return f"({x} ** {y})"
 
 
-def _max_lowering(c, a, dt):
-    if L.is_bool(dt):
-        return f"({a[0]} | {a[1]})"
-    if L.is_float(dt):
-        # numpy: NaN propagates, ties give the second operand
-        return f"({a[0]} if ({a[0]} > {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
-    return f"max({a[0]}, {a[1]})"
+def _extremum_lowering(cmp, bool_op, int_fn):
+    """maximum/minimum: numpy's NaN propagation, ties give the second operand."""
+    def rule(c, a, dt):
+        if L.is_bool(dt):
+            return f"({a[0]} {bool_op} {a[1]})"
+        if L.is_float(dt):
+            return f"({a[0]} if ({a[0]} {cmp} {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
+        return f"{int_fn}({a[0]}, {a[1]})"
+    return rule
 
 
-def _min_lowering(c, a, dt):
-    if L.is_bool(dt):
-        return f"({a[0]} & {a[1]})"
-    if L.is_float(dt):
-        return f"({a[0]} if ({a[0]} < {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
-    return f"min({a[0]}, {a[1]})"
+_max_lowering = _extremum_lowering(">", "|", "max")
+_min_lowering = _extremum_lowering("<", "&", "min")
 
 
 add_p = _elementwise("add", _torch_promote(np.add), _add_vjp, arity=2, dtype_rule=_promote_dtype,
