@@ -326,30 +326,23 @@ def main():
         todo[row][col] = (fn, max_reps)
 
     # -- dualgraph
-    if "mlp" in rows:
-        d = D["mlp"]
-        ts = [dg.tensor(d[k]) for k in MLP_ARGS]
-        step = dg.compile(dg_mlp_step, fullgraph=True)
-        put("mlp", "dg.compile", step, *ts)
-        ref = np_mlp_step(*[d[k] for k in MLP_ARGS])
-        check["mlp"] = _close([t.numpy() for t in step(*ts)], ref)
-        ps = [dg.tensor(d[k].copy(), requires_grad=True) for k in MLP_ARGS[:4]]
-        rest = [dg.tensor(d["X"]), dg.tensor(d["Y"])]
-        eager = dg_eager_step(dg_mlp_loss, 4)
-        put("mlp", "dg eager", eager, ps, rest)
-        put("mlp", "numpy", np_mlp_step, *[d[k] for k in MLP_ARGS])
-    if "rnn" in rows:
-        d = D["rnn"]
-        ts = [dg.tensor(d[k]) for k in RNN_ARGS]
-        step = dg.compile(dg_rnn_step, fullgraph=True)
-        put("rnn", "dg.compile", step, *ts)
-        ref = np_rnn_step(*[d[k] for k in RNN_ARGS])
-        check["rnn"] = _close([t.numpy() for t in step(*ts)], ref)
-        ps = [dg.tensor(d[k].copy(), requires_grad=True) for k in RNN_ARGS[:2]]
-        rest = [dg.tensor(d["xs"])]
-        eager = dg_eager_step(dg_rnn_loss, 2)
-        put("rnn", "dg eager", eager, ps, rest, max_reps=11)
-        put("rnn", "numpy", np_rnn_step, *[d[k] for k in RNN_ARGS])
+    # (row, argument names, how many are parameters, compiled step, eager loss, numpy step,
+    # eager repetitions at most)
+    for name, names, n_params, dg_step, dg_loss, np_step, reps in (
+            ("mlp", MLP_ARGS, 4, dg_mlp_step, dg_mlp_loss, np_mlp_step, 61),
+            ("rnn", RNN_ARGS, 2, dg_rnn_step, dg_rnn_loss, np_rnn_step, 11)):
+        if name not in rows:
+            continue
+        d = D[name]
+        ts = [dg.tensor(d[k]) for k in names]
+        step = dg.compile(dg_step, fullgraph=True)
+        put(name, "dg.compile", step, *ts)
+        ref = np_step(*[d[k] for k in names])
+        check[name] = _close([t.numpy() for t in step(*ts)], ref)
+        ps = [dg.tensor(d[k].copy(), requires_grad=True) for k in names[:n_params]]
+        rest = [dg.tensor(d[k]) for k in names[n_params:]]
+        put(name, "dg eager", dg_eager_step(dg_loss, n_params), ps, rest, max_reps=reps)
+        put(name, "numpy", np_step, *[d[k] for k in names])
     if "newton_grad" in rows:
         a = dg.tensor(D["newton_grad"]["a"])
         g = dg.compile(dg_newton_grad, fullgraph=True)
