@@ -107,6 +107,14 @@ def purge_numba_cache(path):
         pass
 
 
+def drop(path):
+    """Forget a kernel whose numba cache entry failed (a corrupt entry): its numba cache
+    files and its loaded module, so the next ``load`` compiles it again."""
+    purge_numba_cache(path)
+    for k in [k for k, m in sys.modules.items() if getattr(m, "__file__", None) == path]:
+        del sys.modules[k]
+
+
 def load(source, fname="kernel"):
     """The function ``fname`` of ``source``, from its content-addressed file (written if
     missing or corrupt).  Returns ``(function, path)``."""

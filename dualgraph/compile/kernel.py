@@ -24,7 +24,6 @@ import atexit
 import contextlib
 import ctypes
 import os
-import sys
 import threading
 import time
 import warnings
@@ -395,9 +394,7 @@ class Kernel:
             st = self.fn(*args, *self.consts, *outs)
         except Exception as e:  # noqa: BLE001
             # a corrupt numba cache entry: drop it and compile again, once
-            cache.purge_numba_cache(self.path)
-            for k in [k for k, m in sys.modules.items() if getattr(m, "__file__", None) == self.path]:
-                del sys.modules[k]
+            cache.drop(self.path)
             try:
                 self.fn, self.path = cache.load(self.source, self._name)
                 st = self.fn(*args, *self.consts, *outs)
@@ -462,11 +459,7 @@ class _VariantJob:
                     if attempt:
                         return
                     # a corrupt numba cache entry: drop it and compile again, once
-                    _, path = cache.kernel_path(self.source)
-                    cache.purge_numba_cache(path)
-                    for k in [k for k, m in sys.modules.items()
-                              if getattr(m, "__file__", None) == path]:
-                        del sys.modules[k]
+                    cache.drop(cache.kernel_path(self.source)[1])
         finally:
             self.done.set()
             with _pending_lock:
