@@ -79,16 +79,30 @@ def spent_node():
     """A ``CompiledFunctionBackward`` whose saved values backward already freed: the
     ``grad_fn`` of an output of a compiled training step that called ``backward()`` on it
     (compile/effects.py).  A second backward through it raises eager's error."""
-    node = CompiledFunctionBackward()
-    node.prim = _SPENT
-    node.params = _NP
-    node.inputs = None
-    node.need = ()
-    node.out = None
+    node = _node(_SPENT, None, (), None)
     node.edges = None
+    return node
+
+
+def _node(prim, inputs, need, out):
+    node = CompiledFunctionBackward()
+    node.prim = prim
+    node.params = _NP
+    node.inputs = inputs
+    node.need = need
+    node.out = out
     node.pre_hooks = None
     node.seq = _next_seq()
     return node
+
+
+def _requirements(deps, n_in):
+    """``(outputs that require grad, inputs that get a gradient)`` from the dependency
+    bit sets of ``dependencies``."""
+    used = 0
+    for d in deps:
+        used |= d
+    return tuple(bool(d) for d in deps), tuple(bool(used >> i & 1) for i in range(n_in))
 
 
 def _is_float(aval):
@@ -369,11 +383,7 @@ class AOTPlan:
         n_in, n_out = len(graph.inputs), len(graph.outputs)
         deps = dependencies(graph, rg_inputs)
         self.rg_inputs = list(rg_inputs)
-        self.out_rg = tuple(bool(d) for d in deps)
-        used = 0
-        for d in deps:
-            used |= d
-        self.need = tuple(bool(used >> i & 1) for i in range(n_in))
+        self.out_rg, self.need = _requirements(deps, n_in)
         self.wrt = [i for i in range(n_in) if self.need[i]]
         self.ct_outs = [k for k in range(n_out) if self.out_rg[k]]
         self.n_out = n_out
@@ -480,14 +490,7 @@ class AOTPlan:
             rg, need = self._per_branch(tuple(bool(res[k]) for k in range(n_out, self.n_fwd)))
             if not any(rg):  # as eagerly: the branches taken read no input that requires grad
                 return [_wrap(res[k]) for k in range(n_out)]
-        node = CompiledFunctionBackward()
-        node.prim = self
-        node.params = _NP
-        node.inputs = tuple(tensors)
-        node.need = need
-        node.out = tuple(res)
-        node.pre_hooks = None
-        node.seq = _next_seq()
+        node = _node(self, tuple(tensors), need, tuple(res))
         vers = _versions(tensors)
         if vers is not None:
             node.vers = vers
@@ -501,11 +504,7 @@ class AOTPlan:
         r = self.by_branch.get(taken)
         if r is None:
             deps = dependencies(self.graph, self.rg_inputs, dict(zip(self.conds, taken)))
-            used = 0
-            for d in deps:
-                used |= d
-            r = self.by_branch[taken] = (tuple(bool(d) for d in deps),
-                                         tuple(bool(used >> i & 1) for i in range(len(self.need))))
+            r = self.by_branch[taken] = _requirements(deps, len(self.need))
         return r
 
 
