@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from . import cache
+from . import cache, scipy_blas
 from .codegen import CompileError, generate
 
 
@@ -85,10 +85,7 @@ def cap_blas_threads():
         _blas_capped = True
         if os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("DUALGRAPH_KEEP_BLAS_THREADS"):
             return
-        try:  # numba's np.dot calls scipy's OpenBLAS: load it now, or it escapes the cap
-            import scipy.linalg.cython_blas  # noqa: F401
-        except ImportError:
-            pass
+        scipy_blas.load()  # numba's np.dot calls scipy's OpenBLAS: load it now, or it escapes the cap
         try:
             with open("/proc/self/maps") as f:
                 libs = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
@@ -169,6 +166,7 @@ class Kernel:
     """One graph compiled to one numba function."""
 
     def __init__(self, graph, name="kernel"):
+        scipy_blas.load()  # before numba's first compile or cache load (it imports scipy's BLAS)
         self.graph = graph
         self.source, self.consts, cg = generate(graph, name, parallel=False)
         self.parallel = False
