@@ -27,6 +27,11 @@ def mode(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture
+def python_kernels_only(monkeypatch):
+    monkeypatch.setattr(kernel_mod, "Kernel", _PythonKernel)
+
+
 def _plans(cf):
     return [e.aot for e in cf._cache.values() if e.aot]
 
@@ -199,6 +204,26 @@ def test_a_loop_that_runs_zero_times_gives_the_body_inputs_no_gradient():
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
 
 
+def deep(s, x, y, z, n, m):
+    """A cond in a loop in a cond branch in a loop: x is read four levels down."""
+
+    def inner(j, c):
+        return dg.cond(s[j] > 1, lambda c: c * x, lambda c: c - 1.0, c)
+
+    def body(i, c):
+        return dg.cond(s[i] > 0, lambda c: dg.fori_loop(0, m, inner, c) * y, lambda c: c * 0.5, c)
+
+    return dg.fori_loop(0, n, body, z)
+
+
+def test_deeper_nesting(python_kernels_only):
+    x, y, z = _v(2.0, -0.5), _v(1.5, 0.5), _v(1.0, 3.0)
+    cases = [(f"s={sv} n={n} m={m}", [_v(*sv), x, y, z, np.array(n), np.array(m)])
+             for sv in ((-1, -1, -1), (1, 1, 1), (2, -1, 1), (1, 2, -1))
+             for n, m in ((3, 3), (3, 0), (0, 3), (1, 1))]
+    _check(deep, cases, [(1, 2, 3), (1,), (1, 2)])
+
+
 # ----------------------------------------------------------------------------------------
 # what costs nothing: no flags where the dependencies are known statically
 # ----------------------------------------------------------------------------------------
@@ -218,11 +243,6 @@ def test_static_dependencies_add_no_outputs(python_kernels_only):
         plan = _plan(cf)
         assert plan.reach.n_flags == 0
         assert len(plan.forward.outputs) == plan.n_out + plan.n_res
-
-
-@pytest.fixture
-def python_kernels_only(monkeypatch):
-    monkeypatch.setattr(kernel_mod, "Kernel", _PythonKernel)
 
 
 def test_an_output_without_cotangent_gives_its_inputs_no_gradient(python_kernels_only):
