@@ -174,12 +174,15 @@ class _Scope:
             return t
         if pred.__class__ is Lit:
             return t if pred.value else f
+        if t is ALWAYS:  # pred or (not pred and f) == pred or f
+            return frozenset((pred,)) | (f or frozenset())
+        if f is ALWAYS:
+            return frozenset((self.bind(P.not_p, pred),)) | (t or frozenset())
         terms = []
         if t is not None:
-            terms.append(pred if t is ALWAYS else self.bind(P.and_p, pred, self.atom(t)))
+            terms.append(self.bind(P.and_p, pred, self.atom(t)))
         if f is not None:
-            npred = self.bind(P.not_p, pred)
-            terms.append(npred if f is ALWAYS else self.bind(P.and_p, npred, self.atom(f)))
+            terms.append(self.bind(P.and_p, self.bind(P.not_p, pred), self.atom(f)))
         return frozenset(terms)
 
 
