@@ -10,6 +10,12 @@ counters all come from the engine).
 
 Per signature, once:
 
+0. ``reach``: which outputs depend on which inputs that require grad, by the eager tape's
+   rule.  Where that depends on the branches taken and the trips run (eagerly, an input
+   that only a branch never taken or a loop body that never ran reads gets no gradient,
+   ``.grad`` stays None), the graph computes bool flags that say it, returned after the
+   outputs (``static/reach.py``); per call the node maps them to the outputs that require
+   grad and the inputs that get a gradient.  A graph without such control flow gets none.
 1. ``joint``: IR autodiff of the optimized forward graph, ``(inputs, cotangents) ->
    (outputs, input cotangents)`` (``static.autodiff.vjp_graph``), cotangents only for the
    outputs that require grad, input cotangents only for the inputs that need one.
@@ -24,8 +30,11 @@ Per signature, once:
    saved anyway.
 3. Both graphs are optimized, verified and compiled (``Kernel``).
 
-With ``create_graph=True`` the backward is the joint graph interpreted on the eager tape
-(differentiable, so second-order gradients work); a backward kernel numba rejects falls
+The backward gives an input a gradient only if an output that received a cotangent
+depends on it (as eagerly, where each output is its own history).  With
+``create_graph=True`` the graph is re-run on the eager tape and differentiated there
+(differentiable, so second-order gradients work, and reach the inputs eager code's
+would); a backward kernel numba rejects falls
 back to the interpreted backward graph (with a warning, or ``CompileError`` under
 ``fullgraph=True``), never to a wrong gradient.
 """
@@ -36,6 +45,7 @@ from collections import deque
 
 import numpy as np
 
+from ..eager.autograd import grad as autograd_grad
 from ..eager.engine import NODE_SEQ, Node
 from ..eager.grad_mode import is_grad_enabled, no_grad
 from ..eager.tensor import Tensor, _fresh, _versions, _wrap
@@ -44,6 +54,7 @@ from ..static.interpreter import eval_graph_eager_errors
 from ..static.ir import Graph, Var
 from ..static.ir import plan as plan_of
 from ..static.passes import optimize
+from ..static.reach import reach_graph
 from ..static.verify import verify
 from .codegen import CompileError
 
@@ -60,6 +71,29 @@ class CompiledFunctionBackward(Node):
 
     __slots__ = ()
     _multi = True
+
+
+class _Bridge:
+    """The primitive of the node between a compiled function's inputs and the graph
+    ``create_graph=True`` re-runs on the tape: the identity (cotangents pass through)."""
+
+    name = "compiled_function"
+    grad_name = "CompiledFunction"
+    multiple_results = True
+    uses_out = False
+    node_class = CompiledFunctionBackward
+    params = _NP
+
+    @staticmethod
+    def saves(need):
+        return (), False  # reads nothing
+
+    @staticmethod
+    def vjp(cts, outs, inputs, need):
+        return tuple(cts)
+
+
+_BRIDGE = _Bridge()
 
 
 class _Spent:
@@ -97,77 +131,12 @@ def _node(prim, inputs, need, out):
 
 
 def _requirements(deps, n_in):
-    """``(outputs that require grad, inputs that get a gradient)`` from the dependency
-    bit sets of ``dependencies``."""
+    """``(outputs that require grad, inputs that get a gradient)`` from each output's bit
+    set of the inputs it depends on."""
     used = 0
     for d in deps:
         used |= d
     return tuple(bool(d) for d in deps), tuple(bool(used >> i & 1) for i in range(n_in))
-
-
-def _is_float(aval):
-    return aval.dtype.kind == "f"
-
-
-# ----------------------------------------------------------------------------------------
-# which outputs require grad, and which inputs reach them
-# ----------------------------------------------------------------------------------------
-
-
-def dependencies(graph, rg_inputs, taken=None):
-    """For each output of ``graph``: the bit set (an int) of the inputs in ``rg_inputs``
-    it depends on differentiably, by the eager tape's rule: a result is recorded when an
-    operand requires grad, the primitive has a VJP and the result is a float.  ``cond``
-    and ``while`` count every operand (the branch or trip count is known only at run
-    time), except the ``cond`` equations in ``taken`` (``{eqn: bool}``): eagerly only the
-    taken branch runs, so their outputs depend on what that branch reads."""
-    return _deps(graph, {graph.inputs[i]: 1 << i for i in rg_inputs}, taken or {})
-
-
-def _deps(graph, dep, taken):
-    for e in graph.eqns:
-        m = 0
-        for x in e.inputs:
-            if x.__class__ is Var:
-                m |= dep.get(x, 0)
-        if not m or e.prim.vjp is None:
-            continue
-        if e in taken:
-            branch = e.params["true_branch" if taken[e] else "false_branch"]
-            inner = {}
-            for v, x in zip(branch.inputs, e.inputs[1:]):
-                if x.__class__ is Var and dep.get(x, 0):
-                    inner[v] = dep[x]
-            for v, m in zip(e.outs, _deps(branch, inner, {})):
-                if m and _is_float(v.aval):
-                    dep[v] = m
-            continue
-        for v in e.outs:
-            if _is_float(v.aval):
-                dep[v] = m
-    return [dep.get(x, 0) if x.__class__ is Var else 0 for x in graph.outputs]
-
-
-def branch_sensitive_conds(graph, rg_inputs):
-    """The top-level ``cond`` equations of ``graph`` (a run-time predicate) after which
-    the eager tape's dependencies differ by the branch taken: a branch that does not read
-    an operand, or reads it only through non-differentiable ops.  Their predicates decide
-    per call which outputs require grad and which inputs get a gradient (as eagerly)."""
-    out = []
-    for e in graph.eqns:
-        if e.prim.name != "cond" or e.inputs[0].__class__ is not Var:
-            continue
-        ops = e.inputs[1:]
-        full = [(1 << len(ops)) - 1 if _is_float(v.aval) else 0 for v in e.outs]
-        for key in ("true_branch", "false_branch"):
-            g = e.params[key]
-            got = _deps(g, {v: 1 << k for k, v in enumerate(g.inputs) if _is_float(v.aval)}, {})
-            # an operand that is not a float: never a dependency (the conservative rule agrees)
-            mask = sum(1 << k for k, v in enumerate(g.inputs) if _is_float(v.aval))
-            if [m & mask for m in got] != [m & mask for m in full]:
-                out.append(e)
-                break
-    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -381,9 +350,13 @@ class AOTPlan:
         self.fullgraph = fullgraph
         self.where = where
         n_in, n_out = len(graph.inputs), len(graph.outputs)
-        deps = dependencies(graph, rg_inputs)
-        self.rg_inputs = list(rg_inputs)
-        self.out_rg, self.need = _requirements(deps, n_in)
+        # which outputs depend on which inputs that require grad, as on the eager tape: the
+        # part that depends on the branches taken and the trips run is computed by the
+        # forward kernel, as bool flags returned after the outputs (static/reach.py)
+        flagged, self.reach = reach_graph(graph, rg_inputs)
+        # per output, the inputs it depends on (without flags: on every call)
+        self.deps = self.reach.static
+        self.out_rg, self.need = _requirements(self.reach.may(), n_in)
         self.wrt = [i for i in range(n_in) if self.need[i]]
         self.ct_outs = [k for k in range(n_out) if self.out_rg[k]]
         self.n_out = n_out
@@ -392,15 +365,9 @@ class AOTPlan:
         if not self.active:
             self.n_res = 0
             return
-        # cond equations whose taken branch decides the dependencies: the forward kernel
-        # also returns their predicates, after the outputs (see ``_per_branch``)
-        self.conds = branch_sensitive_conds(graph, rg_inputs)
-        self.by_branch = {}
-        preds = [e.inputs[0] for e in self.conds]
-        self.n_fwd = n_fwd = n_out + len(preds)
-        if preds:
-            graph = Graph(graph.inputs, graph.eqns, list(graph.outputs) + preds)
-        joint = optimize(vjp_graph(graph, wrt=self.wrt, ct_outputs=self.ct_outs))
+        self.by_flags = {}
+        self.n_fwd = n_fwd = n_out + self.reach.n_flags
+        joint = optimize(vjp_graph(flagged, wrt=self.wrt, ct_outputs=self.ct_outs))
         self.joint = joint
         p = partition(joint, n_in, n_fwd)
         self.forward = verify(optimize(p.forward))
@@ -409,12 +376,9 @@ class AOTPlan:
         self.bwd_inputs = p.bwd_inputs
         self.bwd_outputs = p.bwd_outputs
         self._saves = (p.bwd_inputs, bool(p.bwd_outputs))
-        # create_graph: the input cotangents of the joint graph, run on the tape (it reads
-        # the inputs, not the outputs or residuals)
-        self.joint_ct = optimize(Graph(joint.inputs, joint.eqns, joint.outputs[n_fwd:]))
-        dead = set(plan_of(self.joint_ct).dead_inputs)
-        self._saves_differentiable = (
-            tuple(i for i, v in enumerate(self.joint_ct.inputs[:n_in]) if v not in dead), False)
+        # create_graph: the graph re-run on the tape (it reads the inputs only)
+        dead = set(plan_of(graph).dead_inputs)
+        self._saves_differentiable = (tuple(i for i, v in enumerate(graph.inputs) if v not in dead), False)
         self.fwd_kernel = Kernel(self.forward, "forward")
         self.bwd_kernel = Kernel(self.backward, "backward")
         self.warned = False
@@ -428,10 +392,10 @@ class AOTPlan:
         # (grad mode is on during backward exactly when create_graph=True)
         return self._saves_differentiable if is_grad_enabled() else self._saves
 
-    def vjp(self, cts, outs, inputs, need):
+    def vjp(self, cts, outs, inputs, need, deps=None):
         cts = cts[: self.n_out]
         if is_grad_enabled():
-            return self._vjp_differentiable(cts, inputs)
+            return self._vjp_differentiable(cts, inputs, deps)
         n_fwd = self.n_fwd
         arrays = [inputs[i]._value for i in self.bwd_inputs]
         arrays += [outs[k]._value for k in self.bwd_outputs]
@@ -459,19 +423,42 @@ class AOTPlan:
             with no_grad():
                 gs = [t._value for t in eval_graph_eager_errors(self.backward, [Tensor._make(a) for a in arrays])]
         res = [None] * len(inputs)
+        reached = self._reached(cts, deps)
         for i, g in zip(self.wrt, gs):
-            res[i] = _wrap(g)
+            if reached >> i & 1:
+                res[i] = _wrap(g)
         return tuple(res)
 
-    def _vjp_differentiable(self, cts, inputs):
-        full = []
-        for k, a in zip(self.ct_outs, self.ct_avals):
-            c = cts[k]
-            full.append(Tensor._make(np.zeros(a.shape, a.dtype)) if c is None else c)
-        gs = eval_graph_eager_errors(self.joint_ct, list(inputs) + full)
+    def _reached(self, cts, deps):
+        """The bit set of the inputs the cotangents ``cts`` reach (as eagerly, an input that
+        only outputs without a cotangent depend on gets no gradient: None)."""
+        deps = self.deps if deps is None else deps
+        reached = 0
+        for c, d in zip(cts, deps):
+            if c is not None:
+                reached |= d
+        return reached
+
+    def _vjp_differentiable(self, cts, inputs, deps):
+        """``create_graph=True``: the graph re-run on the eager tape from the inputs (behind
+        a bridge node, see ``_Bridge``) and differentiated there, so that the gradients'
+        own history, and which inputs a second backward reaches, is eager code's."""
+        bridge = _node(_BRIDGE, tuple(inputs), (False,) * len(inputs),
+                       tuple(t._value for t in inputs))
+        xs = [_wrap(t._value, bridge, i) if t._requires_grad else t for i, t in enumerate(inputs)]
+        outs = eval_graph_eager_errors(self.graph, xs)
+        pairs = [(o, c) for o, c in zip(outs, cts)
+                 if c is not None and o.__class__ is Tensor and o._requires_grad]
         res = [None] * len(inputs)
-        for i, g in zip(self.wrt, gs):
-            res[i] = g
+        if pairs:
+            wrt = [i for i in self.wrt if inputs[i]._requires_grad]
+            gs = autograd_grad([o for o, _ in pairs], [xs[i] for i in wrt], [c for _, c in pairs],
+                               create_graph=True, allow_unused=True)
+            for i, g in zip(wrt, gs):
+                res[i] = g
+        # from now on the bridge passes cotangents on to the inputs (not during the
+        # backward above, which must stop at them)
+        bridge.need = tuple(x is not t for x, t in zip(xs, inputs))
         return tuple(res)
 
     # -- a call --------------------------------------------------------------------------
@@ -486,25 +473,29 @@ class AOTPlan:
             return None
         n_out = self.n_out
         rg, need = self.out_rg, self.need
-        if self.conds:
-            rg, need = self._per_branch(tuple(bool(res[k]) for k in range(n_out, self.n_fwd)))
+        if self.reach.n_flags:
+            deps, rg, need = self._per_call(tuple(bool(res[k]) for k in range(n_out, self.n_fwd)))
             if not any(rg):  # as eagerly: the branches taken read no input that requires grad
                 return [_wrap(res[k]) for k in range(n_out)]
-        node = _node(self, tuple(tensors), need, tuple(res))
+            node = _node(self, tuple(tensors), need, tuple(res))
+            node.params = {"deps": deps}
+        else:
+            node = _node(self, tuple(tensors), need, tuple(res))
         vers = _versions(tensors)
         if vers is not None:
             node.vers = vers
         return [_wrap(res[k], node, k) if rg[k] else _wrap(res[k]) for k in range(n_out)]
 
-    def _per_branch(self, taken):
-        """``(outputs that require grad, inputs that get a gradient)`` when the branch-
-        sensitive conds took the branches ``taken``: eagerly an input that only the
-        untaken branch reads gets no gradient (``.grad`` stays None), and an output whose
-        branch reads no such input does not require grad."""
-        r = self.by_branch.get(taken)
+    def _per_call(self, flags):
+        """``(dependencies per output, outputs that require grad, inputs that get a
+        gradient)`` for a call whose forward kernel returned ``flags``: eagerly an input
+        that only an untaken branch or a loop body that never ran reads gets no gradient
+        (``.grad`` stays None), and an output whose history reaches no input that requires
+        grad does not require grad."""
+        r = self.by_flags.get(flags)
         if r is None:
-            deps = dependencies(self.graph, self.rg_inputs, dict(zip(self.conds, taken)))
-            r = self.by_branch[taken] = _requirements(deps, len(self.need))
+            deps = self.reach.deps(flags)
+            r = self.by_flags[flags] = (deps,) + _requirements(deps, len(self.need))
         return r
 
 
