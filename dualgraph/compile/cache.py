@@ -41,7 +41,7 @@ def environment_key():
 
         here = os.path.dirname(os.path.abspath(__file__))
         h = hashlib.sha256()
-        for mod in ("runtime.py", "mathlib.py", "intrinsics.py", "cached_dot.py", "blas.py"):
+        for mod in ("runtime.py", "mathlib.py", "intrinsics.py", "cached_dot.py", "blas.py", "inline_ops.py"):
             p = os.path.join(here, mod)
             if os.path.exists(p):
                 with open(p, "rb") as f:

@@ -125,6 +125,7 @@ class Codegen:
         self.cur_eqn = None
         self.math_resolver = math_resolver or default_math
         self.row = None  # (index name, extent) inside a row-fused group
+        self.flat = False  # inside a flat loop: arrays of >= 2 dims read as ``x.flat[i]``
         self.depth = 0  # nesting of ``nest`` calls
         self.prealloc = set()
         self.rowlocal = set()  # row-fused temporaries holding one row
@@ -255,7 +256,9 @@ class Codegen:
         self.const_params.append(p)
         self.names[var] = p
 
-    def alloc(self, var):
+    def alloc(self, var, zero=False):
+        """The buffer of ``var``: its output parameter, a dead buffer of its shape, or a new
+        array (``zero``: zero-filled; only with ``_fresh(var)``)."""
         shape = self.shape_of(var)
         if var in self.prealloc:
             return self.names[var]
@@ -267,15 +270,30 @@ class Codegen:
         n = self.name(var)
         key = (shape, np.dtype(var.aval.dtype).str)
         top = self.level == 0 and self.row is None
-        free = self.pool.get(key) if top else None
+        free = self.pool.get(key) if top and not zero else None  # zeros: a memset, no loop
         if free:
             self.line(f"{n} = {free.pop()}  # a dead buffer, reused")
             self.reused += 1
         else:
-            self.line(f"{n} = np.empty({shape!r}, {_np_name(var.aval.dtype)})")
+            self.line(f"{n} = {self.new_array(shape, var.aval.dtype, zero)}")
         if top:
             self.owned[var] = n
         return n
+
+    def new_array(self, shape, dt, zero=False):
+        """The expression of a new C-order array: ``empty``/``zeros`` of compile/inline_ops.py
+        (intrinsics: numba compiles no ``np.empty`` implementation per kernel and dtype).
+        ``shape``: a tuple of ints, an int, or the source text of either."""
+        fn = "zeros" if zero else "empty"
+        self.imports[fn] = "dualgraph.compile.inline_ops"
+        return f"{fn}({shape!r}, {_np_name(dt)})" if not isinstance(shape, str) else \
+            f"{fn}({shape}, {_np_name(dt)})"
+
+    def int_minmax(self, fn, a, b):
+        """``imax(a, b)``/``imin(a, b)`` of two int expressions (compile/inline_ops.py: the
+        builtins ``max``/``min`` would each compile a function)."""
+        self.imports[fn] = "dualgraph.compile.inline_ops"
+        return f"{fn}({a}, {b})"
 
     _READ_ONLY = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod")
 
@@ -418,6 +436,8 @@ class Codegen:
             n = self.names[x]
             if x.aval.ndim == 0:
                 return n
+            if self.flat and x.aval.ndim > 1:
+                return f"{n}.flat[{idx[0]}]"
             if x in self.rowlocal:
                 idx = idx[1:]
             return f"{n}[{', '.join(idx)}]"
@@ -473,7 +493,7 @@ class Codegen:
             if isinstance(x, Lit):
                 args.append(self.const(x.value, cd))
             else:
-                v = self.read(x, self.broadcast_idx(idx, oshape, x.aval.shape))
+                v = self.read(x, idx if self.flat else self.broadcast_idx(idx, oshape, x.aval.shape))
                 args.append(self.cast(v, x.aval.dtype, cd))
         cd = cdts[-1]
         expr = rule.fn(self, args, cd, **eqn.params) if getattr(rule, "params", False) else rule.fn(self, args, cd)
@@ -689,15 +709,14 @@ class Codegen:
         serial = not self._would_prange(R, total, heavy)
         for v in local:
             if serial and alias[v] is None:
-                self.line(f"{self.name(v)} = np.empty({tuple(v.aval.shape[1:])!r}, "
-                          f"{_np_name(v.aval.dtype)})")
+                self.line(f"{self.name(v)} = {self.new_array(tuple(v.aval.shape[1:]), v.aval.dtype)}")
         with self._nest([R], total=total, heavy=heavy) as (r,):
             for v in local:
                 n = self.name(v)
                 if alias[v] is not None:
                     self.line(f"{n} = {alias[v]}[{r}]")
                 elif not serial:
-                    self.line(f"{n} = np.empty({tuple(v.aval.shape[1:])!r}, {_np_name(v.aval.dtype)})")
+                    self.line(f"{n} = {self.new_array(tuple(v.aval.shape[1:]), v.aval.dtype)}")
                 self.rowlocal.add(v)
                 self.prealloc.add(v)
             self.row = (r, R)
@@ -714,6 +733,88 @@ class Codegen:
                         del self.pending_store[v]
             finally:
                 self.row = None
+
+    # -- flat loops: same-shape elementwise work over C-contiguous arrays -----------------
+    def flat_ok(self, roots, shape):
+        """Can ``roots`` (equations computed at the loop's index, or values read there) be
+        computed by one flat loop over ``shape`` (>= 2 dims): every array they read,
+        directly or through fused producers, has that shape and is read at the loop's own
+        index (elementwise chains and constant fills only: no broadcast, no index map).
+        Every array a kernel names is C-contiguous (its inputs, outputs, constants and
+        buffers; row views of them), so element k of each is ``x.flat[k]``: one loop instead
+        of a nest (numba compiles each loop for tens of ms) and no per-dim index arithmetic."""
+        if len(shape) < 2 or self.row is not None or 0 in shape:
+            return False
+        stack = []
+        for r in roots:
+            if isinstance(r, Var):
+                stack.append(r)
+            elif r.prim.lowering.kind == "elementwise" or r.prim.name == "full":
+                stack.extend(r.inputs)
+            else:
+                return False
+        seen = set()
+        while stack:
+            x = stack.pop()
+            if isinstance(x, Lit) or id(x) in seen:
+                continue
+            seen.add(id(x))
+            if x.aval.ndim == 0:
+                continue
+            if tuple(x.aval.shape) != tuple(shape):
+                return False
+            p = self.virtual.get(x)
+            if p is None:
+                if x in self.rowlocal or x in self.pending_store or x not in self.names:
+                    return False
+                continue
+            if p.prim.name == "full":
+                continue
+            if p.prim.lowering.kind != "elementwise":
+                return False
+            stack.extend(p.inputs)
+        return True
+
+    def alloc_copy(self, out, x, dt):
+        """The buffer of ``out`` holding ``x`` (of ``out``'s shape, read at the same index,
+        cast to ``dt``): zero bytes when ``x`` is a constant 0 and the buffer is new, else
+        one loop (flat when it can be)."""
+        shape = self.shape_of(out)
+        p = self.virtual.get(x) if isinstance(x, Var) else None
+        value = x.value if isinstance(x, Lit) else \
+            p.params["value"] if p is not None and p.prim.name == "full" else None
+        if value is not None and self._zero_bits(value, dt) and self._fresh(out):
+            return self.alloc(out, zero=True)
+        dst = self.alloc(out)
+        if self.flat_ok([x], shape):
+            with self.flat_nest(shape) as i:
+                self.line(f"{dst}.flat[{i}] = {self.cast(self.read(x, [i]), self.dtype_of(x), dt)}")
+        else:
+            with self.nest(shape) as idx:
+                self.line(f"{dst}[{', '.join(idx)}] = {self.cast(self.read(x, list(idx)), self.dtype_of(x), dt)}")
+        return dst
+
+    @contextlib.contextmanager
+    def flat_nest(self, shape, heavy=False, parallel=None):
+        """One loop over the elements of ``shape`` (see ``flat_ok``); yields its index."""
+        was = self.flat
+        with self.nest([_size(shape)], parallel=parallel, heavy=heavy) as (i,):
+            self.flat = True
+            try:
+                yield i
+            finally:
+                self.flat = was
+
+    @staticmethod
+    def _zero_bits(value, dt):
+        """Is ``value`` as ``dt`` all zero bits (what ``zeros`` writes; not -0.0)?"""
+        v = np.asarray(value).astype(dt)
+        return not v.tobytes().strip(b"\0")
+
+    def _fresh(self, var):
+        """Can ``alloc(var, zero=True)`` make a new zeroed buffer (not an output or a
+        preset buffer)?"""
+        return var not in self.prealloc and var not in self.out_param
 
     def split_matmul(self, m, n, k):
         """Should an (m, k) @ (k, n) product of the prange variant be split in blocks over
@@ -900,6 +1001,13 @@ class Codegen:
         shape = self._sibling_shape(members[0], ())
         heavy = any(getattr(e.prim.lowering, "heavy", False)
                     or any(self.is_heavy(y) for y in e.inputs if isinstance(y, Var)) for e in members)
+        if not any(getattr(e.prim.lowering, "row_write", None) for e in members) \
+                and self.flat_ok(members, shape):
+            with self.flat_nest(shape, heavy) as i:
+                for e, dst in zip(members, dsts):
+                    self.cur_eqn = e
+                    self.line(f"{dst}.flat[{i}] = {self.eval_at(e, [i])}")
+            return
         with self.nest(shape, heavy=heavy) as idx:
             for e, dst in zip(members, dsts):
                 self.cur_eqn = e
@@ -946,10 +1054,18 @@ class Codegen:
                 expr = self.eval_at(eqn, [])
             self.bind(out, expr)
             return
-        dst = self.alloc(out)
         shape = self.shape_of(out)
+        if eqn.prim.name == "full" and self._zero_bits(eqn.params["value"], out.aval.dtype) \
+                and self._fresh(out):
+            self.alloc(out, zero=True)  # zeros: memset, no loop
+            return
+        dst = self.alloc(out)
         heavy = getattr(eqn.prim.lowering, "heavy", False) or any(
             self.is_heavy(y) for y in eqn.inputs if isinstance(y, Var))
+        if out not in self.rowlocal and self.flat_ok([eqn], shape):
+            with self.flat_nest(shape, heavy) as i:
+                self.line(f"{dst}.flat[{i}] = {self.eval_at(eqn, [i])}")
+            return
         with self.nest(shape, heavy=heavy) as idx:
             expr = self.eval_at(eqn, idx)
             self.line(f"{dst}[{', '.join(idx[1:] if out in self.rowlocal else idx)}] = {expr}")
@@ -972,7 +1088,7 @@ class Codegen:
                 if v not in self.dyn_outs:
                     self.dyn_outs.append(v)
                     rest = "".join(f", {d}" for d in v.aval.shape[1:])
-                    self.line(f"{self.name(v)} = np.empty((0{rest}), {_np_name(v.aval.dtype)})")
+                    self.line(f"{self.name(v)} = {self.new_array(f'(0{rest})', v.aval.dtype)}")
                 continue
             if isinstance(v, Var) and v not in seen and v.aval.ndim > 0:
                 self.out_param[v] = f"o{k}"
@@ -990,6 +1106,9 @@ class Codegen:
                 self.line(f"{o}[0] = {self.names[v]}")
             elif v in self.direct and self.out_param.get(v) == o:
                 continue
+            elif self.flat_ok([v], tuple(v.aval.shape)):
+                with self.flat_nest(tuple(v.aval.shape)) as i:
+                    self.line(f"{o}.flat[{i}] = {self.read(v, [i])}")
             else:
                 with self.nest(v.aval.shape) as idx:
                     self.line(f"{o}[{', '.join(idx)}] = {self.read(v, idx)}")

@@ -500,7 +500,11 @@ def python_function(source, name="kernel"):
             mod, names = line[5:].split(" import ")
             rt = importlib.import_module("dualgraph.compile.runtime")
             src_mod = importlib.import_module(mod)
+            twins = getattr(src_mod, "PY_TWINS", {})
             for n in names.split(", "):
+                if n in twins:  # compile/inline_ops.py's intrinsics: numpy's functions
+                    ns[n] = twins[n]
+                    continue
                 if hasattr(rt, n):
                     f = getattr(rt, n)
                 elif hasattr(rt, n + "_f64"):

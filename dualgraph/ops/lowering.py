@@ -296,6 +296,15 @@ def _reduce_emitter(op):
                 and getattr(c, "row", None) is None:
             _column_reduction(c, op, x, shape, dst, keepdims, adt, odt, init)
             return
+        if not kept and c.flat_ok([x], shape):  # all of a C array: one loop in memory order
+            c.line(f"{acc} = {init}")
+            with c.flat_nest(shape, parallel=False) as i:
+                _accumulate(c, op, acc, c.cast(c.read(x, [i]), xdt, adt), adt)
+            if scalar_out:
+                c.bind(out, c.cast(acc, adt, odt))
+            else:
+                c.line(f"{dst}[{', '.join(['0'] * len(out.aval.shape))}] = {c.cast(acc, adt, odt)}")
+            return
         with c.nest([shape[d] for d in kept], total=nout * max(nred, 1), heavy=heavy) as oidx:
             c.line(f"{acc} = {init}")
             with c.nest([shape[d] for d in red], parallel=False) as ridx:
@@ -348,9 +357,12 @@ def _column_reduction(c, op, x, shape, dst, keepdims, adt, odt, init):
     xdt = c.dtype_of(x)
     R, C = shape
     accs = c.tmp("acc")
-    c.line(f"{accs} = np.empty({C}, {'np.bool_' if _isb(adt) else 'np.' + np.dtype(adt).name})")
-    with c.nest([C], parallel=False) as (j,):
-        c.line(f"{accs}[{j}] = {init}")
+    if op == "sum":  # zero accumulators: zero bytes, no loop
+        c.line(f"{accs} = {c.new_array(C, adt, zero=True)}")
+    else:
+        c.line(f"{accs} = {c.new_array(C, adt)}")
+        with c.nest([C], parallel=False) as (j,):
+            c.line(f"{accs}[{j}] = {init}")
     with c.nest([R, C], parallel=False) as (i, j):
         _accumulate(c, op, f"{accs}[{j}]", c.cast(c.read(x, [i, j]), xdt, adt), adt)
     with c.nest([C], parallel=False) as (j,):
@@ -366,12 +378,12 @@ def _blocked_reduction(c, eqn, op, x, shape, red, acc, adt, init, heavy):
     b0 = max(1, RED_BLOCK // max(inner, 1))
     nb = -(-n0 // b0)
     parts = c.tmp("p")
-    c.line(f"{parts} = np.empty({nb}, {'np.bool_' if _isb(adt) else 'np.' + np.dtype(adt).name})")
+    c.line(f"{parts} = {c.new_array(nb, adt)}")
     bacc = c.tmp("acc")  # the block's own accumulator (private to a prange iteration)
     with c.nest([nb], total=n0 * inner, heavy=heavy) as (b,):
         c.line(f"{bacc} = {init}")
         j = c.tmp("i")
-        c.line(f"for {j} in range({b} * {b0}, min({b} * {b0} + {b0}, {n0})):")
+        c.line(f"for {j} in range({b} * {b0}, {c.int_minmax('imin', f'{b} * {b0} + {b0}', n0)}):")
         with c.indented():
             with c.nest([shape[d] for d in red[1:]], parallel=False) as ridx:
                 full = [None] * len(shape)
@@ -537,10 +549,8 @@ def _index_add_emit(c, eqn, op="+="):
             v = f"({c.cast(c.read(base, []), c.dtype_of(base), dt)} + {v})"
         c.bind(out, v)
         return
-    dst = c.alloc(out)
+    dst = c.alloc_copy(out, base, dt)  # zeros when base is a constant 0
     shape = c.shape_of(base)
-    with c.nest(shape) as idx:
-        c.line(f"{dst}[{', '.join(idx)}] = {c.cast(c.read(base, list(idx)), c.dtype_of(base), dt)}")
     spec = eqn.params["spec"]
     out_shape, _ = getitem_plan(shape, spec, [c.shape_of(a) for a in arrays])
     with c.nest(out_shape, parallel=False) as idx:
@@ -576,10 +586,10 @@ def _dynamic_zeros_emit(c, eqn):
         # scratch rows (written before read) from the buffer the kernel keeps across calls
         w = c.workspace(slot)
         c.line(f"if len({w}) < {n}:")
-        c.line(f"    {w} = np.empty(({shape},), np.{dt})")
+        c.line(f"    {w} = {c.new_array(f'({shape},)', dt)}")
         c.bind(out, w)
         return
-    c.bind(out, f"np.zeros(({shape},), np.{dt})")
+    c.bind(out, c.new_array(f"({shape},)", dt, zero=True))
 
 
 def _dynamic_index_emit(c, eqn):
@@ -618,12 +628,16 @@ def _dynamic_update_pre(c, eqn):
     tail = "".join(f", {d}" for d in inner)
     # grown by doubling: rows past the old end are written before they are read when the
     # buffer is scratch; zeros otherwise, as the eager implementation
-    fill = "empty" if slot is not None else "zeros"
-    c.line(f"    {o} = np.{fill}((max(2 * {n}, {iv} + 1){tail}), np.{dt.name})")
+    size = c.int_minmax("imax", f"2 * {n}", f"{iv} + 1")
+    c.line(f"    {o} = {c.new_array(f'({size}{tail})', dt, zero=slot is None)}")
     # the old rows, copied by loops (numba compiles ``o[:n] = b`` for seconds)
     with c.indented():
-        with c.nest([n] + list(inner), parallel=False, total=1) as idx:
-            c.line(f"{o}[{', '.join(idx)}] = {b}[{', '.join(idx)}]")
+        if inner:  # C order: the old rows are the first n * row-size elements of both
+            with c.nest([f"{n} * {int(np.prod(inner))}"], parallel=False, total=1) as (k,):
+                c.line(f"{o}.flat[{k}] = {b}.flat[{k}]")
+        else:
+            with c.nest([n], parallel=False, total=1) as (k,):
+                c.line(f"{o}[{k}] = {b}[{k}]")
     if slot is not None:
         c.line(f"    {c.workspace(slot)} = {o}")
     c.line("else:")
@@ -642,7 +656,14 @@ def _dynamic_update_row(c, eqn, o, iv, idx):
 
 def _dynamic_update_emit(c, eqn):
     o, iv = _dynamic_update_pre(c, eqn)
-    with c.nest(tuple(eqn.outs[0].aval.shape[1:]), parallel=False) as idx:
+    inner = tuple(eqn.outs[0].aval.shape[1:])
+    x = eqn.inputs[2]
+    if c.flat_ok([x], inner):  # the row (a C view) and x element by element: one loop
+        with c.flat_nest(inner, parallel=False) as k:
+            v = c.cast(c.read(x, [k]), c.dtype_of(x), eqn.outs[0].aval.dtype)
+            c.line(f"{o}[{iv}].flat[{k}] = {v}")
+        return
+    with c.nest(inner, parallel=False) as idx:
         _dynamic_update_row(c, eqn, o, iv, idx)
 
 
