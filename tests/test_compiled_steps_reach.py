@@ -62,12 +62,13 @@ def test_grad_none_where_the_branch_is_not_taken(backend):
             le, lc = eager(dg.tensor(x), dg.tensor(n)), comp(dg.tensor(x), dg.tensor(n))
             np.testing.assert_allclose(lc._value, le._value, rtol=1e-6)
         _same(pe, pc, f"call {k} (x {sign:+d}, {n} trips)")
-    # variants: which parameter is reached (w or v) x which .grad are None on entry (a
-    # guard); fullgraph=True: none of the calls fell back to eager code
+    # variants: which parameter is not reached (w, v, or none assumed: the first trace for
+    # a state) x which .grad are None on entry (a guard: 3 states); fullgraph=True: none
+    # of the calls fell back to eager code
     (head,) = comp._cache.values()
     assert {frozenset(e.fx.assumed) for e in head.fx.variants} == {frozenset([id(pc[0])]), frozenset([id(pc[1])]),
                                                                   frozenset()}
-    assert len(head.fx.variants) <= 7  # the first trace assumed both reached
+    assert len(head.fx.variants) <= 9
 
 
 def test_existing_grad_is_left_unchanged_when_not_reached():
@@ -90,14 +91,27 @@ def test_existing_grad_is_left_unchanged_when_not_reached():
                 assert q.grad is g and _version_of(g) == ver
 
 
-def test_sgd_momentum_weight_decay_skips_a_parameter_not_reached():
-    """opt.step() after backward(): eagerly a None .grad makes SGD skip the parameter (no
-    weight decay, no momentum, no state); the compiled step leaves it and its state too."""
+SGD = lambda ps: dg.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.05)  # noqa: E731
+ADAMW = lambda ps: dg.optim.AdamW(ps, lr=0.05, weight_decay=0.1)  # noqa: E731
+
+
+@pytest.mark.parametrize("make_opt,backend,calls", [
+    (SGD, "interpreter", CALLS + CALLS),
+    (ADAMW, "interpreter", CALLS + CALLS),
+    # numba: the same capture, flags and write-backs (test 1 runs them in kernels), and
+    # ~3 s of kernel compilation per variant
+    pytest.param(SGD, "numba", CALLS + CALLS, marks=pytest.mark.slow),
+    pytest.param(ADAMW, "numba", CALLS + CALLS, marks=pytest.mark.slow),
+], ids=["sgd_momentum_wd", "adamw", "sgd_numba", "adamw_numba"])
+def test_optimizer_skips_a_parameter_not_reached(make_opt, backend, calls):
+    """opt.step() after backward(): eagerly a None .grad makes the optimizer skip the
+    parameter (no weight decay, no momentum, no state); the compiled step leaves it and its
+    state as eager code does, after every step."""
     pe, pc = _params(3), _params(3)
 
     def make(ps):
         w, v, u = ps
-        opt = dg.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.05)
+        opt = make_opt(ps)
 
         def step(x, n):
             opt.zero_grad()
@@ -110,8 +124,8 @@ def test_sgd_momentum_weight_decay_skips_a_parameter_not_reached():
 
     eager, oe = make(pe)
     cstep, oc = make(pc)
-    comp = dg.compile(cstep, fullgraph=True)
-    for k, (sign, n) in enumerate(CALLS + CALLS):
+    comp = dg.compile(cstep, fullgraph=True, backend=backend)
+    for k, (sign, n) in enumerate(calls):
         x = np.full(3, sign * (0.5 + 0.05 * k), np.float32)
         le, lc = eager(dg.tensor(x), dg.tensor(n)), comp(dg.tensor(x), dg.tensor(n))
         np.testing.assert_allclose(lc._value, le._value, rtol=1e-5)
@@ -139,9 +153,9 @@ def test_manual_update_of_a_grad_none_raises_as_eagerly():
         return step
 
     pe, pc = _params(), _params()
-    eager, comp = make(*pe), dg.compile(make(*pc))
+    eager, comp = make(*pe), dg.compile(make(*pc), fullgraph=True)  # (never eager instead)
     x = dg.tensor(np.ones(3, np.float32))
-    for flag in (True, True, False, True):
+    for flag in (True, True, False, True, True, False, False, True):
         f = dg.tensor(np.array(flag))
         if flag:
             eager(x, f)

@@ -29,6 +29,14 @@ optimizer state -- exactly as the eager function does:
   its first call creates state (``dg.optim``'s optimizers) raises ``ops.context.EagerFirst``
   under a trace: that call runs eagerly, without a warning, and the next one is traced.
 
+* **reach**: eagerly, ``backward()`` leaves the ``.grad`` of a parameter its tape does not
+  reach on this call (read only by a ``dg.cond`` branch not taken, or by a loop body that
+  ran zero times) as it was, and the code after it sees that (an optimizer skips a None
+  grad).  Where that depends on the data, the program returns "reached" flags
+  (``Live._reach``, static/reach.py) and each variant assumes a set of parameters not
+  reached (their ``.grad`` left alone while tracing); a call whose flags disagree is run
+  again, before any write-back, by the variant for what they say (``call``).
+
 Temporaries: an eager tensor created inside the traced function (``dg.tensor(...)``) and
 unreachable once the trace ended (reference counts of the tensor and of its array) stays
 a graph constant, as before; its writes are dropped (nobody can see them).
@@ -698,13 +706,13 @@ def call(cf, key, head, args, kwargs, again=False):
     """One call of a compiled function with captured tensors (``again``: run a second
     time, by the variant for the leaves the first run's backward() did not reach)."""
     variants = head.fx.variants
-    want = head.fx.want
+    want = head.fx.want  # the leaves the last run did not reach: its variants first
     entry = bound = None
-    for e in variants:
+    for e in sorted(variants, key=lambda e: bool(e.fx.dyn) and e.fx.assumed != want):
         if e.eager:
             return cf._fn(*args, **kwargs)
-        if e.fx.dyn and e.fx.assumed != want:
-            continue
+        if again and e.fx.dyn and e.fx.assumed != want:
+            break  # (the ones left assume other leaves not reached)
         bound = e.fx.bind()
         if bound is not None:
             entry = e
@@ -712,7 +720,11 @@ def call(cf, key, head, args, kwargs, again=False):
     name = getattr(cf._fn, "__qualname__", "function")
     if entry is None:
         # the state the traces assumed has changed (a .grad appeared or went, flags,
-        # hyperparameters): trace a new variant
+        # hyperparameters): trace a new variant -- taking every leaf as reached unless
+        # this call's first run said which are not (code that reads a .grad eager code
+        # leaves None must fail only where it fails eagerly)
+        if not again:
+            want = frozenset()
         # (the limit is per set of leaves assumed not reached, see Effects)
         if sum(1 for e in variants if not e.fx.dyn or e.fx.assumed == want) >= MAX_VARIANTS:
             return _eager_after(cf, key, head, (
