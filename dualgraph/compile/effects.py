@@ -708,7 +708,9 @@ def call(cf, key, head, args, kwargs, again=False):
     variants = head.fx.variants
     want = head.fx.want  # the leaves the last run did not reach: its variants first
     entry = bound = None
-    for e in sorted(variants, key=lambda e: bool(e.fx.dyn) and e.fx.assumed != want):
+    order = variants if len(variants) == 1 else sorted(
+        variants, key=lambda e: bool(e.fx.dyn) and e.fx.assumed != want)
+    for e in order:
         if e.eager:
             return cf._fn(*args, **kwargs)
         if again and e.fx.dyn and e.fx.assumed != want:
@@ -837,15 +839,20 @@ def _run(cf, entry, bound, args, kwargs, where):
                 return res
         outs = eval_graph_eager_errors(entry.graph, ins)
         n = fx.n_user
-        if fx.dyn and fx.unreached([o._value for o in outs[n:]]) is not None:
-            return _again(cf, fx, [o._value for o in outs[n:]], args, kwargs, where)
-        fx.apply(located, [o._value for o in outs[n:]], arrays, _leaves(fx, args, kwargs))
+        effect_outs = [o._value for o in outs[n:]]
+        if fx.dyn:
+            u = fx.unreached(effect_outs)
+            if u is not None:
+                return _again(cf, u, args, kwargs, where)
+        fx.apply(located, effect_outs, arrays, _leaves(fx, args, kwargs))
         if fx.spent:
             return entry.result(_with_spent(fx.spent, [o._value for o in outs[:n]]))
         return entry.result(list(outs[:n]))
     n = fx.n_user
-    if fx.dyn and fx.unreached(res[n:]) is not None:
-        return _again(cf, fx, res[n:], args, kwargs, where)
+    if fx.dyn:
+        u = fx.unreached(res[n:])
+        if u is not None:
+            return _again(cf, u, args, kwargs, where)
     fx.apply(located, res[n:], arrays, _leaves(fx, args, kwargs))
     if entry.single and not entry.py_outs:
         if fx.spent:  # the loss of ``loss.backward(); ...; return loss``
@@ -856,11 +863,11 @@ def _run(cf, entry, bound, args, kwargs, where):
     return entry.result([Tensor._make(a) for a in res[:n]])
 
 
-def _again(cf, fx, outs, args, kwargs, where):
-    """The call's backward() reached other leaves than the variant assumed (nothing was
-    written back yet): run the variant traced for what it reached (made if needed)."""
+def _again(cf, u, args, kwargs, where):
+    """The call's backward() did not reach the leaves ``u`` (ids), not those the variant
+    assumed (nothing was written back yet): run the variant traced for ``u`` (made if
+    needed).  ``u`` False: it was called on a root that reached none."""
     key, head, again = where
-    u = fx.unreached(outs)
     if u is False or again:  # (again: cannot happen, both runs compute the same flags)
         return cf._fn(*args, **kwargs)  # eager code raises its error
     head.fx.want = u
