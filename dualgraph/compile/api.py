@@ -287,6 +287,8 @@ class CompiledFunction:
             return
         self._warned_retrace = True
         keys = self._keys[-RETRACE_WARN:]
+        if len({repr(k) for k in keys}) == 1:
+            return  # variants of one signature (compile/effects.py limits and warns about those)
         changing = []
         if all(isinstance(k, tuple) for k in keys) and len({len(k) for k in keys}) == 1:
             # fast keys: one entry per positional argument; slow keys: (tree, leaves)

@@ -29,6 +29,14 @@ optimizer state -- exactly as the eager function does:
   its first call creates state (``dg.optim``'s optimizers) raises ``ops.context.EagerFirst``
   under a trace: that call runs eagerly, without a warning, and the next one is traced.
 
+* **reach**: eagerly, ``backward()`` leaves the ``.grad`` of a parameter its tape does not
+  reach on this call (read only by a ``dg.cond`` branch not taken, or by a loop body that
+  ran zero times) as it was, and the code after it sees that (an optimizer skips a None
+  grad).  Where that depends on the data, the program returns "reached" flags
+  (``Live._reach``, static/reach.py) and each variant assumes a set of parameters not
+  reached (their ``.grad`` left alone while tracing); a call whose flags disagree is run
+  again, before any write-back, by the variant for what they say (``call``).
+
 Temporaries: an eager tensor created inside the traced function (``dg.tensor(...)``) and
 unreachable once the trace ended (reference counts of the tensor and of its array) stays
 a graph constant, as before; its writes are dropped (nobody can see them).
@@ -49,6 +57,7 @@ from ..ops.primitives import const_p
 from ..ops.registry import ShapedArray
 from ..static.interpreter import eval_graph_eager_errors
 from ..static.ir import Eqn, Graph, Var
+from ..static.reach import reach_graph
 from ..static.tracer import Tracer, TracerError, trace_function
 from ..static.tree import tree_flatten
 from .aot import spent_node
@@ -57,6 +66,7 @@ from .codegen import CompileError
 _nd = np.ndarray
 MAX_VARIANTS = 8  # traced variants (guard sets) per argument signature
 MAX_RETRACES = 4  # stability re-traces that came out different
+_ASSUME = [frozenset()]  # the leaves (ids) the next trace assumes backward() does not reach
 
 
 class _Rec:
@@ -112,6 +122,8 @@ class Live:
         self.root = None  # the top-level Builder (set by trace_function)
         self.recs = {}  # id(tensor) -> _Rec, in first-touch order
         self.backward_ran = False
+        self.backward_roots = []  # the Vars backward() was called on
+        self.assume = _ASSUME[0]  # ids of the leaves this trace assumes backward() misses
         self.guards = []  # (fn, value): Python state the trace depends on
         self.guard_keys = set()
         self.n_effect_outs = 0
@@ -161,6 +173,12 @@ class Live:
             return True
         o = self.origins.get(id(t))
         return (o is not None and o[0] is t) or any(t is a for _, a, _ in self.args)
+
+    def note_backward(self, roots, builder):
+        self.backward_ran = True
+        if builder is self.root:
+            self.backward_roots += [t._value.var for t in roots
+                                    if t._value.__class__ is Tracer and t._value.builder is builder]
 
     def note_write(self, t, builder):
         o = self.origins.get(id(t))
@@ -320,7 +338,8 @@ class Live:
                     consts.append(Eqn(const_p, [], {"value": value}, [r.var], None))
                 continue
             kept.append(r)
-        eqns = consts + list(graph.eqns)
+        body, flag_vars, dyn = self._reach(graph, kept)
+        eqns = consts + body
         used = set()
         for e in eqns:
             for a in e.inputs:
@@ -358,6 +377,10 @@ class Live:
             out_atoms.append(atom)
             if isinstance(atom, Var):
                 used.add(atom)
+        at = len(out_atoms) - n_user
+        dyn = [(tid, tuple(at + f for f in fl)) for tid, fl in dyn]
+        out_atoms += flag_vars
+        used.update(flag_vars)
         scalars = []
         for fn, var, dt in self.scalars:
             if var in used:
@@ -370,8 +393,42 @@ class Live:
                     target, owner.get(id(target.t)), None, None, None)
         g = Graph(inputs, eqns, out_atoms, graph.in_tree, graph.out_tree)
         fx = Effects(entries, [(fn, v) for fn, v in self.guards], n_user, n_args, scalars, arg_writes,
-                     self.spent)
+                     self.spent, dyn, self.assume)
         return g, fx
+
+    def _reach(self, graph, kept):
+        """``(equations, flag outputs, dyn)``: which leaves the ``backward()`` calls reach
+        is decided per call as eagerly (static/reach.py) -- a parameter read only by a
+        branch not taken, or by a loop body that ran zero times, keeps its ``.grad``.
+        ``dyn``: ``(id of the leaf, indices of its flags in the flag outputs)`` for the
+        leaves reached on some runs only (it is reached when one of its flags is true),
+        then ``(None, its flags)`` for each root that may reach no leaf.  Without such leaves:
+        the graph's equations, no flags."""
+        none = list(graph.eqns), [], []
+        roots = list(dict.fromkeys(self.backward_roots))
+        index = {v: i for i, v in enumerate(graph.inputs)}
+        leaves = [r for r in kept if r.var in index and r.rg and r.grad_fn is None and not r.had_graph]
+        if not leaves or not roots:
+            return none
+        # the forward part: up to the last root's equation (taping a loop for backward()
+        # may have put equations before it since)
+        want = set(roots)
+        end = 1 + max((k for k, e in enumerate(graph.eqns) if want.intersection(e.outs)), default=-1)
+        flagged, reach = reach_graph(Graph(graph.inputs, graph.eqns[:end], roots),
+                                     [index[r.var] for r in leaves])
+        dyn = []
+        for r in leaves:
+            b = index[r.var]
+            if any(m >> b & 1 for m in reach.static):
+                continue
+            fl = sorted({f for d in reach.dynamic for bit, f in d if bit == b})
+            if fl:
+                dyn.append((id(r.t), fl))
+        if not dyn:
+            return none
+        # a root reaching no leaf on this run does not require grad: eager backward() raises
+        dyn += [(None, [f for _, f in d]) for s, d in zip(reach.static, reach.dynamic) if not s and d]
+        return list(flagged.eqns) + list(graph.eqns[end:]), list(flagged.outputs[len(roots):]), dyn
 
 
 class _Spec:
@@ -430,10 +487,22 @@ class Effects:
     ``loss.backward()`` raises eager's "backward through the graph a second time" error.
     (An output whose graph is still live -- the function did not call backward on it --
     comes back without one: its gradient would flow into the captured tensors, which the
-    compiled program cannot do after the call.)"""
+    compiled program cannot do after the call.)
 
-    def __init__(self, specs, guards, n_user, n_args, scalars=(), arg_writes=(), spent=()):
+    ``dyn``: the leaves whose ``.grad`` a ``backward()`` inside the function sets on some
+    runs only (a parameter read only by one branch of a ``dg.cond``, or by a loop body),
+    each with the effect outputs of its bool flags (reached when one is true, see
+    ``Live._reach``); ``assumed``: those the trace took as not reached (their ``.grad``
+    left as it was, the code after ``backward()`` seeing it so: an optimizer skips them).
+    A call whose flags say otherwise is run again by the variant traced for what they
+    say (``unreached``, ``call``)."""
+
+    def __init__(self, specs, guards, n_user, n_args, scalars=(), arg_writes=(), spent=(), dyn=(),
+                 assumed=frozenset()):
         self.specs = specs
+        self.dyn = tuple(dyn)
+        self.assumed = assumed
+        self.want = frozenset()  # (first variant of a signature) the last call's unreached set
         self.spent = tuple(spent)
         self.arg_writes = list(arg_writes)  # (argument leaf position, effect output, versions)
         self.scalars = list(scalars)  # (fn, dtype): trailing inputs after the tensors
@@ -535,6 +604,15 @@ class Effects:
                 if rg is not None:
                     t._requires_grad = rg
 
+    def unreached(self, outs):
+        """None when the call's flags (in the effect outputs ``outs``) say the trace's
+        assumption held; else the leaves (ids) its backward() did not reach, or False
+        when it was called on a root that reached none (eagerly: an error)."""
+        u = frozenset(tid for tid, fl in self.dyn if not any(outs[k] for k in fl))
+        if None in u:
+            return False
+        return None if u == self.assumed else u
+
     def _make_plan(self):
         n = self.n_user
         writes = [(i, s.write - n) for i, s in enumerate(self.specs) if s.write is not None]
@@ -549,7 +627,8 @@ class Effects:
 
     def key(self):
         return (tuple(s.key() for s in self.specs), tuple(v for _, v in self.guards), self.n_user,
-                tuple(str(dt) for _, dt in self.scalars), tuple(self.arg_writes), self.spent)
+                tuple(str(dt) for _, dt in self.scalars), tuple(self.arg_writes), self.spent, self.dyn,
+                tuple(sorted(self.assumed)))
 
 
 def _desc(t):
@@ -623,13 +702,19 @@ def _eager_after(cf, key, head, reason, args, kwargs):
     return cf._fn(*args, **kwargs) if e.eager else None
 
 
-def call(cf, key, head, args, kwargs):
-    """One call of a compiled function with captured tensors."""
+def call(cf, key, head, args, kwargs, again=False):
+    """One call of a compiled function with captured tensors (``again``: run a second
+    time, by the variant for the leaves the first run's backward() did not reach)."""
     variants = head.fx.variants
+    want = head.fx.want  # the leaves the last run did not reach: its variants first
     entry = bound = None
-    for e in variants:
+    order = variants if len(variants) == 1 else sorted(
+        variants, key=lambda e: bool(e.fx.dyn) and e.fx.assumed != want)
+    for e in order:
         if e.eager:
             return cf._fn(*args, **kwargs)
+        if again and e.fx.dyn and e.fx.assumed != want:
+            break  # (the ones left assume other leaves not reached)
         bound = e.fx.bind()
         if bound is not None:
             entry = e
@@ -637,13 +722,18 @@ def call(cf, key, head, args, kwargs):
     name = getattr(cf._fn, "__qualname__", "function")
     if entry is None:
         # the state the traces assumed has changed (a .grad appeared or went, flags,
-        # hyperparameters): trace a new variant
-        if len(variants) >= MAX_VARIANTS:
+        # hyperparameters): trace a new variant -- taking every leaf as reached unless
+        # this call's first run said which are not (code that reads a .grad eager code
+        # leaves None must fail only where it fails eagerly)
+        if not again:
+            want = frozenset()
+        # (the limit is per set of leaves assumed not reached, see Effects)
+        if sum(1 for e in variants if not e.fx.dyn or e.fx.assumed == want) >= MAX_VARIANTS:
             return _eager_after(cf, key, head, (
                 f"dg.compile: `{name}` needed more than {MAX_VARIANTS} traces for one argument "
                 "signature (the Python-side state it reads -- .grad being None or not, "
                 "requires_grad flags, optimizer hyperparameters -- keeps changing)"), args, kwargs)
-        new = _retrace(cf, key, head, args, kwargs)
+        new = _retrace(cf, key, head, args, kwargs, want)
         if new.eager:
             return _eager_call(cf, new, args, kwargs)
         variants.append(new)
@@ -658,7 +748,7 @@ def call(cf, key, head, args, kwargs):
     if fx.calls == 2 and not fx.checked:
         # the second use of a variant: trace again; a different program means the first
         # trace saw Python state that changed since (lazily made state, a counter)
-        new = _retrace(cf, key, head, args, kwargs)
+        new = _retrace(cf, key, head, args, kwargs, fx.assumed)
         if new.eager:
             return _eager_call(cf, new, args, kwargs)
         if new.fx.fingerprint == fx.fingerprint:
@@ -678,18 +768,23 @@ def call(cf, key, head, args, kwargs):
                 cf._cache.pop(key, None)
                 cf._fail(key, f"dg.compile: `{name}` gives a different program each time it is "
                               "traced (it branches on Python state that changes between calls)")
-    return _run(cf, entry, bound, args, kwargs)
+    return _run(cf, entry, bound, args, kwargs, (key, head, again))
 
 
 def _eager_call(cf, entry, args, kwargs):
     return entry.done[0] if entry.done is not None else cf._fn(*args, **kwargs)
 
 
-def _retrace(cf, key, head, args, kwargs):
+def _retrace(cf, key, head, args, kwargs, assume=frozenset()):
     """A new traced entry for ``key`` (``head`` stays the cached one), or an eager entry:
     a capture failure (cached by _fail: the signature runs eagerly from now on), or a call
-    that must run eagerly (not cached)."""
-    new = cf._build(key, args, kwargs)
+    that must run eagerly (not cached).  ``assume``: the leaves (ids) the trace takes as
+    not reached by its backward() calls."""
+    _ASSUME[0] = assume
+    try:
+        new = cf._build(key, args, kwargs)
+    finally:
+        _ASSUME[0] = frozenset()
     if new.eager:
         return new
     cf._cache[key] = head
@@ -699,7 +794,7 @@ def _retrace(cf, key, head, args, kwargs):
     return new
 
 
-def _run(cf, entry, bound, args, kwargs):
+def _run(cf, entry, bound, args, kwargs, where):
     located, live_arrays = bound
     fx = entry.fx
     if kwargs or any(a.__class__ is not Tensor for a in args):
@@ -744,11 +839,20 @@ def _run(cf, entry, bound, args, kwargs):
                 return res
         outs = eval_graph_eager_errors(entry.graph, ins)
         n = fx.n_user
-        fx.apply(located, [o._value for o in outs[n:]], arrays, _leaves(fx, args, kwargs))
+        effect_outs = [o._value for o in outs[n:]]
+        if fx.dyn:
+            u = fx.unreached(effect_outs)
+            if u is not None:
+                return _again(cf, u, args, kwargs, where)
+        fx.apply(located, effect_outs, arrays, _leaves(fx, args, kwargs))
         if fx.spent:
             return entry.result(_with_spent(fx.spent, [o._value for o in outs[:n]]))
         return entry.result(list(outs[:n]))
     n = fx.n_user
+    if fx.dyn:
+        u = fx.unreached(res[n:])
+        if u is not None:
+            return _again(cf, u, args, kwargs, where)
     fx.apply(located, res[n:], arrays, _leaves(fx, args, kwargs))
     if entry.single and not entry.py_outs:
         if fx.spent:  # the loss of ``loss.backward(); ...; return loss``
@@ -757,6 +861,17 @@ def _run(cf, entry, bound, args, kwargs):
     if fx.spent:
         return entry.result(_with_spent(fx.spent, res[:n]))
     return entry.result([Tensor._make(a) for a in res[:n]])
+
+
+def _again(cf, u, args, kwargs, where):
+    """The call's backward() did not reach the leaves ``u`` (ids), not those the variant
+    assumed (nothing was written back yet): run the variant traced for ``u`` (made if
+    needed).  ``u`` False: it was called on a root that reached none."""
+    key, head, again = where
+    if u is False or again:  # (again: cannot happen, both runs compute the same flags)
+        return cf._fn(*args, **kwargs)  # eager code raises its error
+    head.fx.want = u
+    return call(cf, key, head, args, kwargs, True)
 
 
 def _with_spent(spent, values):

@@ -231,7 +231,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, inputs=None, all
     try:
         tr = _context.get().trace
         if tr is not None and inputs is None:  # a backward() that accumulates into .grad
-            tr.note_backward()
+            tr.note_backward(roots)
         captured = None
         capture_leaf = capture_node = None
         if inputs is not None:
@@ -551,6 +551,8 @@ def _accumulate(leaf, g, create_graph, capture_leaf, captured, deferred=None):
         # an existing .grad is added to in place, as below (a write the trace records)
         tr = _context.get().trace
         if tr is not None:
+            if tr.drops_grad(leaf):  # a run where the tape does not reach it (dg.compile)
+                return
             tr.note_write(leaf)
         cur = leaf._grad
         if cur is None:

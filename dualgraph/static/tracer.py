@@ -247,10 +247,15 @@ class Builder:
             return None
         return self.live.scalar(fn)
 
-    def note_backward(self):
-        """``backward()`` / ``autograd.grad`` runs under this trace."""
+    def note_backward(self, roots=()):
+        """``backward()`` from ``roots`` runs under this trace (accumulating into ``.grad``)."""
         if self.live is not None:
-            self.live.backward_ran = True
+            self.live.note_backward(roots, self)
+
+    def drops_grad(self, leaf):
+        """Under dg.compile: this trace assumes the eager tape does not reach ``leaf`` (its
+        ``.grad`` is left as it was, compile/effects.py)."""
+        return self.live is not None and id(leaf) in self.live.assume
 
     # -- the tracer handler ------------------------------------------------------------
     def process(self, prim, args, params):
