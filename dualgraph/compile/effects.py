@@ -46,6 +46,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -66,7 +67,8 @@ from .codegen import CompileError
 _nd = np.ndarray
 MAX_VARIANTS = 8  # traced variants (guard sets) per argument signature
 MAX_RETRACES = 4  # stability re-traces that came out different
-_ASSUME = [frozenset()]  # the leaves (ids) the next trace assumes backward() does not reach
+# per thread: the leaves (ids) the next trace of this thread assumes backward() does not reach
+_ASSUME = threading.local()
 
 
 class _Rec:
@@ -123,7 +125,7 @@ class Live:
         self.recs = {}  # id(tensor) -> _Rec, in first-touch order
         self.backward_ran = False
         self.backward_roots = []  # the Vars backward() was called on
-        self.assume = _ASSUME[0]  # ids of the leaves this trace assumes backward() misses
+        self.assume = getattr(_ASSUME, "ids", frozenset())  # leaves this trace takes as not reached
         self.guards = []  # (fn, value): Python state the trace depends on
         self.guard_keys = set()
         self.n_effect_outs = 0
@@ -780,11 +782,11 @@ def _retrace(cf, key, head, args, kwargs, assume=frozenset()):
     a capture failure (cached by _fail: the signature runs eagerly from now on), or a call
     that must run eagerly (not cached).  ``assume``: the leaves (ids) the trace takes as
     not reached by its backward() calls."""
-    _ASSUME[0] = assume
+    _ASSUME.ids = assume
     try:
         new = cf._build(key, args, kwargs)
     finally:
-        _ASSUME[0] = frozenset()
+        _ASSUME.ids = frozenset()
     if new.eager:
         return new
     cf._cache[key] = head
