@@ -33,6 +33,8 @@ CASES = {
                 "x = dg.tensor(x0, requires_grad=True); chain(x, c)", N_OPS),
     "no_grad": ("x0 = np.linspace(-1, 1, 16).astype(np.float32); c = dg.tensor(np.full(16, 0.5, np.float32))",
                 "with dg.no_grad(): chain(dg.tensor(x0), c)", N_OPS),
+    "plain": ("x0 = np.linspace(-1, 1, 16).astype(np.float32); c = dg.tensor(np.full(16, 0.5, np.float32))",
+              "chain(dg.tensor(x0), c)", N_OPS),  # no_grad's chain without the no_grad
     "enter_ng": ("pass", "for _ in R100:\n        with dg.no_grad(): pass", 100),
     "add_tt": ("c = dg.tensor(np.full(16, 0.5, np.float32))", "for _ in R100: c + c", 100),
     "add_float": ("c = dg.tensor(np.full(16, 0.5, np.float32))", "for _ in R100: c + 1.0", 100),
