@@ -182,7 +182,7 @@ def _numpy_vars() -> tuple:
     try:
         import ctypes
 
-        from numpy._core import _multiarray_umath as mu
+        from numpy._core import _multiarray_umath as mu  # numpy >= 2: the table has 304, 305
 
         get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
         get_ptr.restype = ctypes.c_void_p
