@@ -178,6 +178,9 @@ _NEED1 = (True,)
 _NEED_TT = (True, True)
 _NEED_TF = (True, False)
 _NEED_FT = (False, True)
+# the shape of a 0-d tensor: CPython has one empty tuple, so ``shape is _SCALAR`` tests it
+# without the truth-value call ``not shape`` makes
+_SCALAR = ()
 _next_seq = NODE_SEQ.__next__
 
 
@@ -204,7 +207,7 @@ def unary(x):
     v = x._value
 PROMOTE
     out = uimpl(v)
-    if not x.shape:  # 0-d: numpy returns a scalar (an array otherwise)
+    if x.shape is _SCALAR:  # 0-d: numpy returns a scalar (an array otherwise)
         out = np.asarray(out)
     if RECORDS(x._requires_grad):
 {NODE}
@@ -290,7 +293,7 @@ def binary(x, y):
         xm = None
     else:
         return apply(prim, (x, y), _NP)
-    if not shape:  # 0-d: numpy returns a scalar (an array otherwise)
+    if shape is _SCALAR:  # 0-d: numpy returns a scalar (an array otherwise)
         out = np.asarray(out)
     if RECORDS(xr or yr):
         need = _NEED_TT if xr and yr else (_NEED_TF if xr else _NEED_FT)
@@ -369,7 +372,7 @@ def _fast_op(prim):
     # names are the cells of a factory
     env = _context.FAST_NS
     env.update({k: globals()[k] for k in (
-        "Tensor", "Node", "_NP", "_fresh", "_F32", "_F64", "_ndarray", "np", "_NEED1", "_NEED_TT",
+        "Tensor", "Node", "_NP", "_SCALAR", "_fresh", "_F32", "_F64", "_ndarray", "np", "_NEED1", "_NEED_TT",
         "_NEED_TF", "_NEED_FT", "_op_error", "_new", "_next_seq", "_versions", "apply", "_bshape")})
     env["get"] = _get
     node_class(prim)
@@ -393,8 +396,18 @@ def _fast_op(prim):
     src = src.replace("SAVED", "out" if prim.uses_out else "None")
     name = "unary" if prim.arity == 1 else "binary"
     src = "def _factory(prim, impl, raw, uimpl):\n" + _indent(src, 4) + f"    return {name}\n"
-    exec(compile(src, f"<dualgraph fast op {prim.name}>", "exec"), env)  # noqa: S102
+    code = _FAST_CODE.get(src)
+    if code is None:
+        code = _FAST_CODE[src] = compile(src, "<dualgraph fast op>", "exec")
+    exec(code, env)  # noqa: S102
     return env.pop("_factory")(prim, impl, raw, raw if promote else impl)
+
+
+# fast-op source text -> its code object: the primitives whose text is the same (add, mul,
+# sub, ...) share one code object, so a chain of them runs one body's bytecode and inline
+# caches (as the closures of the baseline did) rather than one copy per primitive, which
+# spread the hot path over more lines of the data cache (wall time, not instructions)
+_FAST_CODE: dict = {}
 
 
 def _fast_factory(prim):
@@ -813,7 +826,8 @@ class Tensor:
 
     def __init__(self, data, dtype=None, requires_grad=False):
         self._value = v = _to_array(data, dtype)
-        self.shape = _shape_of(v)
+        s = _SHAPES.get(v.shape)  # _shape_of(v) inlined where the shape is known
+        self.shape = s if s is not None else _shape_of(v)
         self._grad_fn = None
         self._requires_grad = False
         self._meta = None

@@ -23,11 +23,19 @@ ops to the exact check, never to a wrong answer.  The answers are kept as two bo
 ``SPECIAL_ON`` and ``NO_GRAD_ON`` in ``FAST_NS``, written without a lock in an order that
 never leaves one False while its set holds an id (``_flag_on``, ``_flag_off``; a flag may
 stay True a moment too long, which only costs the exact check).
+
+The common ``no_grad`` (default handler, no trace) sets one shared context, ``NG``, and
+leaving it sets ``BASE`` (ROOT's twin, see ``_adopt``): no context is made or freed per
+``with``.  ``NG`` is alive in some thread or task exactly while a context holds it, which
+its reference count tells (``_no_grad_off``, checked when a grad mode is left and by
+``flags()``): a copied context that keeps it after its ``with`` keeps ``NO_GRAD_ON`` True
+until the next such check after the copy is freed (again only the exact check).
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 
 
 SPECIAL: set = set()  # ids of live contexts with a handler or a trace (not ``plain``)
@@ -43,6 +51,8 @@ _NAMES = ("SPECIAL_ON", "NO_GRAD_ON")
 def flags() -> list:
     """``[SPECIAL_ON, NO_GRAD_ON]``: whether any live context has a handler or a trace, and
     whether any has grad disabled."""
+    if FAST_NS["NO_GRAD_ON"]:
+        _no_grad_off()
     return [FAST_NS["SPECIAL_ON"], FAST_NS["NO_GRAD_ON"]]
 
 
@@ -58,10 +68,23 @@ def _flag_on(k, i):
 def _flag_off(k, i):
     s = _SETS[k]
     s.discard(i)
-    if not s:
+    if k:
+        _no_grad_off()
+    elif not s:
         FAST_NS[_NAMES[k]] = False
         if s:
             FAST_NS[_NAMES[k]] = True
+
+
+def _no_grad_off():
+    """``NO_GRAD_ON = False`` if no context with grad disabled is alive: ``NO_GRAD`` is
+    empty and no context holds ``NG`` (its reference count is back to ``_NG_FREE``).  Both
+    are read again after the write (True written back if either changed), and entering
+    ``NG`` sets it before writing True, so the last write after any entry is a True."""
+    if not NO_GRAD and _refs(NG) == _NG_FREE:
+        FAST_NS["NO_GRAD_ON"] = False
+        if NO_GRAD or _refs(NG) != _NG_FREE:
+            FAST_NS["NO_GRAD_ON"] = True
 
 
 class Context:
@@ -100,12 +123,8 @@ class _Flagged(Context):
     def __del__(self):
         if not self.plain:
             _flag_off(0, id(self))
-        if not self.grad_enabled:  # _flag_off(1, id(self)) inlined: the no_grad exit
-            NO_GRAD.discard(id(self))
-            if not NO_GRAD:
-                FAST_NS["NO_GRAD_ON"] = False
-                if NO_GRAD:
-                    FAST_NS["NO_GRAD_ON"] = True
+        if not self.grad_enabled:
+            _flag_off(1, id(self))
 
 
 _new = object.__new__
@@ -117,6 +136,16 @@ def _no_handler(prim, args, params):
 
 _DEFAULT_HANDLER = [_no_handler]
 ROOT = Context(_no_handler)
+# ROOT's twin, the value ``_adopt`` sets: a context holding BASE has its numpy variables set
+BASE = Context(_no_handler)
+# BASE with grad disabled, shared by every plain no_grad (a Context: it never leaves a set)
+NG = _new(Context)
+NG.handler = _no_handler
+NG.trace = None
+NG.grad_enabled = False
+NG.plain = False
+_refs = sys.getrefcount
+_NG_FREE = _refs(NG)  # NG's count while no context holds it: this module's name, the argument
 CTX: contextvars.ContextVar = contextvars.ContextVar("dualgraph", default=ROOT)
 get = CTX.get
 _set = CTX.set
@@ -125,9 +154,68 @@ _set = CTX.set
 def install_default_handler(fn):
     """The eager layer's handler becomes the default of every thread (done once, at import)."""
     _DEFAULT_HANDLER[0] = fn
-    ROOT.handler = fn
-    ROOT.plain = True
-    _flag_off(0, id(ROOT))
+    for c in (ROOT, BASE, NG):
+        c.handler = fn
+        c.plain = True
+        _flag_off(0, id(c))
+
+
+def _numpy_vars() -> tuple:
+    """The ContextVars numpy reads on every ufunc call (its errstate) and every array it
+    allocates (its allocator), or those of them this numpy lets us reach.
+
+    CPython caches a ContextVar lookup only when the variable is found: once any variable
+    is set in a context (ours, on entering ``no_grad``), each lookup of an unset one walks
+    the context's map, and a 16-element ``np.add`` gets ~6% slower in wall time.  Set to
+    their current values (``_adopt``) these two are found, as fast as in an empty context,
+    and they mean what they meant: numpy reads the same objects.  The errstate variable is
+    a module attribute; the allocator's is reached through numpy's C API (ABI-stable slots
+    304 and 305 since numpy 1.22: ``PyDataMem_SetHandler(PyDataMem_GetHandler())``, run in
+    a throwaway context, so nothing is set anywhere else) and found by name."""
+    found = []
+    try:
+        from numpy._core._ufunc_config import _extobj_contextvar
+
+        found.append(_extobj_contextvar)
+    except ImportError:  # numpy 1.x: errstate is not a ContextVar
+        pass
+    try:
+        import ctypes
+
+        from numpy._core import _multiarray_umath as mu  # numpy >= 2: the table has 304, 305
+
+        get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+        get_ptr.restype = ctypes.c_void_p
+        get_ptr.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        table = ctypes.cast(get_ptr(mu._ARRAY_API, None), ctypes.POINTER(ctypes.c_void_p))
+        if table[304] and table[305]:
+            get_handler = ctypes.PYFUNCTYPE(ctypes.py_object)(table[305])
+            set_handler = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object)(table[304])
+
+            def probe():
+                set_handler(get_handler())
+                return [v for v in contextvars.copy_context() if v.name == "current_allocator"]
+
+            found += contextvars.Context().run(probe)
+    except Exception:  # noqa: BLE001 - another numpy: its lookups stay misses (slower, not wrong)
+        pass
+    return tuple(found)
+
+
+_NUMPY_VARS: list = []  # filled by the first _adopt
+
+
+def _adopt():
+    """Called the first time this context (thread, task, ``Context().run``) sets ours: set
+    CTX to BASE and numpy's per-call variables to their current values, here, for good.
+    Contexts entered later then reset to BASE rather than to nothing, so the next entry
+    sees BASE, not ROOT, and does not come here again."""
+    if not _NUMPY_VARS:
+        _NUMPY_VARS.append(_numpy_vars())
+    for v in _NUMPY_VARS[0]:
+        v.set(v.get())
+    _set(BASE)
+    return BASE
 
 
 def default_handler():
@@ -145,6 +233,14 @@ def enter_grad(enabled: bool):
     c = get()
     if c.grad_enabled is enabled:
         return None
+    if c is ROOT:
+        c = _adopt()
+    if c is BASE:  # (so enabled is False) the shared no_grad context, held before the flag
+        tok = _set(NG)
+        FAST_NS["NO_GRAD_ON"] = True
+        return tok
+    if c is NG:  # enable_grad inside the plain no_grad
+        return _set(BASE)
     if not c.plain:
         return _set(Context(c.handler, c.trace, enabled))
     # a plain context with the other grad mode (Context.__new__ inlined)
@@ -166,8 +262,11 @@ def enter_grad(enabled: bool):
 
 
 def exit(token):  # noqa: A001
+    """Undo ``enter`` or ``enter_grad``."""
     if token is not None:
         CTX.reset(token)
+        if FAST_NS["NO_GRAD_ON"]:
+            _no_grad_off()
 
 
 @contextlib.contextmanager
