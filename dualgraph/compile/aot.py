@@ -46,9 +46,9 @@ from collections import deque
 import numpy as np
 
 from ..eager.autograd import grad as autograd_grad
-from ..eager.engine import NODE_SEQ, Node
+from ..eager.engine import Node
 from ..eager.grad_mode import is_grad_enabled, no_grad
-from ..eager.tensor import Tensor, _fresh, _versions, _wrap
+from ..eager.tensor import Tensor, _fresh, _node, _versions, _wrap
 from ..static.autodiff import vjp_graph
 from ..static.interpreter import eval_graph_eager_errors
 from ..static.ir import Graph, Var
@@ -58,7 +58,6 @@ from ..static.reach import reach_graph
 from ..static.verify import verify
 from .codegen import CompileError
 
-_next_seq = NODE_SEQ.__next__
 _NP: dict = {}
 _ndarray = np.ndarray
 
@@ -73,9 +72,9 @@ class CompiledFunctionBackward(Node):
     _multi = True
 
 
-class _Bridge:
-    """The primitive of the node between a compiled function's inputs and the graph
-    ``create_graph=True`` re-runs on the tape: the identity (cotangents pass through)."""
+class _Spent:
+    """The primitive of a spent node (see ``spent_node``): only named, never run.  Its
+    naming fields are those of every primitive of a ``CompiledFunctionBackward``."""
 
     name = "compiled_function"
     grad_name = "CompiledFunction"
@@ -83,6 +82,14 @@ class _Bridge:
     uses_out = False
     node_class = CompiledFunctionBackward
     params = _NP
+
+
+_SPENT = _Spent()
+
+
+class _Bridge(_Spent):
+    """The primitive of the node between a compiled function's inputs and the graph
+    ``create_graph=True`` re-runs on the tape: the identity (cotangents pass through)."""
 
     @staticmethod
     def saves(need):
@@ -96,37 +103,12 @@ class _Bridge:
 _BRIDGE = _Bridge()
 
 
-class _Spent:
-    """The primitive of a spent node (see ``spent_node``): only named, never run."""
-
-    name = "compiled_function"
-    grad_name = "CompiledFunction"
-    multiple_results = True
-    uses_out = False
-    params = _NP
-
-
-_SPENT = _Spent()
-
-
 def spent_node():
     """A ``CompiledFunctionBackward`` whose saved values backward already freed: the
     ``grad_fn`` of an output of a compiled training step that called ``backward()`` on it
     (compile/effects.py).  A second backward through it raises eager's error."""
-    node = _node(_SPENT, None, (), None)
+    node = _node(_SPENT, _NP, None, (), None, None)
     node.edges = None
-    return node
-
-
-def _node(prim, inputs, need, out):
-    node = CompiledFunctionBackward()
-    node.prim = prim
-    node.params = _NP
-    node.inputs = inputs
-    node.need = need
-    node.out = out
-    node.pre_hooks = None
-    node.seq = _next_seq()
     return node
 
 
@@ -332,16 +314,11 @@ def partition(joint, n_in, n_out):
 # ----------------------------------------------------------------------------------------
 
 
-class AOTPlan:
+class AOTPlan(_Spent):
     """The compiled forward and backward of one signature.  The engine sees it as the
     node's primitive: it reads ``vjp``, ``saves``, ``uses_out`` and the naming fields."""
 
-    name = "compiled_function"
-    grad_name = "CompiledFunction"
-    multiple_results = True
     uses_out = True
-    node_class = CompiledFunctionBackward
-    params = _NP
 
     def __init__(self, graph, rg_inputs, fullgraph=False, where="function"):
         from .kernel import Kernel
@@ -443,8 +420,8 @@ class AOTPlan:
         """``create_graph=True``: the graph re-run on the eager tape from the inputs (behind
         a bridge node, see ``_Bridge``) and differentiated there, so that the gradients'
         own history, and which inputs a second backward reaches, is eager code's."""
-        bridge = _node(_BRIDGE, tuple(inputs), (False,) * len(inputs),
-                       tuple(t._value for t in inputs))
+        bridge = _node(_BRIDGE, _NP, tuple(inputs), (False,) * len(inputs),
+                       tuple(t._value for t in inputs), None)
         xs = [_wrap(t._value, bridge, i) if t._requires_grad else t for i, t in enumerate(inputs)]
         outs = eval_graph_eager_errors(self.graph, xs)
         pairs = [(o, c) for o, c in zip(outs, cts)
@@ -472,18 +449,13 @@ class AOTPlan:
         if res is None:
             return None
         n_out = self.n_out
-        rg, need = self.out_rg, self.need
+        rg, need, params = self.out_rg, self.need, _NP
         if self.reach.n_flags:
             deps, rg, need = self._per_call(tuple(bool(res[k]) for k in range(n_out, self.n_fwd)))
             if not any(rg):  # as eagerly: the branches taken read no input that requires grad
                 return [_wrap(res[k]) for k in range(n_out)]
-            node = _node(self, tuple(tensors), need, tuple(res))
-            node.params = {"deps": deps}
-        else:
-            node = _node(self, tuple(tensors), need, tuple(res))
-        vers = _versions(tensors)
-        if vers is not None:
-            node.vers = vers
+            params = {"deps": deps}
+        node = _node(self, params, tuple(tensors), need, tuple(res), _versions(tensors))
         return [_wrap(res[k], node, k) if rg[k] else _wrap(res[k]) for k in range(n_out)]
 
     def _per_call(self, flags):
