@@ -58,23 +58,26 @@ def kernel(a0, c0, o0):
             break
         v4 = (v1 + 1)
         acc5 = 0.0
-        for i6 in range(1000):
-            acc5 += np.float64(v2[i6])
-        v7 = np.float32(acc5)
-        v8 = (v7 > np.float32(0.0))
-        if v8:
-            v10 = empty((1000,), np.float32)
-            for i11 in range(1000):
-                v10[i11] = (v2[i11] * np.float32(2.0))
-            v9 = v10
-        else:
+        for cb6 in range(0, 1000, 256):
+            acc7 = np.float32(0.0)
+            for i8 in range(cb6, imin(cb6 + 256, 1000)):
+                acc7 += v2[i8]
+            acc5 += np.float64(acc7)
+        v9 = np.float32(acc5)
+        v10 = (v9 > np.float32(0.0))
+        if v10:
             v12 = empty((1000,), np.float32)
             for i13 in range(1000):
-                v12[i13] = (v2[i13] + np.float32(1.0))
-            v9 = v12
-        v1, v2 = v4, v9
-    for i14 in range(1000):
-        o0[i14] = v2[i14]
+                v12[i13] = (v2[i13] * np.float32(2.0))
+            v11 = v12
+        else:
+            v14 = empty((1000,), np.float32)
+            for i15 in range(1000):
+                v14[i15] = (v2[i15] + np.float32(1.0))
+            v11 = v14
+        v1, v2 = v4, v11
+    for i16 in range(1000):
+        o0[i16] = v2[i16]
     return 0
 """
 
@@ -108,7 +111,9 @@ def test_softmax_fused_passes():
 def test_while_holding_cond():
     body = _body(seed_loop, dg.ones(1000))
     assert body == SEED_LOOP
-    assert "while True:" in body and "if v8:" in body
+    assert "while True:" in body and "if v10:" in body
+    # the sum of 1000 float32: float32 partials of 256 elements added in float64
+    assert "acc7 += v2[i8]" in body and "acc5 += np.float64(acc7)" in body
 
 
 def test_golden_programs_run():
@@ -132,7 +137,8 @@ def test_dead_buffer_is_reused():
     # exp(x) is dead once tanh(...) is stored: exp(w ...) is written into its buffer
     assert body.count(" = empty(") == 2 and body.count("# a dead buffer, reused") == 1
     # same-shape elementwise work and full reductions of 2-d arrays: flat loops over .flat
-    assert body.count("for ") == 10 and "v1.flat[i2] = exp_f32(a0.flat[i2])" in body
+    # (each of the three float32 sums in chunks of 256: two loops)
+    assert body.count("for ") == 13 and body.count("in range(0, 1000, 256):") == 3 and "v1.flat[i2] = exp_f32(a0.flat[i2])" in body
     got = dg.compile(_three_stages, fullgraph=True)(x).numpy()
     np.testing.assert_allclose(got, _three_stages(x).numpy(), rtol=1e-5, atol=1e-6)
 
