@@ -150,6 +150,48 @@ def test_rnn_grad_reads_matmul_operands_as_views():
     assert src.count("while True:") == 2
     rev = src[src.index("while True:", src.index("while True:") + 1):]
     # backward matmuls read the transposed tape row and x[t] as views
-    assert ".T," in rev and "dot_into(a2[" in rev
-    # the reverse loop does not replay the forward matmuls: 3 products per step
-    assert rev.count("dot_into(") == 3
+    assert ".T," in rev and "dot_add(a2[" in rev
+    # the reverse loop does not replay the forward matmuls: 3 products per step, the two
+    # weight-gradient products added by BLAS (beta = 1) into their accumulators in place
+    assert rev.count("dot_into(") == 1 and rev.count("dot_add(") == 2
+    body = rev[:rev.index("\n    for ")]  # up to the copies into the outputs
+    assert body.count("empty(") == 2  # dz and dh: no buffer per step for the products or sums
+    # the same source run by the Python interpreter (NUMBA_DISABLE_JIT semantics)
+    (entry,) = [e for e in g._cache.values() if e.kernel is not None]
+    py = entry.kernel.run_python([t.numpy() for t in (Wx, Wh, xs)])
+    assert py is not None
+    _close(py[:2], [t.numpy() for t in dg.grad(loss, argnums=(0, 1))(Wx, Wh, xs)])
+
+
+def _acc_loop(Wh, xs, acc0):
+    # a gradient-accumulator shape of loop written by hand: acc + x[t].T @ h per step
+    def body(t, c):
+        h, acc = c
+        h = dg.tanh(xs[t] @ Wh + h)
+        return h, acc + xs[t].T @ h
+
+    h, acc = dg.fori_loop(0, xs.shape[0], body, (dg.zeros(xs.shape[1], Wh.shape[1]), acc0))
+    return h.sum() + (acc * acc).sum()
+
+
+def test_loop_accumulator_takes_products_in_place():
+    rng = np.random.default_rng(5)
+    Wh = dg.tensor((rng.standard_normal((4, 4)) / 2).astype(np.float32))
+    xs = dg.tensor(rng.standard_normal((5, 3, 4)).astype(np.float32))
+
+    def fresh(Wh, xs):  # the accumulator starts as zeros made in the kernel: in place
+        return _acc_loop(Wh, xs, dg.zeros(4, 4))
+
+    def from_input(Wh, xs):  # it starts as an input (the caller's array): never written
+        return _acc_loop(Wh, xs, Wh * 1.0 if False else Wh)
+
+    for fn, in_place in ((fresh, True), (from_input, False)):
+        cf = dg.compile(fn, fullgraph=True)
+        want = fn(Wh, xs).numpy()
+        before = Wh.numpy().copy()
+        np.testing.assert_allclose(cf(Wh, xs).numpy(), want, rtol=1e-5)
+        np.testing.assert_allclose(cf(Wh, xs).numpy(), want, rtol=1e-5)  # buffers per call
+        assert np.array_equal(Wh.numpy(), before)
+        assert ("dot_add(" in cf.source(Wh, xs)) == in_place
+        g = dg.compile(dg.grad(fn, argnums=(0,)), fullgraph=True)
+        _close(g(Wh, xs), dg.grad(fn, argnums=(0,))(Wh, xs))

@@ -63,6 +63,27 @@ def gemm_block(a, b, out, r0, r1, c0, c1, alpha, beta):
                    a[r0:].ctypes, ldb, beta.ctypes, out[r0:, c0:].ctypes, out.shape[1])
 
 
+@njit(nogil=True, cache=True)
+def dot_add(a, b, out):
+    """``out += a @ b`` (2-d, C-contiguous ``out``): one gemm with ``beta = 1`` straight
+    into ``out``, so a product that is only added to a buffer needs no buffer of its own
+    (compile/buffers.py: ``acc``).  BLAS adds the finished product to ``out``: the bits of
+    ``out + a @ b``.  Returns the BLAS status (0)."""
+    it = a.itemsize
+    m, k = a.shape
+    n = b.shape[1]
+    ta, lda = _operand(b, it)  # out.T = b.T @ a.T in BLAS's column-major terms
+    tb, ldb = _operand(a, it)
+    if ta == 0 or tb == 0 or m == 0 or n == 0 or k == 0 or out.strides[1] != it \
+            or out.strides[0] != n * it:
+        out += np.dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
+        return 0
+    one = np.ones(1, out.dtype)
+    kind = ord("s") if it == 4 else ord("d")
+    return _xxgemm(kind, ta, tb, n, m, k, one.ctypes, b.ctypes, lda, a.ctypes, ldb,
+                   one.ctypes, out.ctypes, n)
+
+
 @njit(nogil=True, cache=True, parallel=True)
 def gemm_split(a, b, out):
     """out = a @ b in one block per numba thread: blocks of output rows, or of output

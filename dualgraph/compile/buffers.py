@@ -20,8 +20,17 @@ per equation, when the generated code may do better without changing any value:
   buffer the kernel keeps between calls and hands back grown (``Kernel`` keeps a pool, one
   set per concurrent call).  Only when no output of the kernel has a dynamic shape, so no
   result can alias a kept buffer.
+* **accumulating products**: ``add(x, matmul(a, b))`` whose product is read by that add
+  alone and whose ``x`` is a 2-d buffer no other equation reads, made in this kernel (a
+  ``full``, or an owned ``while`` carry: the gradient accumulators of a loop's VJP,
+  ``dW = dW + h.T @ dz`` per step), may be one BLAS call with ``beta = 1`` into ``x``'s
+  buffer (``acc``: the matmul's id -> (the add, ``x``)): no product buffer, no add loop,
+  no new buffer per step.  The code generator makes the final decision (``x`` must be
+  materialized, the sum not fused into its readers).
 """
 from __future__ import annotations
+
+import numpy as np
 
 from ..static.ir import Graph, Var
 
@@ -42,6 +51,13 @@ class BufferPlan:
         self.views = set()  # id(eqn)
         self.slot = {}  # Var -> workspace number
         self.slots = []  # (row shape, dtype) per workspace
+        self.fresh = set()  # results of ``full``: a new buffer per call when materialized
+        self.acc = {}  # id(matmul eqn) -> (the add that accumulates it, the buffer operand)
+        self.acc_adds = set()  # id(add eqn) of ``acc``
+        # (id(while eqn), k): carry k starts in a new zeroed buffer of its own (its initial
+        # value is zeros shared with other readers -- CSE merges equal zeros -- or a zero
+        # constant, which the kernel must not write)
+        self.fresh_carry = set()
         self._count(graph)
         self._walk(graph, top=True)
         if any(isinstance(v, Var) and None in v.aval.shape for v in graph.outputs):
@@ -63,6 +79,33 @@ class BufferPlan:
 
     def _sole(self, x):
         return isinstance(x, Var) and x in self.owned and self.uses.get(x, 0) == 1
+
+    def _sole_acc(self, x):
+        return isinstance(x, Var) and (x in self.owned or x in self.fresh) \
+            and self.uses.get(x, 0) == 1
+
+    def _plan_acc(self, eqn, made):
+        """``eqn`` (an add): ``x + a @ b`` computed by BLAS into ``x``'s buffer?"""
+        (out,) = eqn.outs
+        if len(eqn.inputs) != 2 or out.aval.ndim != 2 or None in out.aval.shape \
+                or out.aval.dtype not in (np.float32, np.float64):
+            return
+        for x, m in (eqn.inputs, eqn.inputs[::-1]):
+            p = made.get(m) if isinstance(m, Var) else None
+            if p is None or p.prim.name != "matmul" or self.uses.get(m) != 1 or x is m:
+                continue
+            if not all(isinstance(y, Var) and y.aval.ndim == 2 for y in p.inputs):
+                continue
+            if not isinstance(x, Var) or tuple(x.aval.shape) != tuple(out.aval.shape) \
+                    or tuple(m.aval.shape) != tuple(out.aval.shape) \
+                    or not (x.aval.dtype == m.aval.dtype == out.aval.dtype):
+                continue
+            if not self._sole_acc(x):
+                continue
+            self.acc[id(p)] = (eqn, x)
+            self.acc_adds.add(id(eqn))
+            self.owned.add(out)
+            return
 
     def _walk(self, g, top):
         made = {}
@@ -89,13 +132,25 @@ class BufferPlan:
                 if out.aval.ndim > 0 and out not in self.outputs and all(
                         r.prim.name not in _ESCAPING for r in self.readers.get(out, [])):
                     self.views.add(id(eqn))
+            elif name == "full":
+                self.fresh.add(eqn.outs[0])
+            elif name == "add":
+                self._plan_acc(eqn, made)
             elif name == "while":
-                self._walk_while(eqn)
+                self._walk_while(eqn, made)
             else:
                 for sub in _subgraphs(eqn):
                     self._walk(sub, top=False)
 
-    def _walk_while(self, eqn):
+    @staticmethod
+    def _zero_full(x, made):
+        e = made.get(x) if isinstance(x, Var) else None
+        if e is None or e.prim.name not in ("full", "const"):  # dg.zeros(...) traces to a const
+            return False
+        v = np.asarray(e.params["value"]).astype(x.aval.dtype)
+        return None not in x.aval.shape and not v.tobytes().strip(b"\0")
+
+    def _walk_while(self, eqn, outer):
         body = eqn.params["body_graph"]
         ncarry = len(eqn.inputs) - eqn.params["cond_nconsts"] - eqn.params["body_nconsts"]
         made = {v for e in body.eqns for v in e.outs
@@ -113,6 +168,24 @@ class BufferPlan:
             self.owned.add(b_in)
             if init in self.slot:
                 self.slot[b_in] = self.slot[init]
+        body_made = {v: e for e in body.eqns for v in e.outs}
+        for k in range(ncarry):
+            # an accumulator: the body returns ``b_in + a @ b`` and reads b_in nowhere else
+            init, b_in, b_out = eqn.inputs[k], body.inputs[k], body.outputs[k]
+            if k in carried or not isinstance(b_out, Var) or b_in.aval.ndim != 2:
+                continue
+            shared = not self._sole_acc(init)
+            if shared and not self._zero_full(init, outer):
+                continue
+            e = body_made.get(b_out)
+            if e is None or e.prim.name != "add" or b_in not in e.inputs \
+                    or self.uses.get(b_in) != 1 or self.uses.get(b_out) != 1 \
+                    or sum(1 for o in body.outputs if o is b_out) != 1:
+                continue
+            carried.append(k)
+            self.owned.add(b_in)
+            if shared:
+                self.fresh_carry.add((id(eqn), k))
         self._walk(eqn.params["cond_graph"], top=False)
         self._walk(body, top=False)
         for k in carried:

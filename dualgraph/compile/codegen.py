@@ -141,6 +141,8 @@ class Codegen:
         self.emitted = set()     # ids of top-level equations already emitted
         self.reused = 0
         self.bufplan = None  # buffers.BufferPlan: tape buffers in place / views / workspaces
+        self.skip = set()  # id(eqn): emitted as part of another (an accumulating matmul)
+        self.graph_inputs = set(graph.inputs)
 
     # -- the ctx API used by the lowering rules ----------------------------------------
     def tmp(self, prefix="t"):
@@ -606,7 +608,7 @@ class Codegen:
     # -- row fusion: a run of row reductions and row-wise maps shares one outer loop -----
     def _row_extent(self, eqn):
         rule = eqn.prim.lowering
-        if rule is None or eqn.prim.multiple_results:
+        if rule is None or eqn.prim.multiple_results or id(eqn) in self._acc_adds():
             return None
         if eqn.prim.name in ("reduce_sum", "reduce_max", "reduce_min"):
             x = eqn.inputs[0]
@@ -880,6 +882,26 @@ class Codegen:
             stack.extend(z for z in p.inputs if isinstance(z, Var))
         return True
 
+    def _acc_adds(self):
+        return self.bufplan.acc_adds if self.bufplan is not None else ()
+
+    def accumulate_into(self, add, x):
+        """``add`` = ``x + a @ b`` with the product added by BLAS into ``x``'s buffer
+        (compile/buffers.py: ``acc``), when ``x`` is materialized here and the sum is not
+        computed inline by its readers nor written to an output parameter: binds the sum
+        to that buffer, marks the add done and returns the buffer's name; else None."""
+        (out,) = add.outs
+        if out in self.virtual or x in self.virtual or x not in self.names \
+                or out in self.out_param or out in self.prealloc or x in self.prealloc \
+                or x in self.rowlocal or out in self.rowlocal or x in self.graph_inputs:
+            return None
+        n = self.names[x]
+        self.names[out] = n
+        self.skip.add(id(add))
+        if x in self.owned:  # top level: the buffer now holds the sum (released with it)
+            self.owned[out] = self.owned.pop(x)
+        return n
+
     def emit_graph(self, g, top):
         self.analyze(g)
         self.graph_outputs.update(x for x in g.outputs if isinstance(x, Var))
@@ -890,6 +912,11 @@ class Codegen:
             if not eqn.prim.multiple_results and eqn.outs[0] in self.virtual:
                 continue
             if id(eqn) in done:
+                continue
+            if id(eqn) in self.skip:  # computed by another equation's emission
+                if top:
+                    self.emitted.add(id(eqn))
+                    self._release_dead()
                 continue
             grp = groups.get(id(eqn))
             if grp is not None:
@@ -911,7 +938,7 @@ class Codegen:
 
     # -- sibling fusion: materialized elementwise results of one shape, one loop nest ----
     def _sibling_shape(self, eqn, in_rows):
-        if id(eqn) in in_rows:
+        if id(eqn) in in_rows or id(eqn) in self._acc_adds():
             return None
         rw = getattr(eqn.prim.lowering, "row_write", None)
         if rw is not None:  # a tape row write (dynamic_update): a loop over the row

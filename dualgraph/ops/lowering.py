@@ -558,6 +558,15 @@ def _matmul_emit(c, eqn):
             c.line(f"{acc} += {an}[{k}] * {bn}[{k}]")
         return
     an, bn = arr(a), arr(b)
+    bp = _bufplan(c)
+    plan = bp.acc.get(id(eqn)) if bp is not None else None
+    if plan is not None and blas and len(sa) == 2 and len(sb) == 2 \
+            and not c.split_matmul(sa[0], sb[1], sa[1]):
+        dst = c.accumulate_into(*plan)  # compile/buffers.py: ``x + a @ b`` into x's buffer
+        if dst is not None:
+            c.imports["dot_add"] = "dualgraph.compile.blas"
+            c.check(f"dot_add({an}, {bn}, {dst}) != 0")  # a BLAS error: run eagerly
+            return
     dst = c.alloc(out)
     a2 = len(sa) >= 2
     b2 = len(sb) >= 2
@@ -765,8 +774,12 @@ def _while_emit(c, eqn):
     ins = [c.operand(x, dt) for x, dt in zip(eqn.inputs, dts)]
     carry, cc, bc = ins[:ncarry], ins[ncarry:ncarry + p["cond_nconsts"]], ins[ncarry + p["cond_nconsts"]:]
     names = [c.name(v) for v in eqn.outs]
-    for n, x in zip(names, carry):
-        c.line(f"{n} = {x}")
+    bp = _bufplan(c)
+    for k, (n, x) in enumerate(zip(names, carry)):
+        if bp is not None and (id(eqn), k) in bp.fresh_carry:  # its own zeroed buffer
+            c.line(f"{n} = {c.new_array(tuple(eqn.outs[k].aval.shape), eqn.outs[k].aval.dtype, zero=True)}")
+        else:
+            c.line(f"{n} = {x}")
     c.line("while True:")
     with c.indented():
         (pr,) = c.subgraph(p["cond_graph"], names + cc)
