@@ -43,7 +43,11 @@ class Elementwise:
     def __init__(self, fn, compute="out", heavy=False, params=False):
         self.fn = fn
         self.compute = compute
-        self.heavy = heavy  # transcendental: worth parallelising at smaller sizes
+        # transcendental, division or square root (a 256-bit divide or sqrt takes ~7 cycles
+        # per 8 float32 on Zen 1, a multiply 1): worth parallelising at smaller sizes (newton,
+        # 100k elements: prange 435 us against serial 742, benchmarks/CODEGEN-FACTS.md), and
+        # computed once and stored when several loops read it
+        self.heavy = heavy
         self.params = params  # fn also takes the equation's params as keywords
 
 
