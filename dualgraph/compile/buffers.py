@@ -27,6 +27,12 @@ per equation, when the generated code may do better without changing any value:
   buffer (``acc``: the matmul's id -> (the add, ``x``)): no product buffer, no add loop,
   no new buffer per step.  The code generator makes the final decision (``x`` must be
   materialized, the sum not fused into its readers).
+* **ping-pong carries** (``pingpong``: (id(while eqn), k)): a ``while`` carry whose body
+  computes the next value afresh (an elementwise result, a reduction, a product, or a
+  ``cond`` whose branches compute theirs) from a current value that no body result can
+  alias (no view, reshape or pass-through of it is returned) is written into one of two
+  buffers made before the loop -- the one not holding the current value, chosen at run time
+  -- instead of a new buffer per iteration (seed_loop: 100 allocations per call).
 """
 from __future__ import annotations
 
@@ -58,6 +64,7 @@ class BufferPlan:
         # value is zeros shared with other readers -- CSE merges equal zeros -- or a zero
         # constant, which the kernel must not write)
         self.fresh_carry = set()
+        self.pingpong = set()  # (id(while eqn), k)
         self._count(graph)
         self._walk(graph, top=True)
         if any(isinstance(v, Var) and None in v.aval.shape for v in graph.outputs):
@@ -142,6 +149,19 @@ class BufferPlan:
                 for sub in _subgraphs(eqn):
                     self._walk(sub, top=False)
 
+    def _pingpong_ok(self, body, k):
+        b_in, b_out = body.inputs[k], body.outputs[k]
+        if not isinstance(b_out, Var) or b_in.aval.ndim == 0 or None in b_in.aval.shape:
+            return False
+        if sum(1 for o in body.outputs if o is b_out) != 1:
+            return False
+        made = {v: e for e in body.eqns for v in e.outs}
+        e = made.get(b_out)
+        if e is None or not _computes_afresh(e):
+            return False
+        al = _aliases(body, {b_in})
+        return not any(isinstance(o, Var) and o in al for o in body.outputs)
+
     @staticmethod
     def _zero_full(x, made):
         e = made.get(x) if isinstance(x, Var) else None
@@ -186,6 +206,9 @@ class BufferPlan:
             self.owned.add(b_in)
             if shared:
                 self.fresh_carry.add((id(eqn), k))
+        for k in range(ncarry):
+            if k not in carried and self._pingpong_ok(body, k):
+                self.pingpong.add((id(eqn), k))
         self._walk(eqn.params["cond_graph"], top=False)
         self._walk(body, top=False)
         for k in carried:
@@ -193,3 +216,49 @@ class BufferPlan:
             self.owned.add(out)
             if eqn.inputs[k] in self.slot:
                 self.slot[out] = self.slot[eqn.inputs[k]]
+
+
+# results computed into a buffer of their own (or inline by their readers): never a view
+_FRESH = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "matmul", "full")
+
+
+def _computes_afresh(eqn):
+    """Does ``eqn`` write its (single) result into a buffer it allocates?"""
+    if eqn.prim.multiple_results or eqn.prim.lowering is None:
+        return eqn.prim.name == "cond" and all(
+            _computes_afresh_out(eqn.params[b], j)
+            for b in ("true_branch", "false_branch") for j in range(len(eqn.outs)))
+    return eqn.prim.lowering.kind == "elementwise" or eqn.prim.name in _FRESH
+
+
+def _computes_afresh_out(g, j):
+    o = g.outputs[j]
+    if not isinstance(o, Var) or o in g.inputs:
+        return True  # a literal, or passed through (not written: the alias check rules it)
+    e = next((e for e in g.eqns if o in e.outs), None)
+    return e is not None and _computes_afresh(e)
+
+
+def _aliases(g, seeds):
+    """The values of ``g`` that may share a buffer with one of ``seeds``: views, reshapes,
+    pass-throughs (a ``cond``'s outputs through its branches); any equation not known to
+    compute afresh may alias each of its operands."""
+    al = set(seeds)
+    for eqn in g.eqns:
+        ins = [x for x in eqn.inputs if isinstance(x, Var) and x in al]
+        if eqn.prim.name == "dynamic_update":  # the row is copied into the buffer
+            ins = [x for x in ins if x is eqn.inputs[0]]
+        if not ins:
+            continue
+        if eqn.prim.name == "cond":
+            for b in ("true_branch", "false_branch"):
+                br = eqn.params[b]
+                inner = _aliases(br, {v for v, x in zip(br.inputs, eqn.inputs[1:]) if x in al})
+                al.update(o for o, bo in zip(eqn.outs, br.outputs)
+                          if isinstance(bo, Var) and bo in inner)
+            continue
+        if not eqn.prim.multiple_results and eqn.prim.lowering is not None and (
+                eqn.prim.lowering.kind == "elementwise" or eqn.prim.name in _FRESH):
+            continue
+        al.update(eqn.outs)
+    return al

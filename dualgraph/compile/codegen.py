@@ -142,6 +142,7 @@ class Codegen:
         self.reused = 0
         self.bufplan = None  # buffers.BufferPlan: tape buffers in place / views / workspaces
         self.skip = set()  # id(eqn): emitted as part of another (an accumulating matmul)
+        self.prefer = {}  # Var -> the buffer ``alloc`` gives it (buffers.py: ping-pong carries)
         self.graph_inputs = set(graph.inputs)
 
     # -- the ctx API used by the lowering rules ----------------------------------------
@@ -264,6 +265,12 @@ class Codegen:
         shape = self.shape_of(var)
         if var in self.prealloc:
             return self.names[var]
+        spare = self.prefer.pop(var, None) if self.row is None and var not in self.rowlocal \
+            else None
+        if spare is not None:  # a while carry's next value: the loop's spare buffer
+            n = self.name(var)
+            self.line(f"{n} = {spare}  # the loop's spare buffer")
+            return n
         p = self.out_param.get(var)
         if p is not None:
             self.names[var] = p
@@ -816,7 +823,7 @@ class Codegen:
     def _fresh(self, var):
         """Can ``alloc(var, zero=True)`` make a new zeroed buffer (not an output or a
         preset buffer)?"""
-        return var not in self.prealloc and var not in self.out_param
+        return var not in self.prealloc and var not in self.out_param and var not in self.prefer
 
     def split_matmul(self, m, n, k):
         """Should an (m, k) @ (k, n) product of the prange variant be split in blocks over

@@ -758,12 +758,20 @@ def _cond_emit(c, eqn):
     outs = [c.name(v) for v in eqn.outs]
     p = c.read(pred, [])
     c.line(f"if {p}:")
+    prefer = getattr(c, "prefer", {})
+    spare = [prefer.pop(v, None) for v in eqn.outs]  # a loop's spare buffer: the branches'
     for key in ("true_branch", "false_branch"):
         if key == "false_branch":
             c.line("else:")
         with c.indented():
             g = eqn.params[key]
+            for bo, d in zip(g.outputs, spare):
+                if d is not None and hasattr(bo, "aval") and bo not in g.inputs:  # a Var
+                    prefer[bo] = d
             res = c.subgraph(g, [c.operand(x, v.aval.dtype) for x, v in zip(ops, g.inputs)])
+            for bo in g.outputs:
+                if hasattr(bo, "aval"):
+                    prefer.pop(bo, None)
             for o, r, v in zip(outs, res, eqn.outs):
                 c.line(f"{o} = {r}")
             if not outs:
@@ -779,17 +787,30 @@ def _while_emit(c, eqn):
     carry, cc, bc = ins[:ncarry], ins[ncarry:ncarry + p["cond_nconsts"]], ins[ncarry + p["cond_nconsts"]:]
     names = [c.name(v) for v in eqn.outs]
     bp = _bufplan(c)
+    spare = {}
     for k, (n, x) in enumerate(zip(names, carry)):
+        shape, dt = tuple(eqn.outs[k].aval.shape), eqn.outs[k].aval.dtype
         if bp is not None and (id(eqn), k) in bp.fresh_carry:  # its own zeroed buffer
-            c.line(f"{n} = {c.new_array(tuple(eqn.outs[k].aval.shape), eqn.outs[k].aval.dtype, zero=True)}")
+            c.line(f"{n} = {c.new_array(shape, dt, zero=True)}")
         else:
             c.line(f"{n} = {x}")
+        if bp is not None and (id(eqn), k) in bp.pingpong:  # two buffers for all iterations
+            spare[k] = (c.tmp("pp"), c.tmp("pp"))
+            for b in spare[k]:
+                c.line(f"{b} = {c.new_array(shape, dt)}")
+    body = p["body_graph"]
     c.line("while True:")
     with c.indented():
         (pr,) = c.subgraph(p["cond_graph"], names + cc)
         c.line(f"if not {pr}:")
         c.line("    break")
-        res = c.subgraph(p["body_graph"], names + bc)
+        for k, (b0, b1) in spare.items():  # the next value goes where the current is not
+            d = c.tmp("dst")
+            c.line(f"{d} = {b1} if {names[k]}.ctypes.data == {b0}.ctypes.data else {b0}")
+            c.prefer[body.outputs[k]] = d
+        res = c.subgraph(body, names + bc)
+        for k in spare:
+            c.prefer.pop(body.outputs[k], None)
         if names:
             c.line(f"{', '.join(names)}{',' if len(names) == 1 else ''} = "
                    f"{', '.join(res)}{',' if len(res) == 1 else ''}")
