@@ -30,7 +30,8 @@ per equation, when the generated code may do better without changing any value:
 * **ping-pong carries** (``pingpong``: (id(while eqn), k)): a ``while`` carry whose body
   computes the next value afresh (an elementwise result, a reduction, a product, or a
   ``cond`` whose branches compute theirs) from a current value that no body result can
-  alias (no view, reshape or pass-through of it is returned) is written into one of two
+  alias (no view, reshape or pass-through of it is returned), and whose next value no other
+  carry can keep (through a ``cond`` passing it through), is written into one of two
   buffers made before the loop -- the one not holding the current value, chosen at run time
   -- instead of a new buffer per iteration (seed_loop: 100 allocations per call).
 """
@@ -160,7 +161,13 @@ class BufferPlan:
         if e is None or not _computes_afresh(e):
             return False
         al = _aliases(body, {b_in})
-        return not any(isinstance(o, Var) and o in al for o in body.outputs)
+        if any(isinstance(o, Var) and o in al for o in body.outputs):
+            return False  # the current value lives on: its buffer is not free next time
+        # nor may another carry keep the next value (a cond passing it through: "keep the
+        # best iterate"), or two iterations later it is overwritten under that carry
+        al = _aliases(body, {b_out})
+        return not any(isinstance(o, Var) and o in al
+                       for j, o in enumerate(body.outputs) if j != k)
 
     @staticmethod
     def _zero_full(x, made):
