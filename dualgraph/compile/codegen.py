@@ -347,14 +347,18 @@ class Codegen:
             raise CompileError("internal: virtual operand of control flow")
         return self.names[x]
 
-    def is_heavy(self, x, _seen=None):
+    def is_heavy(self, x, _seen=None, store=False):
+        """Does computing ``x`` inline involve a heavy elementwise op (``Elementwise.heavy``:
+        worth a prange at smaller sizes)?  ``store``: one worth computing once and storing
+        when several loops read it (``Elementwise.store_shared``: transcendentals, not a
+        division, which a store and reload of its array costs as much as)."""
         eqn = self.virtual.get(x)
         if eqn is None:
             return False
         rule = eqn.prim.lowering
-        if getattr(rule, "heavy", False):
+        if getattr(rule, "store_shared" if store else "heavy", False):
             return True
-        return any(self.is_heavy(y) for y in eqn.inputs if isinstance(y, Var))
+        return any(self.is_heavy(y, store=store) for y in eqn.inputs if isinstance(y, Var))
 
     @contextlib.contextmanager
     def nest(self, extents, parallel=None, total=None, heavy=False):
@@ -532,8 +536,8 @@ class Codegen:
             if not us or not all(_fuses_operands(u) for u in us):
                 continue
             if eqn.prim.lowering.kind == "elementwise" and len({id(u) for u in us}) > 1 and (
-                    eqn.prim.lowering.heavy
-                    or any(self.is_heavy(y) for y in eqn.inputs if isinstance(y, Var))):
+                    eqn.prim.lowering.store_shared
+                    or any(self.is_heavy(y, store=True) for y in eqn.inputs if isinstance(y, Var))):
                 continue  # a transcendental read by several loops: computed once, stored
             if eqn.prim.lowering.kind == "elementwise":
                 # read at more points than it has (broadcast): compute once instead

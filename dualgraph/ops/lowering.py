@@ -40,14 +40,17 @@ import numpy as np
 class Elementwise:
     kind = "elementwise"
 
-    def __init__(self, fn, compute="out", heavy=False, params=False):
+    def __init__(self, fn, compute="out", heavy=False, params=False, store_shared=None):
         self.fn = fn
         self.compute = compute
         # transcendental, division or square root (a 256-bit divide or sqrt takes ~7 cycles
         # per 8 float32 on Zen 1, a multiply 1): worth parallelising at smaller sizes (newton,
-        # 100k elements: prange 435 us against serial 742, benchmarks/CODEGEN-FACTS.md), and
-        # computed once and stored when several loops read it
+        # 100k elements: prange 435 us against serial 742, benchmarks/CODEGEN-FACTS.md)
         self.heavy = heavy
+        # computed once and stored when several loops read it (default: ``heavy``); not a
+        # division: storing and reloading its array costs about as much as dividing again,
+        # and a new buffer per while-loop iteration more (newton_grad's reverse loop)
+        self.store_shared = heavy if store_shared is None else store_shared
         self.params = params  # fn also takes the equation's params as keywords
 
 

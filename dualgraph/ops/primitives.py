@@ -497,7 +497,7 @@ mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp, arity=2, dtyp
 div_p = _elementwise("div", _torch_promote(_true_divide), _div_vjp, arity=2, dtype_rule=_div_dtype,
                      saves=_saves_div, grad_name="Div",
                      tensor_methods=("__truediv__", "__rtruediv__", "__itruediv__", "div", "div_"),
-                     lowering=Elementwise(L.binop("/"), heavy=True))
+                     lowering=Elementwise(L.binop("/"), heavy=True, store_shared=False))
 pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, arity=2, dtype_rule=_pow_dtype,
                      uses_out=True, literal_ok=False, may_raise=_pow_may_raise,
                      tensor_methods=("__pow__", "__rpow__", "__ipow__", "pow", "pow_"),
@@ -578,7 +578,7 @@ sigmoid_p = _elementwise(
 sqrt_p = _elementwise(
     "sqrt", _int_to_float(np.sqrt), lambda g, out, ins, need: (div(g, mul(out, 2)),), arity=1,
     dtype_rule=_float_dtype, uses_out=True, saves=_SAVES_OUT, tensor_methods=("sqrt",),
-    lowering=Elementwise(L.np_call("sqrt"), heavy=True),
+    lowering=Elementwise(L.np_call("sqrt"), heavy=True, store_shared=False),
 )
 abs_p = _elementwise("abs", np.abs, lambda g, out, ins, need: (mul(g, sign(ins[0])),), arity=1,
                      dtype_rule=_same_dtype, tensor_methods=("__abs__", "abs"),
