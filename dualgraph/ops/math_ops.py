@@ -236,6 +236,20 @@ def _int_div_lowering(fn):
     return rule
 
 
+def _fmod_lowering(c, a, dt):
+    if L.is_float(dt) or np.dtype(dt).kind != "i":
+        return _int_div_lowering("fmod")(c, a, dt)
+    c.check(f"{a[1]} == 0")  # eager raises (integer division by zero)
+    # numba's np.fmod of signed integers is wrong for negative operands (numba 0.68:
+    # fmod(-7, 3) gives 0, fmod(7, -3) gives 7): C's truncated remainder from Python's
+    # floored one, which numba gets right; x % -1 is 0 (and INT_MIN % -1 would trap)
+    x, y, r = c.tmp("t"), c.tmp("t"), c.tmp("t")
+    c.line(f"{x} = {a[0]}")
+    c.line(f"{y} = {a[1]}")
+    c.line(f"{r} = 0 if {y} == -1 else {x} % {y}")
+    return f"({r} - {y} if ({r} != 0 and ({r} < 0) != ({x} < 0)) else {r})"
+
+
 def _fmod_vjp(g, out, ins, need):
     x, y = ins
     gx = unbroadcast(g, x.shape) if need[0] else None
@@ -255,7 +269,7 @@ def _int_may_raise(avals, params):
 
 
 fmod_p = _elementwise("fmod", _torch_promote(_int_div_check("fmod", np.fmod)), _fmod_vjp, 2, dtype_rule=_intdiv_dtype, methods=("fmod",),
-                      may_raise=_int_may_raise, lowering=Elementwise(_int_div_lowering("fmod")))
+                      may_raise=_int_may_raise, lowering=Elementwise(_fmod_lowering))
 remainder_p = _elementwise("remainder", _torch_promote(_int_div_check("remainder", np.remainder)), _remainder_vjp, 2,
                            dtype_rule=_intdiv_dtype, methods=("remainder", "__mod__"), may_raise=_int_may_raise,
                            lowering=Elementwise(_int_div_lowering("remainder")))
