@@ -433,3 +433,20 @@ def test_float32_exhaustive():
             print(start >> 24, worst, worst_np, flush=True)
     print("max ulp over all float32 inputs vs float64 reference:", worst)
     print("max ulp vs numpy float32 (where numpy is within 1 ulp):", worst_np)
+
+
+def test_called_functions_are_compiled_once_and_keyed_on_the_whole_library():
+    """Kernels *call* the math functions that LLVM inlines (numba's IR inlining would type
+    them again in every calling kernel, ~0.17 s per call site); their numba disk cache is
+    keyed on mathlib.py *and* intrinsics.py (SOURCE_HASH), not on mathlib.py alone.  erf and
+    log1p, over LLVM's inlining threshold, stay inlined by numba (a call would make the loop
+    scalar: test_inlined_loops_vectorize checks every function)."""
+    for name in M._CALLED:
+        d = getattr(M, name)
+        assert isinstance(d, numba.core.registry.CPUDispatcher), name
+        assert d.targetoptions.get("inline", "never") == "never", name
+        assert d._cache._cache_file._source_stamp[1] == M.SOURCE_HASH, name
+    for name in ("erf_f32", "erf_f64", "log1p_f32", "log1p_f64"):
+        assert getattr(M, name).targetoptions.get("inline") == "always", name
+    assert set(M._CALLED) | {"erf_f32", "erf_f64", "log1p_f32", "log1p_f64"} >= {
+        n for per_dtype in M.MATH.values() for n in per_dtype.values()} - {"fmax", "fmin"}

@@ -300,6 +300,9 @@ def exp_f64(x):
     return res if x == x else x
 
 
+_exp_f64 = exp_f64   # IR-inlined into sigmoid_f64 and erf_f64 (``exp_f64`` is rebound below)
+
+
 # --- expm1 -------------------------------------------------------------------------------------
 @_inline
 def expm1_f32(x):
@@ -438,7 +441,7 @@ def sigmoid_f32(x):
 @_inline
 def sigmoid_f64(x):
     x = np.float64(x)
-    t = exp_f64(-abs(x))
+    t = _exp_f64(-abs(x))
     res = (1.0 if x >= 0.0 else t) / (1.0 + t)
     return res if x == x else x
 
@@ -465,7 +468,7 @@ def erf_f64(x):
     small = a + a * _erf_small64(z)
     zlo = fma(a, a, -z)                       # a*a = z + zlo exactly
     zs = z if a >= 0.84375 else 1.0
-    e = exp_f64(-zs) * (1.0 - zlo)            # exp(-a^2)
+    e = _exp_f64(-zs) * (1.0 - zlo)            # exp(-a^2)
     lo = a < 2.5
     u = (a - (_ERFC_R64_A_CH[0] if lo else _ERFC_R64_B_CH[0])) * (
         _ERFC_R64_A_CH[1] if lo else _ERFC_R64_B_CH[1])
@@ -473,3 +476,30 @@ def erf_f64(x):
     big = 1.0 - e * r
     res = copysign(small if a < 0.84375 else big, x)
     return res if x == x else x
+
+
+# --- how kernels call them ---------------------------------------------------------------------
+# ``inline='always'`` inlines at numba's IR level: numba types the callee again inside the
+# whole calling kernel at every call site, ~0.17 s of compile per site in a large kernel
+# (benchmarks/CODEGEN-FACTS.md).  The functions in _CALLED are instead compiled once (and
+# cached on disk beside this file) and *called* by kernels; LLVM's inliner puts each into the
+# calling loop, which vectorizes as before (tests/test_mathlib.py checks the loops and the
+# accuracy).  The callee keeps its own fastmath flags (FASTMATH), whatever the caller's.
+# erf and log1p stay IR-inlined: they are over LLVM's inlining threshold, and a call left in
+# a loop would make it scalar (3x slower).
+_CALLED = ("exp_f32", "exp_f32_wide", "exp_f64", "expm1_f32", "expm1_f64", "log_f32", "log_f64",
+           "tanh_f32", "tanh_f32_wide", "tanh_f64", "sigmoid_f32", "sigmoid_f64")
+
+
+def _called(fn):
+    d = njit(fastmath=set(FASTMATH), error_model="numpy", cache=True)(getattr(fn, "py_func", fn))
+    # numba's cache checks this file's contents only: make intrinsics.py count too
+    index = getattr(getattr(d, "_cache", None), "_cache_file", None)
+    if index is not None and hasattr(index, "_source_stamp"):
+        index._source_stamp = (index._source_stamp, SOURCE_HASH)
+    return d
+
+
+for _name in _CALLED:
+    globals()[_name] = _called(globals()[_name])
+del _name
