@@ -8,6 +8,7 @@ import pytest
 
 import dualgraph as dg
 from dualgraph.compile.api import CompileWarning
+from dualgraph.eager.tensor import Tensor
 from dualgraph.ops.registry import PRIMITIVES
 
 # shapes kept tiny and programs few: every distinct kernel is a numba compilation
@@ -258,6 +259,27 @@ def test_python_numbers_returned_as_is_and_scalar_inputs():
     for _ in range(2):
         np.testing.assert_array_equal(h(base.T).numpy(), (base.T * 2 + 1).numpy())
 
+
+
+def test_hot_path_takes_only_numbas_c_arrays():
+    """After the first calls a cache hit calls the kernel directly; a value numba would type
+    as another array type (transposed, read-only, unaligned) goes through the checked path
+    (copied to a C array) instead: right values, and no second numba specialization."""
+    h = dg.compile(lambda a, b: a * b + 1)
+    base = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ro = base.copy()
+    ro.flags.writeable = False
+    raw = np.zeros(12 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(3, 4)  # unaligned
+    raw[...] = base
+    b = dg.tensor(np.full((3, 4), 2, np.float32))
+    cases = [base, np.ascontiguousarray(base.T).T, ro, raw, base.copy()]
+    for _ in range(3):
+        for v in cases:
+            got = h(dg.tensor(base) if v is base else Tensor._make(v), b)
+            np.testing.assert_array_equal(got.numpy(), np.asarray(v) * 2 + 1)
+    (entry,) = h._cache.values()
+    assert len(entry.kernel.fn.signatures) == 1
+    assert h.cache_info()["traces"] == 1
 
 def test_blas_threads_released_when_no_parallel_kernel_is_kept(monkeypatch):
     from dualgraph.compile import kernel as K

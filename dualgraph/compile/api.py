@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 
 from ..eager.grad_mode import is_grad_enabled
-from ..eager.tensor import TRACE, Tensor
+from ..eager.tensor import Tensor, _wrap
+from ..ops.context import get as _ctx_get
 from ..static.interpreter import eval_graph_eager_errors
 from ..static.ir import Lit
 from ..static.passes import optimize
@@ -106,12 +107,13 @@ class CompiledFunction:
         return e.kernel.source
 
     def __call__(self, *args, **kwargs):
-        if TRACE[0] is not None:
+        ctx = _ctx_get()
+        if ctx.trace is not None:
             return self._fn(*args, **kwargs)  # inside another trace: inline
         key, fast = signature(args, kwargs)
         entry = self._cache.get(key)
         if fast and entry is not None and entry.kernel is not None and entry.fx is None and not (
-                entry.any_rg and is_grad_enabled()):
+                entry.any_rg and ctx.grad_enabled):
             # the hot path: a cache hit on Tensors
             self._stats["hits"] += 1
             try:
@@ -120,8 +122,8 @@ class CompiledFunction:
                 return self._kernel_failed(entry, e, args, kwargs)
             if res is not None:
                 if entry.single and not entry.py_outs:
-                    return Tensor._make(res[0])
-                return entry.result([Tensor._make(a) for a in res])
+                    return _wrap(res[0])
+                return entry.result([_wrap(a) for a in res])
             return self._fn(*args, **kwargs)
         if entry is None:
             with self._lock:

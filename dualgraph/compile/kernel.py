@@ -203,6 +203,7 @@ class Kernel:
         self._any0d = any(z for _, _, z in outs)
         self._out_alloc = [(s, d) for s, d, _ in outs]
         self._plain = all(v.aval.ndim > 0 for v in graph.inputs)  # no scalar arguments
+        self._one_out = self._out_alloc[0] if len(outs) == 1 and not self.dyn else None
         self._in_info = []
         for v in graph.inputs:
             shape, it = v.aval.shape, v.aval.dtype.itemsize
@@ -219,6 +220,7 @@ class Kernel:
         self.ws_specs = list(cg.bufplan.slots) if cg.bufplan is not None else []
         self._ws_pool = []
         self._first = True
+        self._hot = False  # fast() may call the kernel directly (set after the first call)
 
     def _take_ws(self):
         try:
@@ -229,14 +231,19 @@ class Kernel:
     def fast(self, values):
         """The call path after the first calls: ``values`` are ndarrays of the expected
         shapes and dtypes.  Returns the output arrays, or None (a run-time check failed)."""
-        if self._first or self.dyn or self.ws_specs or not self._plain:
+        if not self._hot:
             return self(values)
         t = self._tune
         if t is not None and (t["n"] <= _TRIAL_END or time.perf_counter() >= t["next"]):
             return self(values)  # prange tuning: compiling, or timing the variants
         for a in values:
-            if not a.flags.c_contiguous:
+            if not a.flags.carray:  # C-contiguous, aligned and writeable: numba's C arrays
                 return self(values)
+        if self._one_out is not None:
+            o = np.empty(*self._one_out)
+            if self.fn(*values, *self.consts, o):
+                return None
+            return [o.reshape(()) if self._any0d else o]
         outs = [np.empty(s, d) for s, d in self._out_alloc]
         if self.fn(*values, *self.consts, *outs):
             return None
@@ -290,6 +297,7 @@ class Kernel:
         self.source = self.parallel_source
         self.parallel = True
         self._first = True
+        self._hot = False
         _mark_parallel()
         cap_blas_threads()
 
@@ -402,6 +410,7 @@ class Kernel:
                     f"{type(e2).__name__}: {e2}"
                 ) from e
         self._first = False
+        self._hot = not (self.dyn or self.ws_specs or not self._plain)
         return st
 
 
