@@ -2,8 +2,8 @@
 
 numba from PyPI has no SVML: one ``np.exp``/``np.tanh``/``math.*`` call inside a loop makes the
 whole loop scalar (a libm call per element). The functions here are plain arithmetic, bit casts
-and LLVM intrinsics (see ``intrinsics.py``), decorated ``njit(inline='always')`` so numba inlines
-them into the calling kernel and LLVM can vectorize the loop.
+and LLVM intrinsics (see ``intrinsics.py``); a kernel calls them and LLVM inlines them into the
+calling loop, which then vectorizes (erf and log1p are inlined by numba instead: see the end).
 
 API for the code generator (one scalar in, one scalar of the same dtype out)::
 
@@ -32,7 +32,8 @@ Design:
 * Powers of two are built by integer adds into the exponent bits, never by converting floats to
   integers (no vector cvt for int64 on AVX2, and NaN -> int is poison in LLVM).
 * Results hold under every fastmath flag the code generator uses ({nsz, arcp, contract, afn},
-  and +reassoc in reduction kernels): the flags of the *calling* kernel apply to inlined code.
+  and +reassoc in reduction kernels): the calling kernel's flags apply to numba-inlined code
+  (erf, log1p); the called functions keep FASTMATH.
   Never compile them with nnan/ninf.
 
 Accuracy is measured by tests/test_mathlib.py and recorded in benchmarks/MATHLIB.md.
