@@ -245,3 +245,30 @@ def test_integer_fmod_through_numba(dt):
     assert got.dtype == want.dtype and np.array_equal(got, want)
     (entry,) = [e for e in cf._cache.values() if e.kernel is not None]
     assert np.array_equal(entry.kernel.run_python([a, b])[0], want)
+
+
+@pytest.mark.parametrize("dt", [np.int8, np.uint8, np.int32], ids=lambda d: np.dtype(d).name)
+def test_integer_literals_out_of_the_dtypes_range(dt):
+    # a Python int the tensor's dtype cannot hold was cast to it (np.int8(300) == 44), so
+    # int8 `x < 300` came out False for some x: comparisons now use the literal as it is
+    # (numpy's exact comparison), and arithmetic is refused, as eager code raises there
+    info = np.iinfo(dt)
+    x = np.array([info.min, -1 if info.min < 0 else 1, 0, 5, info.max], dt)
+    big, small = info.max + 172, info.min - 1000
+
+    def fn(x):
+        return (x < big, x == big, x >= big, big > x, x > small, x != small, x <= small,
+                dg.clamp(x, small, big), dg.clamp(x, small, 3))
+
+    cf = dg.compile(fn, fullgraph=True)
+    got, want = cf(dg.tensor(x)), fn(dg.tensor(x))
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g.numpy(), w.numpy())
+    assert got[0].numpy().all() and not got[1].numpy().any() and got[4].numpy().all()
+    (entry,) = [e for e in cf._cache.values() if e.kernel is not None]
+    for g, w in zip(entry.kernel.run_python([x]), want):
+        assert np.array_equal(g, w.numpy())
+    with pytest.raises(OverflowError):  # eagerly
+        dg.tensor(x) + big
+    with pytest.raises(dg.CompileError, match=f"out of bounds for {np.dtype(dt).name}.*OverflowError"):
+        dg.compile(lambda x: x + big, fullgraph=True)(dg.tensor(x))

@@ -482,6 +482,24 @@ class Codegen:
         value here, store it into its row buffer, and let the reduction use it (one pass)."""
         return self._memo_eval(x, self.pending_store[x], idx, store=True)
 
+    def _literal_in(self, eqn, value, cd, compute):
+        """A literal operand of ``eqn`` in its compute dtype ``cd``.  A Python integer that
+        ``cd`` cannot hold (``int8_x < 300``) is not cast (numba would wrap it to 44): a
+        comparison uses it as it is, exactly as numpy compares; ``where`` keeps eager's
+        wrapped value; arithmetic is refused, as eager code raises OverflowError there."""
+        cd = np.dtype(cd)
+        if cd.kind in "iu" and np.asarray(value).dtype.kind in "iu":
+            v, info = int(value), np.iinfo(cd)
+            if not info.min <= v <= info.max:
+                if compute == "promote":  # a comparison (bool result)
+                    return str(v) if -2 ** 63 <= v < 2 ** 63 else repr(float(v))
+                if compute != "where":
+                    raise CompileError(
+                        f"dg.compile: cannot lower `{_headline(eqn)}`{_where(eqn)}: Python "
+                        f"integer {v} out of bounds for {cd.name} (eager code raises "
+                        f"OverflowError)")
+        return self.const(value, cd)
+
     def eval_at(self, eqn, idx):
         rule = eqn.prim.lowering
         if rule.kind == "indexmap":
@@ -504,7 +522,7 @@ class Codegen:
         args = []
         for x, cd in zip(ins, cdts):
             if isinstance(x, Lit):
-                args.append(self.const(x.value, cd))
+                args.append(self._literal_in(eqn, x.value, cd, rule.compute))
             else:
                 v = self.read(x, idx if self.flat else self.broadcast_idx(idx, oshape, x.aval.shape))
                 args.append(self.cast(v, x.aval.dtype, cd))
