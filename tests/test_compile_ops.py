@@ -272,3 +272,21 @@ def test_integer_literals_out_of_the_dtypes_range(dt):
         dg.tensor(x) + big
     with pytest.raises(dg.CompileError, match=f"out of bounds for {np.dtype(dt).name}.*OverflowError"):
         dg.compile(lambda x: x + big, fullgraph=True)(dg.tensor(x))
+
+
+@pytest.mark.parametrize("dt", [np.int8, np.int32, np.int64], ids=lambda d: np.dtype(d).name)
+def test_integer_floor_divide_and_remainder_by_minus_one(dt):
+    # numba's INT_MIN // -1 gave 0 (numpy wraps to INT_MIN) and int64 INT_MIN % -1 killed
+    # the process (SIGFPE); a divisor of -1 is now handled before numba's division
+    info = np.iinfo(dt)
+    a = np.array([info.min, info.min, 7, -7, info.max, info.min, -9], dt)
+    b = np.array([-1, 3, -1, 2, -1, -2, -4], dt)
+    with np.errstate(all="ignore"):
+        want = (a // b, a % b, a // -1, a % -1)
+    cf = dg.compile(lambda x, y: (x // y, x % y, x // -1, x % -1), fullgraph=True)
+    got = cf(dg.tensor(a), dg.tensor(b))
+    (entry,) = [e for e in cf._cache.values() if e.kernel is not None]
+    with np.errstate(all="ignore"):
+        py = entry.kernel.run_python([a, b])
+    for g, p, w in zip(got, py, want):
+        assert g.numpy().dtype == w.dtype and np.array_equal(g.numpy(), w) and np.array_equal(p, w)

@@ -231,6 +231,14 @@ def _int_div_lowering(fn):
     def rule(c, a, dt):
         if not L.is_float(dt):
             c.check(f"{a[1]} == 0")  # eager raises (integer division by zero)
+            if fn in ("floor_divide", "remainder") and np.dtype(dt).kind == "i":
+                # y == -1: numba gives INT_MIN // -1 == 0 where numpy wraps to INT_MIN (as -x
+                # does here), and int64 INT_MIN % -1 traps (SIGFPE: the process dies)
+                x, y = c.tmp("t"), c.tmp("t")
+                c.line(f"{x} = {a[0]}")
+                c.line(f"{y} = {a[1]}")
+                minus_one = f"-{x}" if fn == "floor_divide" else "0"
+                return f"({minus_one} if {y} == -1 else np.{fn}({x}, {y}))"
         return f"np.{fn}({a[0]}, {a[1]})"
 
     return rule
