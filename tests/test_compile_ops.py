@@ -290,3 +290,53 @@ def test_integer_floor_divide_and_remainder_by_minus_one(dt):
         py = entry.kernel.run_python([a, b])
     for g, p, w in zip(got, py, want):
         assert g.numpy().dtype == w.dtype and np.array_equal(g.numpy(), w) and np.array_equal(p, w)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_division_by_square_roots_and_signed_zeros_as_eager(dt):
+    # with `arcp` LLVM made float32 c / sqrt(x) an approximate rsqrt (NaN at 0 and inf, -inf
+    # for subnormals); with `nsz` it folded x + 0.0 to x (1 / (-0.0 + 0.0) gave -inf): the
+    # kernels are compiled without both now
+    v = np.array([np.inf, 0.0, -0.0, 0.5, 4.0, 1e-42, 1e30, 100.0, -1.0, np.nan, 3e-39], dt)
+
+    def fn(x):
+        return (x.rsqrt(), 1 / x.sqrt(), x / x.sqrt(), 2.0 / dg.sqrt(x), 1 / (x + 0.0),
+                1 / (0.0 - x), 1 / dg.maximum(x, 0.0), x / (x * x).sum().sqrt())
+
+    cf = dg.compile(fn, fullgraph=True)
+    with np.errstate(all="ignore"):
+        want = [w.numpy() for w in fn(dg.tensor(v))]
+        got = [g.numpy() for g in cf(dg.tensor(v))]
+        (entry,) = [e for e in cf._cache.values() if e.kernel is not None]
+        py = entry.kernel.run_python([v])
+    for k, (g, p, w) in enumerate(zip(got, py, want)):
+        for r in (g, p):
+            assert np.array_equal(np.isnan(r), np.isnan(w)), (k, r, w)
+            assert np.array_equal(np.signbit(r[r == 0]), np.signbit(w[w == 0])), (k, r, w)
+            np.testing.assert_allclose(r, w, rtol=1e-6 if dt == np.float32 else 1e-13, err_msg=str(k))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_float_floor_divide_and_literal_powers_at_special_values(dt):
+    # compiled floor(a / b) gave inf // 2 == inf (numpy: NaN) and float32 1e-30 // -1e30 ==
+    # -0.0 (numpy: -1); with `afn` x ** 2.5 became x * x * sqrt(x) (NaN at -inf) and LLVM's
+    # x ** 0.5 gave inf at -inf (numpy: NaN): floor division is numpy's algorithm now
+    # (mathlib.floor_divide_*), x ** 0.5 is sqrt, and kernels are compiled without `afn`
+    vals = [-np.inf, np.inf, 5.0, -4.0, 0.0, -0.0, np.nan, 1e-30, -1e-30, 7.5, -7.5, 1e30, 3.0, 1e-40]
+    grid = np.array([(a, b) for a in vals for b in vals], dt)
+    a, b = grid[:, 0].copy(), grid[:, 1].copy()
+
+    def fn(x, y):
+        return (x // y, x // 2, x // -2.0, x ** 0.5, x ** 2.5, x ** -0.5, x ** -1, x ** y)
+
+    cf = dg.compile(fn, fullgraph=True)
+    with np.errstate(all="ignore"):
+        want = [w.numpy() for w in fn(dg.tensor(a), dg.tensor(b))]
+        got = [g.numpy() for g in cf(dg.tensor(a), dg.tensor(b))]
+        (entry,) = [e for e in cf._cache.values() if e.kernel is not None]
+        py = entry.kernel.run_python([a, b])
+    for k, (g, p, w) in enumerate(zip(got, py, want)):
+        for r in (g, p):
+            assert np.array_equal(np.isnan(r), np.isnan(w)), (k, grid[np.isnan(r) != np.isnan(w)])
+            assert np.array_equal(np.signbit(r[r == 0]), np.signbit(w[w == 0])), k
+            np.testing.assert_allclose(r, w, rtol=1e-6 if dt == np.float32 else 1e-13, err_msg=str(k))

@@ -448,5 +448,10 @@ def test_called_functions_are_compiled_once_and_keyed_on_the_whole_library():
         assert d._cache._cache_file._source_stamp[1] == M.SOURCE_HASH, name
     for name in ("erf_f32", "erf_f64", "log1p_f32", "log1p_f64"):
         assert getattr(M, name).targetoptions.get("inline") == "always", name
-    assert set(M._CALLED) | {"erf_f32", "erf_f64", "log1p_f32", "log1p_f64"} >= {
+    for name in ("floor_divide_f32", "floor_divide_f64"):  # called, with no fastmath flags
+        d = getattr(M, name)
+        assert d.targetoptions.get("inline", "never") == "never" and not d.targetoptions.get("fastmath")
+        assert d._cache._cache_file._source_stamp[1] == M.SOURCE_HASH, name
+    assert set(M._CALLED) | {"erf_f32", "erf_f64", "log1p_f32", "log1p_f64", "floor_divide_f32",
+                             "floor_divide_f64"} >= {
         n for per_dtype in M.MATH.values() for n in per_dtype.values()} - {"fmax", "fmin"}

@@ -126,7 +126,7 @@ def test_gradcheck_can_fail():
         dg.autograd.gradcheck(wrong, [x])
 
 
-NON_DIFF = [o for o in OPS if not o.differentiable]
+NON_DIFF = [o for o in OPS if not o.differentiable and not o.name.startswith("bitwise_")]  # no floats
 
 
 @pytest.mark.parametrize("info", NON_DIFF, ids=_ids(NON_DIFF))

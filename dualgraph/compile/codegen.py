@@ -47,7 +47,15 @@ SPLIT_MIN_ROWS = 16
 def should_split(m, n, k):
     return m * n * k >= SPLIT_MIN_MACS and max(m, n) >= 2 * SPLIT_MIN_ROWS and min(m, n, k) >= 2
 
-FASTMATH = ("nsz", "arcp", "contract", "afn")
+# Kernel fastmath flags: ``contract`` (fused multiply-adds), plus ``reassoc`` in kernels
+# with reductions.  Not the issue's ``nsz``/``arcp``/``afn``, each of which gave values that
+# differ from eager's (found by a fuzzing helper; tests/test_compile_ops.py): ``arcp`` made
+# float32 ``c / sqrt(x)`` an approximate reciprocal square root (NaN at 0 and inf, -inf for
+# subnormals) and ``x / s`` a product with ``1 / s`` (inf where that overflows); ``nsz`` folded
+# ``x + 0.0`` to ``x`` (``1 / (-0.0 + 0.0)`` gave -inf); ``afn`` expanded ``x ** 2.5`` to
+# ``x * x * sqrt(x)`` (NaN at -inf, -0.0 at -0.0).  The math library's own functions keep
+# their flags (mathlib.FASTMATH, checked over every float32 input).  Never nnan/ninf.
+FASTMATH = ("contract",)
 
 _FUSING_READERS = None
 
@@ -498,6 +506,10 @@ class Codegen:
                         f"dg.compile: cannot lower `{_headline(eqn)}`{_where(eqn)}: Python "
                         f"integer {v} out of bounds for {cd.name} (eager code raises "
                         f"OverflowError)")
+        if cd == np.float64:
+            # a Python float operand would make the source, run as Python (NUMBA_DISABLE_JIT),
+            # raise ZeroDivisionError where numpy gives inf (1.0 / (x if x > 0 else 0.0))
+            return f"np.float64({self.const(value, cd)})"
         return self.const(value, cd)
 
     def eval_at(self, eqn, idx):

@@ -51,6 +51,7 @@ _NUMPY_TWINS = {
     "log1p": np.log1p,
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
     "erf": _erf,
+    "floor_divide": np.floor_divide,  # mathlib.floor_divide_* is numpy's algorithm
 }
 
 _blas_capped = False

@@ -479,6 +479,33 @@ def erf_f64(x):
     return res if x == x else x
 
 
+
+# --- floor division ----------------------------------------------------------------------------
+# numpy's npy_divmod: the quotient of a - fmod(a, b), so inf // 2 is NaN and float32
+# 1e-30 // -1e30 is -1 (floor(a / b) gives +-inf and -0.0 there); b == 0 gives a / b.
+def _floor_divide(t):
+    zero, one, half = t(0.0), t(1.0), t(0.5)
+
+    def floor_divide(a, b):
+        a, b = t(a), t(b)
+        if b == zero:
+            return a / b
+        mod = np.fmod(a, b)
+        div = (a - mod) / b
+        if mod != zero:
+            if (b < zero) != (mod < zero):
+                div = div - one
+        if div != zero:
+            fd = np.floor(div)
+            if div - fd > half:
+                fd = fd + one
+            return fd
+        return copysign(zero, a / b)
+    return floor_divide
+
+
+
+
 # --- how kernels call them ---------------------------------------------------------------------
 # ``inline='always'`` inlines at numba's IR level: numba types the callee again inside the
 # whole calling kernel at every call site, ~0.17 s of compile per site in a large kernel
@@ -492,8 +519,8 @@ _CALLED = ("exp_f32", "exp_f32_wide", "exp_f64", "expm1_f32", "expm1_f64", "log_
            "tanh_f32", "tanh_f32_wide", "tanh_f64", "sigmoid_f32", "sigmoid_f64")
 
 
-def _called(fn):
-    d = njit(fastmath=set(FASTMATH), error_model="numpy", cache=True)(getattr(fn, "py_func", fn))
+def _called(fn, fastmath=FASTMATH):
+    d = njit(fastmath=set(fastmath), error_model="numpy", cache=True)(getattr(fn, "py_func", fn))
     # numba's cache checks this file's contents only: make intrinsics.py count too
     index = getattr(getattr(d, "_cache", None), "_cache_file", None)
     if index is not None and hasattr(index, "_source_stamp"):
@@ -504,3 +531,8 @@ def _called(fn):
 for _name in _CALLED:
     globals()[_name] = _called(globals()[_name])
 del _name
+# no fastmath flags: with ``arcp`` the vectorized loop divided by a subnormal b as a * (1 / b),
+# 1 / b overflowing (NaN for 0 // 1e-40)
+floor_divide_f32 = _called(_floor_divide(np.float32), fastmath=())
+floor_divide_f64 = _called(_floor_divide(np.float64), fastmath=())
+MATH["floor_divide"] = {"float32": "floor_divide_f32", "float64": "floor_divide_f64"}

@@ -239,6 +239,8 @@ def _int_div_lowering(fn):
                 c.line(f"{y} = {a[1]}")
                 minus_one = f"-{x}" if fn == "floor_divide" else "0"
                 return f"({minus_one} if {y} == -1 else np.{fn}({x}, {y}))"
+        if fn == "floor_divide":  # numpy's algorithm (mathlib): inf // 2 is NaN, not inf
+            return f"{c.math('floor_divide', dt)}({a[0]}, {a[1]})"
         return f"np.{fn}({a[0]}, {a[1]})"
 
     return rule

@@ -460,6 +460,8 @@ def _pow_lowering(c, a, dt):
             return f"({x} * {x} * {x})"
         if lit == 1:
             return x
+        if lit == 0.5 and L.is_float(dt):
+            return f"np.sqrt({x})"  # numpy's x ** 0.5: NaN at -inf, -0.0 at -0.0 (pow: inf, 0.0)
     if not L.is_float(dt):
         if lit is None or lit < 0:
             c.check(f"{y} < 0")  # numpy raises "Integers to negative integer powers ..."
@@ -648,12 +650,36 @@ gt_p = _predicate("gt", np.greater, ("__gt__", "gt"), Elementwise(L.binop(">"), 
 ge_p = _predicate("ge", np.greater_equal, ("__ge__", "ge"), Elementwise(L.binop(">="), compute="promote"))
 eq_p = _predicate("eq", np.equal, ("__eq__", "eq"), Elementwise(L.binop("=="), compute="promote"))
 ne_p = _predicate("ne", np.not_equal, ("__ne__", "ne"), Elementwise(L.binop("!="), compute="promote"))
-and_p = _predicate("and", np.logical_and, ("__and__", "logical_and"),
+and_p = _predicate("and", np.logical_and, ("logical_and",),
                    Elementwise(L.binop("&"), compute="bool"), fn_name="logical_and")
-or_p = _predicate("or", np.logical_or, ("__or__", "logical_or"),
+or_p = _predicate("or", np.logical_or, ("logical_or",),
                   Elementwise(L.binop("|"), compute="bool"), fn_name="logical_or")
-not_p = _predicate("not", np.logical_not, ("__invert__", "logical_not"),
+not_p = _predicate("not", np.logical_not, ("logical_not",),
                    Elementwise(lambda c, a, dt: f"(not {a[0]})", compute="bool"), arity=1, fn_name="logical_not")
+
+
+# ``&``, ``|``, ``^``, ``~`` are bitwise, as torch's (on bool tensors the same as the logical
+# ops; they were the logical ops on integers too: int8 ``x & 6`` gave True for 1)
+def _bitwise_dtype(*avals, **params):
+    dt = _promote_dtype(*avals) if len(avals) == 2 else avals[0].dtype
+    if np.dtype(dt).kind not in "iub":
+        raise TypeError(f"bitwise operations: not implemented for {np.dtype(dt).name} "
+                        "(integer and bool tensors only, as torch)")
+    return dt
+
+
+def _bitwise(name, ufunc, ops, op):
+    return _elementwise(name, _torch_promote(ufunc), nondiff=True, arity=2, dtype_rule=_bitwise_dtype,
+                        tensor_methods=ops, lowering=Elementwise(L.binop(op)))
+
+
+bitwise_and_p = _bitwise("bitwise_and", np.bitwise_and, ("__and__", "__rand__", "__iand__", "bitwise_and"), "&")
+bitwise_or_p = _bitwise("bitwise_or", np.bitwise_or, ("__or__", "__ror__", "__ior__", "bitwise_or"), "|")
+bitwise_xor_p = _bitwise("bitwise_xor", np.bitwise_xor, ("__xor__", "__rxor__", "__ixor__", "bitwise_xor"), "^")
+bitwise_not_p = _elementwise(
+    "bitwise_not", np.invert, nondiff=True, arity=1, dtype_rule=_bitwise_dtype,
+    tensor_methods=("__invert__", "bitwise_not"),
+    lowering=Elementwise(lambda c, a, dt: f"(not {a[0]})" if L.is_bool(dt) else f"(~{a[0]})"))
 
 
 def _where_vjp(g, out, ins, need):

@@ -606,11 +606,11 @@ def _logic(kind, v, f, frame):
     r = box["r"]
     if not isinstance(r, Tensor):
         if kind == "and":
-            return p if r else p & False
-        return p | True if r else p
+            return p if r else P.logical_and(p, False)
+        return P.logical_or(p, True) if r else p
     if _safe_to_hoist(g):
         (rv,) = eval_graph(g, caps)
-        return p & rv if kind == "and" else p | rv
+        return P.logical_and(p, rv) if kind == "and" else P.logical_or(p, rv)
     name = "<and>" if kind == "and" else "<or>"
 
     def other():
@@ -1122,9 +1122,9 @@ def _for_indexed(iterable, body, state, names, carried, live, extra_test, side, 
         if extra_test is not None:
             e = extra_test(*st)
             if is_traced(e):
-                c = c & e
+                c = P.logical_and(c, e)
             elif not e:
-                c = c & False
+                c = P.logical_and(c, False)
         return c
 
     def body_fn(h, st):
