@@ -306,3 +306,54 @@ def test_passive_omp_threads(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     passive_omp_threads()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_random_draws_are_not_frozen_into_a_compiled_function():
+    # a draw under a trace ran once and became a constant: the same "random" numbers at
+    # every call (a dropout mask that never changed); now the trace refuses it
+    x = dg.zeros(4)
+    draws = [lambda x: x + dg.randn(4), lambda x: x + dg.rand(4), lambda x: x + dg.randn_like(x),
+             lambda x: x + dg.rand_like(x), lambda x: x + dg.randint(0, 1000, (4,)),
+             lambda x: x + dg.randperm(4), lambda x: x + dg.empty(4).uniform_(),
+             lambda x: x + dg.empty(4).normal_()]
+    for fn in draws:
+        with pytest.raises(dg.CompileError, match="random numbers cannot be traced.*\n  at .*test_compile_api"):
+            dg.compile(fn, fullgraph=True)(x)
+        cf = dg.compile(fn)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            dg.manual_seed(3)
+            got = [cf(x).numpy() for _ in range(3)]
+        assert any("random numbers cannot be traced" in str(m.message) for m in w)
+        dg.manual_seed(3)
+        want = [fn(x).numpy() for _ in range(3)]  # eagerly: the same generator, the same draws
+        for g, e in zip(got, want):
+            np.testing.assert_array_equal(g, e)
+        assert not np.array_equal(got[0], got[1]) or not np.array_equal(got[1], got[2])
+
+
+def test_in_place_write_to_a_leaf_that_requires_grad_raises_as_eagerly():
+    # the trace's argument stands for the caller's leaf: compiled code wrote it in place (and
+    # gave a gradient) where eager code raises; under no_grad the write is allowed, as eagerly
+    def f(w):
+        w.add_(1.0)
+        return (w * 2).sum()
+
+    def step(w, g):
+        with dg.no_grad():
+            w -= 0.5 * g
+        return (w * w).sum()
+
+    for fullgraph in (False, True):
+        w = dg.tensor(np.ones(3, np.float32), requires_grad=True)
+        with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+            dg.compile(f, fullgraph=fullgraph)(w)
+        assert w.detach().numpy().tolist() == [1.0, 1.0, 1.0] and w.grad is None
+        cs = dg.compile(step, fullgraph=fullgraph)
+        w2 = dg.tensor(np.ones(3, np.float32), requires_grad=True)
+        for _ in range(2):
+            cs(w2, dg.tensor(np.ones(3, np.float32)))
+        assert w2.detach().numpy().tolist() == [0.0, 0.0, 0.0]
+    with dg.no_grad():  # the caller's no_grad: allowed eagerly, so compiled too
+        w = dg.tensor(np.ones(3, np.float32), requires_grad=True)
+        assert dg.compile(f)(w).item() == 12.0 and w.detach().numpy().tolist() == [2.0, 2.0, 2.0]

@@ -53,7 +53,7 @@ import numpy as np
 
 from ..eager.engine import INPLACE
 from ..eager.grad_mode import is_grad_enabled
-from ..eager.tensor import Tensor, _counter, _wrap
+from ..eager.tensor import _LEAF_MSG, Tensor, _counter, _wrap
 from ..ops.primitives import const_p
 from ..ops.registry import ShapedArray
 from ..static.interpreter import eval_graph_eager_errors
@@ -133,6 +133,7 @@ class Live:
         self.dropped = set()  # ids of unreachable temporaries (constants)
         self.scalars = []  # (fn, var): Python numbers read at call time (a learning rate)
         self.args = []  # (leaf position, traced argument, its input var): set by trace_function
+        self.user_leaves = []  # the caller's argument leaves, by position (set by trace)
         self.arg_writes = []  # [leaf position, output atom, version increments]
         # id(operand of a branch / loop body) -> (it, the outer tensor it stands for), where
         # that is a captured tensor or an argument (or stands for one)
@@ -183,6 +184,12 @@ class Live:
                                     if t._value.__class__ is Tracer and t._value.builder is builder]
 
     def note_write(self, t, builder):
+        if is_grad_enabled():
+            for pos, a, _ in self.args:
+                u = self.user_leaves[pos] if a is t and pos < len(self.user_leaves) else None
+                if u.__class__ is Tensor and u._requires_grad and u._grad_fn is None:
+                    # as eagerly (tensor._write): the caller's leaf would be written in place
+                    raise RuntimeError(f"{_LEAF_MSG}\n  at {_line()}")
         o = self.origins.get(id(t))
         if o is not None and o[0] is t:
             raise TracerError(
@@ -648,6 +655,7 @@ def trace(fn, args, kwargs):
     when the function touches no captured eager tensor (then the graph has no extra
     inputs or outputs)."""
     live = Live()
+    live.user_leaves, _ = tree_flatten((args, kwargs))
     graph, _ = trace_function(lambda a, k: fn(*a, **k), (args, kwargs), live=live)
     if live.backward_ran:
         leaves, _ = tree_flatten((args, kwargs))

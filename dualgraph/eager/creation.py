@@ -16,8 +16,8 @@ _finish = _F._finish
 _shape = _F._shape
 
 
-def _rng():
-    return _F._rng[0]
+def _rng(name):
+    return _F._draw(name)  # refused under a trace (factories._draw)
 
 
 def _dt(dtype, default=np.float32):
@@ -66,12 +66,12 @@ def _float_dtype(name, dtype):
 
 def rand_like(t, *, dtype=None, requires_grad=False):
     dt = _float_dtype("rand_like", _dt(dtype, t.dtype))
-    return _finish(_rng().random(tuple(t.shape)).astype(dt), requires_grad)
+    return _finish(_rng("rand_like").random(tuple(t.shape)).astype(dt), requires_grad)
 
 
 def randn_like(t, *, dtype=None, requires_grad=False):
     dt = _float_dtype("randn_like", _dt(dtype, t.dtype))
-    return _finish(_rng().standard_normal(tuple(t.shape)).astype(dt), requires_grad)
+    return _finish(_rng("randn_like").standard_normal(tuple(t.shape)).astype(dt), requires_grad)
 
 
 def randint(*args, size=None, dtype=None, requires_grad=False):
@@ -89,7 +89,7 @@ def randint(*args, size=None, dtype=None, requires_grad=False):
     if high <= low:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     size = (int(size),) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
-    return _finish(_rng().integers(int(low), int(high), size=size).astype(_dt(dtype, np.int64)), requires_grad)
+    return _finish(_rng("randint").integers(int(low), int(high), size=size).astype(_dt(dtype, np.int64)), requires_grad)
 
 
 def randint_like(t, low=0, high=None, *, dtype=None):
@@ -99,7 +99,7 @@ def randint_like(t, low=0, high=None, *, dtype=None):
 
 
 def randperm(n, *, dtype=None, requires_grad=False):
-    return _finish(_rng().permutation(int(n)).astype(_dt(dtype, np.int64)), requires_grad)
+    return _finish(_rng("randperm").permutation(int(n)).astype(_dt(dtype, np.int64)), requires_grad)
 
 
 def arange(start, end=None, step=1, *, dtype=None, requires_grad=False):
@@ -172,11 +172,11 @@ def _inplace_init(t, name, draw):
 
 
 def normal_(self, mean=0.0, std=1.0):
-    return _inplace_init(self, "normal_", lambda s: _rng().normal(mean, std, size=s))
+    return _inplace_init(self, "normal_", lambda s: _rng("normal_").normal(mean, std, size=s))
 
 
 def uniform_(self, a=0.0, b=1.0):
-    return _inplace_init(self, "uniform_", lambda s: _rng().uniform(a, b, size=s))
+    return _inplace_init(self, "uniform_", lambda s: _rng("uniform_").uniform(a, b, size=s))
 
 
 def contiguous(self, memory_format=None):

@@ -8,6 +8,24 @@ from .tensor import Tensor
 _rng = [np.random.default_rng()]
 
 
+def _draw(name):
+    """The generator, for a random draw named ``name``.  Under a trace (``dg.trace``,
+    ``dg.compile``) a draw would be run once and frozen into the graph as a constant (the
+    same numbers at every call): refused, so that ``dg.compile`` runs the function eagerly
+    (``fullgraph=True``: a CompileError) instead of repeating one draw."""
+    from ..ops import context as _context
+
+    if _context.get().trace is not None:
+        from ..ops.registry import user_source
+        from ..static.tracer import TracerError
+
+        raise TracerError(
+            f"{name}: random numbers cannot be traced yet (one draw would be frozen into the "
+            f"graph and repeated at every call); draw them outside the traced function and pass "
+            f"them in\n  at {user_source()}")
+    return _rng[0]
+
+
 def manual_seed(n: int):
     _rng[0] = np.random.default_rng(int(n))
 
@@ -71,12 +89,12 @@ def linspace(start, end, steps, dtype=np.float32, requires_grad=False):
 
 
 def randn(*shape, dtype=np.float32, requires_grad=False):
-    return _finish(_rng[0].standard_normal(_shape(shape)).astype(dtype), requires_grad)
+    return _finish(_draw("randn").standard_normal(_shape(shape)).astype(dtype), requires_grad)
 
 
 def rand(*shape, dtype=np.float32, requires_grad=False):
-    return _finish(_rng[0].random(_shape(shape)).astype(dtype), requires_grad)
+    return _finish(_draw("rand").random(_shape(shape)).astype(dtype), requires_grad)
 
 
 def randint(low, high, size, dtype=np.int64):
-    return _finish(_rng[0].integers(low, high, size=tuple(size)).astype(dtype), False)
+    return _finish(_draw("randint").integers(low, high, size=tuple(size)).astype(dtype), False)
