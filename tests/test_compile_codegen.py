@@ -45,7 +45,7 @@ def kernel(a0, o0):
             acc8 += np.float64(t11)
         v2[i4, 0] = np.float32(acc8)
         for i12 in range(32):
-            o0[i4, i12] = (v5[i12] / v2[i4, 0])
+            o0[i4, i12] = np.float32(np.float64(v5[i12]) * (1.0 / np.float64(v2[i4, 0])))
     return 0
 """
 

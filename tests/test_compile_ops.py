@@ -301,7 +301,8 @@ def test_division_by_square_roots_and_signed_zeros_as_eager(dt):
 
     def fn(x):
         return (x.rsqrt(), 1 / x.sqrt(), x / x.sqrt(), 2.0 / dg.sqrt(x), 1 / (x + 0.0),
-                1 / (0.0 - x), 1 / dg.maximum(x, 0.0), x / (x * x).sum().sqrt())
+                1 / (0.0 - x), 1 / dg.maximum(x, 0.0), x / (x * x).sum().sqrt(),
+                x.reshape(1, -1) / x.reshape(-1, 1))  # a row's divisor: a float64 reciprocal
 
     cf = dg.compile(fn, fullgraph=True)
     with np.errstate(all="ignore"):

@@ -496,10 +496,27 @@ mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp, arity=2, dtyp
                      saves=_saves_other, tensor_methods=("__mul__", "__rmul__", "__imul__", "mul", "mul_"),
                      lowering=Elementwise(lambda c, a, dt: f"({a[0]} & {a[1]})" if L.is_bool(dt)
                                           else f"({a[0]} * {a[1]})"))
+def _div_lowering(c, a, dt):
+    """``x / y``; for float32 with ``y`` the same along the innermost axis (a row's sum,
+    a scalar), ``x * (1 / y)`` in float64, rounded once: LLVM hoists the reciprocal out of
+    the loop (no per-element division; kernels have no ``arcp``), the float64 product
+    rounds to float32 as ``x / y`` does but in about one case in 2^28 (then 1 ulp off), and
+    0, inf, NaN, -0.0 and subnormal divisors give ``x / y``'s values (1 / y cannot overflow
+    in float64)."""
+    if np.dtype(dt) == _F32 and not c.flat:
+        eqn = c.cur_eqn
+        y, out = eqn.inputs[1], eqn.outs[0]
+        shape = getattr(getattr(y, "aval", None), "shape", None)
+        if out.aval.ndim > 0 and shape is not None and (len(shape) == 0 or shape[-1] == 1) \
+                and out.aval.shape[-1] != 1:
+            return f"np.float32(np.float64({a[0]}) * (1.0 / np.float64({a[1]})))"
+    return f"({a[0]} / {a[1]})"
+
+
 div_p = _elementwise("div", _torch_promote(_true_divide), _div_vjp, arity=2, dtype_rule=_div_dtype,
                      saves=_saves_div, grad_name="Div",
                      tensor_methods=("__truediv__", "__rtruediv__", "__itruediv__", "div", "div_"),
-                     lowering=Elementwise(L.binop("/"), heavy=True, store_shared=False))
+                     lowering=Elementwise(_div_lowering, heavy=True, store_shared=False))
 pow_p = _elementwise("pow", _torch_promote(_pow_impl), _pow_vjp, arity=2, dtype_rule=_pow_dtype,
                      uses_out=True, literal_ok=False, may_raise=_pow_may_raise,
                      tensor_methods=("__pow__", "__rpow__", "__ipow__", "pow", "pow_"),
