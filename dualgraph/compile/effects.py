@@ -186,7 +186,7 @@ class Live:
     def note_write(self, t, builder):
         if is_grad_enabled():
             for pos, a, _ in self.args:
-                u = self.user_leaves[pos] if a is t and pos < len(self.user_leaves) else None
+                u = self.user_leaves[pos] if a is t else None
                 if u.__class__ is Tensor and u._requires_grad and u._grad_fn is None:
                     # as eagerly (tensor._write): the caller's leaf would be written in place
                     raise RuntimeError(f"{_LEAF_MSG}\n  at {_line()}")
@@ -658,8 +658,7 @@ def trace(fn, args, kwargs):
     live.user_leaves, _ = tree_flatten((args, kwargs))
     graph, _ = trace_function(lambda a, k: fn(*a, **k), (args, kwargs), live=live)
     if live.backward_ran:
-        leaves, _ = tree_flatten((args, kwargs))
-        if any(isinstance(x, Tensor) and x._requires_grad for x in leaves):
+        if any(isinstance(x, Tensor) and x._requires_grad for x in live.user_leaves):
             raise TracerError(
                 "backward() inside a compiled function called with tensors that require grad "
                 "(their .grad would be set too): not supported by dg.compile")

@@ -219,9 +219,10 @@ class Kernel:
             self._in_info.append((len(shape) == 0, st))
         # tape workspaces (compile/buffers.py): one set per concurrent call, kept and reused
         self.ws_specs = list(cg.bufplan.slots) if cg.bufplan is not None else []
+        # fast() may call the kernel itself once the first call is done
+        self._direct = not (self.dyn or self.ws_specs or not self._plain)
         self._ws_pool = []
         self._first = True
-        self._hot = False  # fast() may call the kernel directly (set after the first call)
 
     def _take_ws(self):
         try:
@@ -232,7 +233,7 @@ class Kernel:
     def fast(self, values):
         """The call path after the first calls: ``values`` are ndarrays of the expected
         shapes and dtypes.  Returns the output arrays, or None (a run-time check failed)."""
-        if not self._hot:
+        if self._first or not self._direct:
             return self(values)
         t = self._tune
         if t is not None and (t["n"] <= _TRIAL_END or time.perf_counter() >= t["next"]):
@@ -298,7 +299,6 @@ class Kernel:
         self.source = self.parallel_source
         self.parallel = True
         self._first = True
-        self._hot = False
         _mark_parallel()
         cap_blas_threads()
 
@@ -411,7 +411,6 @@ class Kernel:
                     f"{type(e2).__name__}: {e2}"
                 ) from e
         self._first = False
-        self._hot = not (self.dyn or self.ws_specs or not self._plain)
         return st
 
 

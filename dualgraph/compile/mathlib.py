@@ -31,9 +31,9 @@ Design:
   overflow/underflow) are selected at the end and match numpy.
 * Powers of two are built by integer adds into the exponent bits, never by converting floats to
   integers (no vector cvt for int64 on AVX2, and NaN -> int is poison in LLVM).
-* Results hold under every fastmath flag the code generator uses ({nsz, arcp, contract, afn},
-  and +reassoc in reduction kernels): the calling kernel's flags apply to numba-inlined code
-  (erf, log1p); the called functions keep FASTMATH.
+* Results hold under FASTMATH ({nsz, arcp, contract, afn}) and FASTMATH_REDUCE (+reassoc),
+  the functions' own flags; numba-inlined code (erf, log1p) takes the calling kernel's flags
+  instead, which are fewer (codegen.FASTMATH: contract, +reassoc in reduction kernels).
   Never compile them with nnan/ninf.
 
 Accuracy is measured by tests/test_mathlib.py and recorded in benchmarks/MATHLIB.md.
@@ -479,7 +479,6 @@ def erf_f64(x):
     return res if x == x else x
 
 
-
 # --- floor division ----------------------------------------------------------------------------
 # numpy's npy_divmod: the quotient of a - fmod(a, b), so inf // 2 is NaN and float32
 # 1e-30 // -1e30 is -1 (floor(a / b) gives +-inf and -0.0 there); b == 0 gives a / b.
@@ -502,8 +501,6 @@ def _floor_divide(t):
             return fd
         return copysign(zero, a / b)
     return floor_divide
-
-
 
 
 # --- how kernels call them ---------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops import context as _context
 from .tensor import Tensor
 
 _rng = [np.random.default_rng()]
@@ -13,8 +14,6 @@ def _draw(name):
     ``dg.compile``) a draw would be run once and frozen into the graph as a constant (the
     same numbers at every call): refused, so that ``dg.compile`` runs the function eagerly
     (``fullgraph=True``: a CompileError) instead of repeating one draw."""
-    from ..ops import context as _context
-
     if _context.get().trace is not None:
         from ..ops.registry import user_source
         from ..static.tracer import TracerError

@@ -496,6 +496,8 @@ mul_p = _elementwise("mul", _torch_promote(np.multiply), _mul_vjp, arity=2, dtyp
                      saves=_saves_other, tensor_methods=("__mul__", "__rmul__", "__imul__", "mul", "mul_"),
                      lowering=Elementwise(lambda c, a, dt: f"({a[0]} & {a[1]})" if L.is_bool(dt)
                                           else f"({a[0]} * {a[1]})"))
+
+
 def _div_lowering(c, a, dt):
     """``x / y``; for float32 with ``y`` the same along the innermost axis (a row's sum,
     a scalar), ``x * (1 / y)`` in float64, rounded once: LLVM hoists the reciprocal out of
