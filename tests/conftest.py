@@ -20,3 +20,8 @@ import os as _os  # noqa: E402
 import tempfile as _tempfile  # noqa: E402
 
 _os.environ.setdefault("DUALGRAPH_CACHE_DIR", _tempfile.mkdtemp(prefix="dualgraph-test-cache-"))
+
+# dg.compile's tiered start (a first call runs the interpreter while numba compiles in the
+# background) is off in the suite: the tests compare the kernels themselves with eager code.
+# tests/test_compile_tiered.py turns it on; DUALGRAPH_TIERED=1 runs the whole suite with it.
+_os.environ.setdefault("DUALGRAPH_TIERED", "0")

@@ -180,8 +180,18 @@ def _run_cell(w, system, inputs, ref, quick, repeat, row):
         out = run()
         row["first_call_s"] = time.perf_counter() - t
         _join_background_compiles()
-        got = w.compared(to_numpy(out), inputs)
-        ok, worst, msg = check(got, ref, w.rtol, w.atol)
+        if system == "dg.compile":
+            # tiered start: the first call ran the interpreter while numba compiled in the
+            # background; ready_s is when the kernels were (the next call checks them too)
+            row["ready_s"] = time.perf_counter() - t
+            outs = [out, run()]
+        else:
+            outs = [out]
+        for o in outs:
+            got = w.compared(to_numpy(o), inputs)
+            ok, worst, msg = check(got, ref, w.rtol, w.atol)
+            if not ok:
+                break
         row["check"] = {"ok": ok, "max_err": worst, "rtol": w.rtol, "atol": w.atol}
         if not ok:
             row.update(status="wrong", message=f"wrong result, not timed: {msg}")
@@ -327,11 +337,20 @@ def fmt_time(s):
 HEADER = ("workload", "system", "median", "IQR", "first call", "vs eager", "vs fastest", "check")
 
 
+def _first_cell(r):
+    """The first call; for dg.compile also when its kernels were compiled (tiered start:
+    the first call returns the interpreter's result meanwhile)."""
+    first, ready = r.get("first_call_s"), r.get("ready_s")
+    if ready is None or first is None or ready < first + 0.05:
+        return fmt_time(first)
+    return f"{fmt_time(first)} ({fmt_time(ready)})"
+
+
 def table_rows(rows):
     out = []
     for r in rows:
         if r["status"] == "ok":
-            cells = [fmt_time(r["median_s"]), fmt_time(r["iqr_s"]), fmt_time(r.get("first_call_s")),
+            cells = [fmt_time(r["median_s"]), fmt_time(r["iqr_s"]), _first_cell(r),
                      f"{r['speedup_vs_eager']:.3g}x" if r["speedup_vs_eager"] else "",
                      "fastest" if r["fastest"] else f"{r['ratio_vs_fastest']:.3g}x",
                      f"ok ({r['check']['max_err']:.0e})" if r["check"]["max_err"] else "ok (exact)"]

@@ -1208,17 +1208,13 @@ class Codegen:
 def default_math(name, dt):
     """(function name, module) of the inlined scalar ``name`` for dtype ``dt``: the math
     library (dualgraph.compile.mathlib) when it has it, else the runtime fallback."""
-    try:
-        from . import mathlib
-    except ImportError:
-        mathlib = None
-    if mathlib is not None:
-        table = getattr(mathlib, "MATH", {})
-        fn = table.get(name, {}).get(dt.name)
-        if fn is not None:
-            return fn, "dualgraph.compile.mathlib"
-        if name in ("fmax", "fmin") and hasattr(mathlib, name) and dt.kind == "f":
-            return name, "dualgraph.compile.mathlib"
+    from .math_names import MATH  # not mathlib itself: that imports numba
+
+    fn = MATH.get(name, {}).get(dt.name)
+    if fn is not None:
+        return fn, "dualgraph.compile.mathlib"
+    if name in ("fmax", "fmin") and dt.kind == "f":
+        return name, "dualgraph.compile.mathlib"
     short = {"float32": "f32", "float64": "f64"}.get(dt.name)
     if short is None:
         raise CompileError(f"dg.compile: no scalar `{name}` for dtype {dt.name}")

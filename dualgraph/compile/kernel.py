@@ -1,9 +1,14 @@
 """A compiled graph: generated source -> content-addressed file -> numba function, and the
 Python side of a call (argument checks, preallocated outputs, status).
 
+Tiered start: when loading a new kernel would take time (numba not imported yet, or no
+machine code in numba's disk cache), a background thread imports numba and compiles the
+serial kernel, then the ``prange`` variant, while the calls meanwhile run the graph in the
+interpreter (``Kernel._tier``; ``DUALGRAPH_TIERED=0``: the first call waits).
+
 Threads and processes: a kernel is ``nogil`` and may be called from several threads at once
 (the first calls, which compile and time the serial and ``prange`` variants, take a lock).
-The ``prange`` variant compiles in a background thread after the first call (the calls
+The ``prange`` variant compiles in a background thread after the serial one (the calls
 meanwhile run the serial kernel; ``DUALGRAPH_BACKGROUND_COMPILE=0`` compiles it inline);
 ``join_background_compiles()`` waits for such compiles, and runs before ``os.fork()`` and at
 interpreter exit.
@@ -24,6 +29,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import sys
 import threading
 import time
 import warnings
@@ -167,11 +173,10 @@ class Kernel:
     """One graph compiled to one numba function."""
 
     def __init__(self, graph, name="kernel"):
-        scipy_blas.load()  # before numba's first compile or cache load (it imports scipy's BLAS)
         self.graph = graph
         self.source, self.consts, cg = generate(graph, name, parallel=False)
         self.parallel = False
-        self.fn, self.path = cache.load(self.source, name)
+        self.fn = self.path = None
         self._name = name
         # prange variant: chosen by DUALGRAPH_PARALLEL=1, refused by =0, and by default
         # ("auto") timed against the serial kernel on the first calls (machines and their
@@ -187,10 +192,10 @@ class Kernel:
             if pcg.parallel or self._split_matmul:
                 self.parallel_source = psrc
                 if mode == "1":
+                    self._load()
                     self._use_parallel()
                 else:
                     self._tune = {"n": 0, "ser": [], "par": [], "next": 0.0}
-        self._name = name
         self.in_scalar = [v.aval.ndim == 0 for v in graph.inputs]
         outs = []
         self.dyn = []  # (output position, index in the returned tuple)
@@ -223,6 +228,16 @@ class Kernel:
         self._direct = not (self.dyn or self.ws_specs or not self._plain)
         self._ws_pool = []
         self._first = True
+        # tiered start (``_tier``): numba loads or compiles the kernel in a background thread
+        # while the first calls run the graph in the interpreter
+        self._job = None
+        self._par_job = None  # the prange variant, started by the tier job when it is done
+        if self.fn is None and (self.dyn or not tiered_start(self.source)):
+            self._load()
+
+    def _load(self):
+        scipy_blas.load()  # before numba's first compile or cache load (it imports scipy's BLAS)
+        self.fn, self.path = cache.load(self.source, self._name)
 
     def _take_ws(self):
         try:
@@ -254,6 +269,10 @@ class Kernel:
         return outs
 
     def __call__(self, arrays, _fn=None):
+        if self.fn is None and _fn is None:  # tiered start: the kernel is not loaded yet
+            res = self._tier(arrays)
+            if res is not _LOADED:
+                return res
         args = []
         for a, sc in zip(arrays, self.in_scalar):
             if sc:
@@ -290,6 +309,83 @@ class Kernel:
         res = [o.reshape(()) if z else o for o, (_, _, z) in zip(outs, self.out_specs)]
         for k, j in self.dyn:
             res.insert(k, ret[j])
+        return res
+
+    # -- tiered start ----------------------------------------------------------------
+    def _tier(self, arrays):
+        """A call before the kernel is loaded.  The first one starts a background thread
+        that imports numba and compiles the serial kernel (or loads it from numba's disk
+        cache), then starts the prange variant's compile; meanwhile each call runs the
+        optimized graph in the interpreter (the numpy implementations of its primitives,
+        as ``backend="interpreter"``), with the kernel's result format.  Returns that
+        result (None: a run-time check failed, as a kernel's), or ``_LOADED`` once the
+        kernel is ready (the caller runs it)."""
+        job = self._job
+        if job is None:
+            with self._tune_lock:
+                job = self._job
+                if job is None:
+                    _short_switch(1)
+                    job = self._job = _VariantJob(self.source, self._name, self._sig_of(arrays),
+                                                  then=self._serial_ready)
+        if not job.done.is_set():
+            res = self._interpret(arrays)
+            if res is not _LOADED:
+                return res
+            job.done.wait()  # the interpreter could not run this graph: wait for numba
+        with self._tune_lock:
+            if self.fn is None:
+                if job.fn is None:
+                    raise CompileError(
+                        f"dg.compile: numba could not compile the generated kernel "
+                        f"{job.path}: {job.error}")
+                self.fn, self.path = job.fn, job.path
+        return _LOADED
+
+    def _sig_of(self, arrays):
+        """For the tier job: the numba signature of a call with ``arrays`` (what
+        ``__call__`` passes: scalars, C-contiguous writeable arrays, workspaces, constants,
+        outputs), made once numba is imported."""
+        args = [a[()] if sc else (a if a.flags.c_contiguous and a.flags.writeable
+                                  else np.array(a, order="C"))
+                for a, sc in zip(arrays, self.in_scalar)]
+        args += [np.empty((0,) + tuple(s), d) for s, d in self.ws_specs]
+        args += list(self.consts)
+        args += [np.empty(s, d) for s, d, _ in self.out_specs]
+
+        def sig(fn):
+            return tuple(fn.typeof_pyval(a) for a in args)
+        return sig
+
+    def _serial_ready(self, sig):
+        """In the tier job's thread, once the serial kernel is compiled: start the prange
+        variant's compile, so it is not left for the timed calls that follow."""
+        if self._tune is not None:
+            passive_omp_threads()  # before numba's OpenMP threads start (at the compile)
+            self._par_job = _VariantJob(self.parallel_source, self._name, sig)
+
+    def _interpret(self, arrays):
+        """The graph run by the interpreter on ``arrays``, in the kernel's result format:
+        fresh C-contiguous arrays of the outputs' shapes and dtypes (no output shares
+        memory with an argument, a constant or another output, as a kernel's).  None when
+        the graph raised (the caller re-runs eagerly, which raises eager's error);
+        ``_LOADED`` when a result does not have the output's type (never expected: the
+        caller then waits for the kernel)."""
+        from ..eager.grad_mode import no_grad
+        from ..eager.tensor import Tensor
+        from ..static.interpreter import eval_graph
+
+        try:
+            with no_grad(), np.errstate(all="ignore"):
+                outs = eval_graph(self.graph, [Tensor._make(np.asarray(a)) for a in arrays])
+        except Exception:  # noqa: BLE001 - eager code raises it again, naming the user's line
+            return None
+        res = []
+        for o, v in zip(outs, self.graph.outputs):
+            a, av = o._value, v.aval
+            if a.dtype != av.dtype or a.shape != tuple(av.shape):
+                return _LOADED
+            res.append(np.array(a, order="C"))  # a copy
         return res
 
     def _use_parallel(self):
@@ -333,6 +429,9 @@ class Kernel:
             typeof = getattr(self.fn, "typeof_pyval", None)
             if typeof is None:  # NUMBA_DISABLE_JIT: plain Python, nothing to tune
                 self._tune = None
+                return st
+            if self._par_job is not None:  # started by the tier job (``_tier``)
+                t["job"] = self._par_job
                 return st
             passive_omp_threads()  # before numba's OpenMP threads start (at the compile)
             sig = tuple(typeof(a) for a in (*args, *self.consts, *outs))
@@ -386,7 +485,9 @@ class Kernel:
 
     def wait_compiles(self):
         """Wait for a prange variant compiling in the background (tests, benchmarks)."""
-        job = (self._tune or {}).get("job")
+        if self._job is not None:
+            self._job.done.wait()
+        job = (self._tune or {}).get("job") or self._par_job
         if job is not None:
             job.done.wait()
 
@@ -412,6 +513,51 @@ class Kernel:
                 ) from e
         self._first = False
         return st
+
+
+_LOADED = object()  # Kernel._tier: the kernel is loaded, run it
+
+
+def tiered_start(source):
+    """Whether a new kernel starts tiered (``Kernel._tier``): when loading it would cost
+    time, i.e. numba is not imported yet or its disk cache has no machine code for this
+    source.  Off with ``DUALGRAPH_TIERED=0`` (every first call then waits for numba, and
+    every call runs the kernel) and under ``NUMBA_DISABLE_JIT=1``."""
+    if os.environ.get("DUALGRAPH_TIERED", "1") == "0" or os.environ.get("NUMBA_DISABLE_JIT", "0") != "0":
+        return False
+    if "numba" not in sys.modules:
+        return True
+    path = cache.kernel_path(source)[1]
+    d = os.path.join(os.path.dirname(path), "__pycache__")
+    stem = os.path.splitext(os.path.basename(path))[0] + "."
+    try:
+        return not any(n.startswith(stem) and n.endswith(".nbi") for n in os.listdir(d))
+    except OSError:
+        return True
+
+
+# While a tier job compiles, the calls run the interpreter in the caller's thread, and the
+# two share the GIL: a numpy call that releases it (a matmul) waited up to the switch
+# interval (5 ms) to get it back from the compile, and rnn's interpreted step took 0.3-0.4 s
+# instead of 0.07.  The interval is shortened while tier jobs run (unless the user set one).
+_SWITCH = 0.0005
+_switch_jobs = 0
+_switch_saved = None
+
+
+def _short_switch(delta):
+    global _switch_jobs, _switch_saved
+    with _pending_lock:
+        _switch_jobs += delta
+        if delta > 0 and _switch_jobs == 1 and _switch_saved is None:
+            cur = sys.getswitchinterval()
+            if abs(cur - 0.005) < 1e-9:  # the default: the user did not choose one
+                _switch_saved = cur
+                sys.setswitchinterval(_SWITCH)
+        elif _switch_jobs == 0 and _switch_saved is not None:
+            if abs(sys.getswitchinterval() - _SWITCH) < 1e-12:  # not changed meanwhile
+                sys.setswitchinterval(_switch_saved)
+            _switch_saved = None
 
 
 _pending = set()  # variant compiles still running: joined before fork() and at exit
@@ -442,9 +588,9 @@ class _VariantJob:
     only overlaps with running kernels and Python, never with another compilation.  On any
     failure ``fn`` stays None (the serial kernel is kept)."""
 
-    def __init__(self, source, name, sig):
-        self.source, self.name, self.sig = source, name, sig
-        self.fn = self.path = None
+    def __init__(self, source, name, sig, then=None):
+        self.source, self.name, self.sig, self.then = source, name, sig, then
+        self.fn = self.path = self.error = None
         self.done = threading.Event()
         if os.environ.get("DUALGRAPH_BACKGROUND_COMPILE", "1") == "0":
             self._run()
@@ -456,18 +602,31 @@ class _VariantJob:
 
     def _run(self):
         try:
+            scipy_blas.load()  # before numba's first compile or cache load
             for attempt in (0, 1):
                 try:
                     fn, path = cache.load(self.source, self.name)
-                    fn.compile(self.sig)
-                    self.fn, self.path = fn, path
-                    return
-                except Exception:  # noqa: BLE001
+                    self.path = path
+                    if callable(self.sig):  # types only: the example arrays are let go
+                        self.sig = self.sig(fn)
+                    sig = self.sig
+                    if hasattr(fn, "compile"):  # not under NUMBA_DISABLE_JIT
+                        fn.compile(sig)
+                    self.fn = fn
+                    break
+                except Exception as e:  # noqa: BLE001
+                    self.error = f"{type(e).__name__}: {e}"
                     if attempt:
                         return
                     # a corrupt numba cache entry: drop it and compile again, once
                     cache.drop(cache.kernel_path(self.source)[1])
+            if self.then is not None:
+                self.then(sig)
+        except Exception as e:  # noqa: BLE001
+            self.error = f"{type(e).__name__}: {e}"
         finally:
+            if self.then is not None:  # a tier job: the interpreted calls are over
+                _short_switch(-1)
             self.done.set()
             with _pending_lock:
                 _pending.discard(threading.current_thread())

@@ -59,12 +59,7 @@ SOURCE_HASH = hashlib.sha256(b"".join(
 FASTMATH = {"nsz", "arcp", "contract", "afn"}            # elementwise kernels
 FASTMATH_REDUCE = FASTMATH | {"reassoc"}               # reduction kernels
 
-MATH = {
-    op: {"float32": f"{op}_f32", "float64": f"{op}_f64"}
-    for op in ("exp", "log", "tanh", "sigmoid", "erf", "expm1", "log1p")
-}
-MATH["maximum"] = {"float32": "fmax", "float64": "fmax"}
-MATH["minimum"] = {"float32": "fmin", "float64": "fmin"}
+from .math_names import MATH  # noqa: E402 - the table the code generator reads (no numba)
 
 __all__ = ["MATH", "FASTMATH", "FASTMATH_REDUCE", "SOURCE_HASH", "fmax", "fmin"] + sorted(
     {name for per_dtype in MATH.values() for name in per_dtype.values()} - {"fmax", "fmin"})
