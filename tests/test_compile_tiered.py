@@ -239,3 +239,38 @@ def test_off_and_warm_kernels_load_at_once(monkeypatch, tmp_path):
     cf2(dg.ones(4))
     (k2,) = _kernels(cf2)
     assert k2.fn is not None and k2._job is None
+
+
+def test_a_long_interpreted_loop_gives_way_to_the_kernel(monkeypatch, tmp_path):
+    """An interpreted call is given up at its next loop iteration once the kernel is ready:
+    a loop the interpreter would run for many seconds does not outlast the compile."""
+    monkeypatch.setenv("DUALGRAPH_TIERED", "1")
+    monkeypatch.setenv("DUALGRAPH_PARALLEL", "0")
+    monkeypatch.setenv("DUALGRAPH_CACHE_DIR", str(tmp_path))
+
+    def f(x):
+        for _ in range(300000):  # ~10 s in the interpreter, under a second compiled
+            x = x * 0.5 + 1.0
+        return x
+
+    cf = dg.compile(f, fullgraph=True)
+    got = cf(dg.zeros(4))
+    (k,) = [e.kernel for e in cf._cache.values()]
+    assert k.fn is not None and not k._first  # the kernel ran this first call
+    np.testing.assert_allclose(got.numpy(), [2.0] * 4, rtol=1e-6)
+
+
+def test_abandon_when_stops_a_run_at_its_next_graph():
+    from dualgraph.static.interpreter import Abandoned, abandon_when
+
+    g = dg.trace(lambda x: dg.fori_loop(0, 1000, lambda i, r: r + 1.0, x), dg.zeros(2))
+    seen = []
+
+    def pred():
+        seen.append(1)
+        return len(seen) > 5
+
+    with pytest.raises(Abandoned), abandon_when(pred):
+        g(dg.zeros(2))
+    assert len(seen) == 6  # checked at each graph run (the loop's cond and body), stopped at once
+    assert g(dg.zeros(2)).numpy().tolist() == [1000.0, 1000.0]  # outside the block: runs

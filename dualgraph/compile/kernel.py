@@ -329,10 +329,10 @@ class Kernel:
                     job = self._job = _VariantJob(self.source, self._name, self._sig_of(arrays),
                                                   then=self._serial_ready)
         if not job.done.is_set():
-            res = self._interpret(arrays)
+            res = self._interpret(arrays, job.done.is_set)
             if res is not _LOADED:
                 return res
-            job.done.wait()  # the interpreter could not run this graph: wait for numba
+            job.done.wait()  # the kernel is ready (or the interpreter could not run this graph)
         with self._tune_lock:
             if self.fn is None:
                 if job.fn is None:
@@ -364,20 +364,23 @@ class Kernel:
             passive_omp_threads()  # before numba's OpenMP threads start (at the compile)
             self._par_job = _VariantJob(self.parallel_source, self._name, sig)
 
-    def _interpret(self, arrays):
+    def _interpret(self, arrays, ready):
         """The graph run by the interpreter on ``arrays``, in the kernel's result format:
         fresh C-contiguous arrays of the outputs' shapes and dtypes (no output shares
         memory with an argument, a constant or another output, as a kernel's).  None when
         the graph raised (the caller re-runs eagerly, which raises eager's error);
-        ``_LOADED`` when a result does not have the output's type (never expected: the
-        caller then waits for the kernel)."""
+        ``_LOADED`` when the kernel became ready meanwhile (``ready()``: the run is given up
+        at its next graph, e.g. loop iteration, so a long loop does not outlast the
+        compile) or a result does not have the output's type (never expected)."""
         from ..eager.grad_mode import no_grad
         from ..eager.tensor import Tensor
-        from ..static.interpreter import eval_graph
+        from ..static.interpreter import Abandoned, abandon_when, eval_graph
 
         try:
-            with no_grad(), np.errstate(all="ignore"):
+            with no_grad(), np.errstate(all="ignore"), abandon_when(ready):
                 outs = eval_graph(self.graph, [Tensor._make(np.asarray(a)) for a in arrays])
+        except Abandoned:
+            return _LOADED
         except Exception:  # noqa: BLE001 - eager code raises it again, naming the user's line
             return None
         res = []

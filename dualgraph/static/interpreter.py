@@ -13,6 +13,9 @@ n entries costs O(n) in all rather than O(n) per write.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
 from ..eager import grad_mode
@@ -26,6 +29,27 @@ from .tree import tree_unflatten
 
 class GraphExecutionError(RuntimeError):
     """An equation failed while a graph ran; the message names it and its source line."""
+
+
+class Abandoned(BaseException):
+    """Raised out of a run whose caller gave it up (``abandon_when``).  A BaseException, so
+    that no equation's error handling takes it for the equation's own error."""
+
+
+_tls = threading.local()
+
+
+@contextlib.contextmanager
+def abandon_when(pred):
+    """Within the block, ``eval_graph`` (at every graph it starts: each loop iteration and
+    branch too) raises ``Abandoned`` once ``pred()`` is true.  dg.compile's tiered start
+    gives up an interpreted call when its kernel is ready (compile/kernel.py)."""
+    prev = getattr(_tls, "abort", None)
+    _tls.abort = pred
+    try:
+        yield
+    finally:
+        _tls.abort = prev
 
 
 def _eval_eqn(eqn, ins):
@@ -152,6 +176,9 @@ def eval_graph(graph, args, donate=()):
 
     ``donate``: input positions whose values the caller gives up (nobody reads them after
     this call); a tape buffer among them may be written in place."""
+    ab = getattr(_tls, "abort", None)
+    if ab is not None and ab():
+        raise Abandoned
     inplace = _ownership(graph).inplace
     if inplace:
         def ev(eqn, ins):
