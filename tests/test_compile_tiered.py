@@ -23,6 +23,7 @@ def gate(monkeypatch, tmp_path):
     monkeypatch.setenv("DUALGRAPH_TIERED", "1")
     monkeypatch.setenv("DUALGRAPH_PARALLEL", "0")
     monkeypatch.setenv("DUALGRAPH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(K, "_TIER_SHARE", float("inf"))  # every call interpreted until ready
     ev = threading.Event()
     ev.kernels = []  # every Kernel made during the test
     run, init = K._VariantJob._run, K.Kernel.__init__
@@ -71,18 +72,19 @@ def test_interpreted_calls_then_the_kernel(gate):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
     (k,) = _kernels(cf)
     assert k.fn is None and k._job is not None and not k._job.done.is_set()
-    assert cf.cache_info()["traces"] == 1
+    assert cf.cache_info()["traces"] == 1 and cf.cache_info()["interpreted"] == 3
     # the GIL's switch interval is short while interpreted calls share it with the compile
-    assert sys.getswitchinterval() == K._SWITCH
+    assert sys.getswitchinterval() == pytest.approx(K._SWITCH)
     gate.set()
     k.wait_compiles()
-    assert sys.getswitchinterval() == 0.005  # and back to Python's default after it
+    assert sys.getswitchinterval() == pytest.approx(0.005)  # and back to Python's default after it
     got = cf(x, y)  # the kernel's first call
     assert k.fn is not None and not k._first
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(cf(x, y).numpy(), want, rtol=1e-5, atol=1e-6)  # the hot path
     assert cf.cache_info()["traces"] == 1
     assert len(k.fn.signatures) == 1  # the background compile's signature is the call's
+    assert cf.cache_info()["interpreted"] == 3
 
 
 def test_outputs_are_fresh_arrays(gate):
@@ -171,6 +173,7 @@ def test_in_place_training_step_applies_once_per_call(gate):
         np.testing.assert_allclose(lc.item(), le.item(), rtol=1e-5)
         np.testing.assert_allclose(w_c.numpy(), w_e.numpy(), rtol=1e-5, atol=1e-7)
     assert all(k.fn is not None for k in used)  # the kernels ran the last two steps
+    assert cf.cache_info()["interpreted"] == 2
     assert w_c._value is buf  # written in place
 
 
@@ -274,3 +277,18 @@ def test_abandon_when_stops_a_run_at_its_next_graph():
         g(dg.zeros(2))
     assert len(seen) == 6  # checked at each graph run (the loop's cond and body), stopped at once
     assert g(dg.zeros(2)).numpy().tolist() == [1000.0, 1000.0]  # outside the block: runs
+
+
+def test_calls_after_the_first_wait_once_the_interpreter_had_its_share(gate, monkeypatch):
+    """By default the first call is interpreted and later calls wait for the kernel when
+    the interpreter has already taken its share of the compile's time (here: none)."""
+    monkeypatch.setattr(K, "_TIER_SHARE", 0.0)
+    cf = dg.compile(lambda x: dg.exp(x) - 1.0)
+    x = dg.randn(8)
+    want = (dg.exp(x) - 1.0).numpy()
+    np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    (k,) = _kernels(cf)
+    assert k.fn is None and k.n_interpreted == 1
+    threading.Timer(0.2, gate.set).start()  # the compile may proceed a little later
+    np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
+    assert k.fn is not None and k.n_interpreted == 1  # the second call waited and ran the kernel

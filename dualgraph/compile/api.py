@@ -82,8 +82,21 @@ class CompiledFunction:
         return self if obj is None else functools.partial(self, obj)
 
     def cache_info(self):
-        """``{"traces", "hits", "misses", "entries"}``."""
-        return dict(self._stats, entries=len(self._cache))
+        """``{"traces", "hits", "misses", "entries", "interpreted"}``; ``interpreted``: calls
+        of the kernels run by the interpreter while numba compiled them (tiered start)."""
+        return dict(self._stats, entries=len(self._cache),
+                    interpreted=sum(k.n_interpreted for k in self._kernels()))
+
+    def _kernels(self):
+        """Every kernel of the cached entries (plain, forward and backward, and the
+        variants of functions that capture tensors)."""
+        seen = []
+        for e in self._cache.values():
+            for x in [e] + list(getattr(e.fx, "variants", None) or ()):
+                for k in (x.kernel, getattr(x.aot, "fwd_kernel", None), getattr(x.aot, "bwd_kernel", None)):
+                    if k is not None and all(k is not y for y in seen):
+                        seen.append(k)
+        return seen
 
     def cache_clear(self):
         self._cache.clear()

@@ -232,6 +232,8 @@ class Kernel:
         # while the first calls run the graph in the interpreter
         self._job = None
         self._par_job = None  # the prange variant, started by the tier job when it is done
+        self.n_interpreted = 0  # calls the interpreter ran meanwhile
+        self._tier_spent = 0.0  # the time they took
         if self.fn is None and (self.dyn or not tiered_start(self.source)):
             self._load()
 
@@ -315,23 +317,29 @@ class Kernel:
     def _tier(self, arrays):
         """A call before the kernel is loaded.  The first one starts a background thread
         that imports numba and compiles the serial kernel (or loads it from numba's disk
-        cache), then starts the prange variant's compile; meanwhile each call runs the
+        cache), then starts the prange variant's compile; meanwhile the first call, and
+        later ones within the interpreter's share of the time (``_TIER_SHARE``), run the
         optimized graph in the interpreter (the numpy implementations of its primitives,
-        as ``backend="interpreter"``), with the kernel's result format.  Returns that
-        result (None: a run-time check failed, as a kernel's), or ``_LOADED`` once the
-        kernel is ready (the caller runs it)."""
+        as ``backend="interpreter"``), with the kernel's result format; other calls wait
+        for the kernel.  Returns the interpreter's result (None: a run-time check failed,
+        as a kernel's), or ``_LOADED`` once the kernel is ready (the caller runs it)."""
         job = self._job
         if job is None:
             with self._tune_lock:
                 job = self._job
                 if job is None:
-                    _short_switch(1)
                     job = self._job = _VariantJob(self.source, self._name, self._sig_of(arrays),
                                                   then=self._serial_ready)
         if not job.done.is_set():
-            res = self._interpret(arrays, job.done.is_set)
-            if res is not _LOADED:
-                return res
+            # the first call, and later ones while the interpreter has taken at most
+            # _TIER_SHARE of the time since the compile started; else wait for the kernel
+            t0 = time.perf_counter()
+            if not self.n_interpreted or self._tier_spent <= _TIER_SHARE * (t0 - job.t0):
+                res = self._interpret(arrays, job.done.is_set)
+                self._tier_spent += time.perf_counter() - t0
+                if res is not _LOADED:
+                    self.n_interpreted += 1
+                    return res
             job.done.wait()  # the kernel is ready (or the interpreter could not run this graph)
         with self._tune_lock:
             if self.fn is None:
@@ -519,6 +527,13 @@ class Kernel:
 
 
 _LOADED = object()  # Kernel._tier: the kernel is loaded, run it
+# Kernel._tier: after the first call, calls are interpreted while the interpreter has taken at
+# most this share of the time since the compile started, else they wait for the kernel.  The
+# interpreter and numba's compile share the GIL: a training loop interpreted step after step
+# ran each step ~2.5x slower than eagerly and held the compile back as long again (the demo:
+# 2000 steps, all interpreted, 7.7 s, the kernel never ready; waiting: 6.5 s), while a call
+# now and then (interactive use) costs the compile little.
+_TIER_SHARE = 0.1
 
 
 def tiered_start(source):
@@ -539,11 +554,14 @@ def tiered_start(source):
         return True
 
 
-# While a tier job compiles, the calls run the interpreter in the caller's thread, and the
-# two share the GIL: a numpy call that releases it (a matmul) waited up to the switch
-# interval (5 ms) to get it back from the compile, and rnn's interpreted step took 0.3-0.4 s
-# instead of 0.07.  The interval is shortened while tier jobs run (unless the user set one).
-_SWITCH = 0.0005
+# While a background job compiles, the calls (the interpreter's during a tier job, the serial
+# kernel's Python side during a prange variant's) share the GIL with it: a call that releases
+# it (a matmul, a nogil kernel) waited up to the switch interval (5 ms) to get it back from
+# the compile, and rnn's interpreted step took 0.3-0.4 s instead of 0.07; the demo's training
+# step (~20 small matmuls) 13 ms against 1.8 eagerly.  The interval is 20 us while background
+# jobs run (unless the user set one): rnn 0.2 s, the demo's step 4.8 ms, and the compiles no
+# slower (benchmarks/first_call_results.md).
+_SWITCH = 2e-5
 _switch_jobs = 0
 _switch_saved = None
 
@@ -585,22 +603,28 @@ if hasattr(os, "register_at_fork"):
 
 
 class _VariantJob:
-    """Compile the prange variant of a kernel for the signature ``sig`` (loaded from numba's
-    disk cache when it is there), in a background thread, or inline with
-    ``DUALGRAPH_BACKGROUND_COMPILE=0``.  numba compiles under its own global lock, so this
-    only overlaps with running kernels and Python, never with another compilation.  On any
-    failure ``fn`` stays None (the serial kernel is kept)."""
+    """Compile a kernel's source for the signature ``sig`` (numba types, or a function of
+    the loaded dispatcher giving them), loaded from numba's disk cache when it is there, in
+    a background thread, or inline with ``DUALGRAPH_BACKGROUND_COMPILE=0``: the prange
+    variant of a kernel, or its serial kernel at a tiered start (``Kernel._tier``; ``then``
+    is called with the types once compiled).  numba compiles under its own global lock, so
+    this only overlaps with running kernels and Python, never with another compilation.  On
+    any failure ``fn`` stays None and ``error`` says why."""
 
     def __init__(self, source, name, sig, then=None):
         self.source, self.name, self.sig, self.then = source, name, sig, then
         self.fn = self.path = self.error = None
         self.done = threading.Event()
+        self.t0 = time.perf_counter()
+        self._switched = False  # shortened the GIL's switch interval (_short_switch)
         if os.environ.get("DUALGRAPH_BACKGROUND_COMPILE", "1") == "0":
             self._run()
             return
         th = threading.Thread(target=self._run, name=f"dualgraph-compile-{name}", daemon=True)
         with _pending_lock:
             _pending.add(th)
+        self._switched = True
+        _short_switch(1)
         th.start()
 
     def _run(self):
@@ -628,7 +652,7 @@ class _VariantJob:
         except Exception as e:  # noqa: BLE001
             self.error = f"{type(e).__name__}: {e}"
         finally:
-            if self.then is not None:  # a tier job: the interpreted calls are over
+            if self._switched:
                 _short_switch(-1)
             self.done.set()
             with _pending_lock:
