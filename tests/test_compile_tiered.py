@@ -24,6 +24,7 @@ def gate(monkeypatch, tmp_path):
     monkeypatch.setenv("DUALGRAPH_PARALLEL", "0")
     monkeypatch.setenv("DUALGRAPH_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(K, "_TIER_SHARE", float("inf"))  # every call interpreted until ready
+    K.join_background_compiles()  # no compile of an earlier test still running
     ev = threading.Event()
     ev.kernels = []  # every Kernel made during the test
     run, init = K._VariantJob._run, K.Kernel.__init__
@@ -292,3 +293,19 @@ def test_calls_after_the_first_wait_once_the_interpreter_had_its_share(gate, mon
     threading.Timer(0.2, gate.set).start()  # the compile may proceed a little later
     np.testing.assert_allclose(cf(x).numpy(), want, rtol=1e-5, atol=1e-6)
     assert k.fn is not None and k.n_interpreted == 1  # the second call waited and ran the kernel
+
+
+def test_no_thread_to_be_had_compiles_inline(gate, monkeypatch):
+    """If no thread can be started, the job compiles inline: the call gets the kernel's
+    result, and the switch interval and the list of pending compiles are left as they were."""
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    gate.set()
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    cf = dg.compile(lambda x: x * 2.0 + 1.0)
+    assert cf(dg.ones(3)).numpy().tolist() == [3, 3, 3]
+    (k,) = _kernels(cf)
+    assert k.fn is not None and k.n_interpreted == 0
+    assert not K._pending and K._switch_jobs == 0
+    assert sys.getswitchinterval() == pytest.approx(0.005)

@@ -91,7 +91,7 @@ class CompiledFunction:
         """Every kernel of the cached entries (plain, forward and backward, and the
         variants of functions that capture tensors)."""
         seen = []
-        for e in self._cache.values():
+        for e in list(self._cache.values()):  # another thread may add an entry meanwhile
             for x in [e] + list(getattr(e.fx, "variants", None) or ()):
                 for k in (x.kernel, getattr(x.aot, "fwd_kernel", None), getattr(x.aot, "bwd_kernel", None)):
                     if k is not None and all(k is not y for y in seen):

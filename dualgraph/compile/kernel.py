@@ -543,8 +543,8 @@ def tiered_start(source):
     every call runs the kernel) and under ``NUMBA_DISABLE_JIT=1``."""
     if os.environ.get("DUALGRAPH_TIERED", "1") == "0" or os.environ.get("NUMBA_DISABLE_JIT", "0") != "0":
         return False
-    if "numba" not in sys.modules:
-        return True
+    if "numba" not in sys.modules or cache._env_key is None:
+        return True  # numba not (fully) imported: the cache key would wait for its import
     path = cache.kernel_path(source)[1]
     d = os.path.join(os.path.dirname(path), "__pycache__")
     stem = os.path.splitext(os.path.basename(path))[0] + "."
@@ -625,7 +625,14 @@ class _VariantJob:
             _pending.add(th)
         self._switched = True
         _short_switch(1)
-        th.start()
+        try:
+            th.start()
+        except RuntimeError:  # no thread to be had ("can't start new thread"): compile inline
+            with _pending_lock:
+                _pending.discard(th)
+            self._switched = False
+            _short_switch(-1)
+            self._run()
 
     def _run(self):
         try:
@@ -652,6 +659,8 @@ class _VariantJob:
         except Exception as e:  # noqa: BLE001
             self.error = f"{type(e).__name__}: {e}"
         finally:
+            if callable(self.sig):  # failed before numba typed the arguments: let them go
+                self.sig = None
             if self._switched:
                 _short_switch(-1)
             self.done.set()
