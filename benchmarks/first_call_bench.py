@@ -54,7 +54,7 @@ t = time.perf_counter(); run(); t2 = time.perf_counter() - t
 k = sys.modules.get("dualgraph.compile.kernel")
 if k is not None:
     k.join_background_compiles()  # tiered start: the kernels, compiled in the background
-t_all = time.perf_counter() - t + t1 + t2
+t_all = t1 + (time.perf_counter() - t)  # first call, second call, and the rest of the compiles
 t = time.perf_counter(); run(); t3 = time.perf_counter() - t
 print(json.dumps({"import": t_imp, "first": t1, "first_cpu": c1, "second": t2,
                   "ready": t_all, "kernel": t3}))
