@@ -309,3 +309,29 @@ def test_no_thread_to_be_had_compiles_inline(gate, monkeypatch):
     assert k.fn is not None and k.n_interpreted == 0
     assert not K._pending and K._switch_jobs == 0
     assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+def test_generated_source_does_not_depend_on_numba_being_imported(tmp_path):
+    """A new process's first call generates the kernel before numba (and the math library)
+    is imported: the math functions' names come from compile/math_names.py, so the source
+    is the one a process with mathlib loaded makes (floor_divide was missing from it, and
+    the kernel failed to import: eager fallback)."""
+    import os
+    import subprocess
+
+    code = (
+        "import sys, dualgraph as dg\n"
+        "cf = dg.compile(lambda x, y: (x // y, dg.exp(x), dg.maximum(x, y)))\n"
+        "x, y = dg.tensor([7.0, -7.0]), dg.tensor([2.0, 2.0])\n"
+        "src = cf.source(x, y)\n"
+        "assert 'numba' not in sys.modules\n"
+        "import dualgraph.compile.mathlib\n"
+        "cf2 = dg.compile(lambda x, y: (x // y, dg.exp(x), dg.maximum(x, y)))\n"
+        "assert cf2.source(x, y) == src\n"
+        "print(src)\n"
+    )
+    env = dict(os.environ, DUALGRAPH_CACHE_DIR=str(tmp_path), DUALGRAPH_TIERED="1")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "from dualgraph.compile.mathlib import" in r.stdout
+    assert "floor_divide_f32" in r.stdout and "dualgraph.compile.runtime" not in r.stdout

@@ -8,3 +8,4 @@ MATH = {
 }
 MATH["maximum"] = {"float32": "fmax", "float64": "fmax"}
 MATH["minimum"] = {"float32": "fmin", "float64": "fmin"}
+MATH["floor_divide"] = {"float32": "floor_divide_f32", "float64": "floor_divide_f64"}

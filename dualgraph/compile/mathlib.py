@@ -527,4 +527,3 @@ del _name
 # 1 / b overflowing (NaN for 0 // 1e-40)
 floor_divide_f32 = _called(_floor_divide(np.float32), fastmath=())
 floor_divide_f64 = _called(_floor_divide(np.float64), fastmath=())
-MATH["floor_divide"] = {"float32": "floor_divide_f32", "float64": "floor_divide_f64"}
