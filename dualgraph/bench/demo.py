@@ -72,7 +72,7 @@ def train_eager(model, x, y, steps, lr, momentum):
         opt.step()
         times.append(time.perf_counter() - t)
         losses.append(loss.item())
-    return losses, times
+    return losses, times, 0  # no step interpreted
 
 
 def make_compiled_step(model, lr, momentum):
@@ -126,8 +126,7 @@ def run(steps=400, lr=0.3, momentum=0.9, hidden=32, plot=None, log=print):
     for mode, train in (("eager", train_eager), ("compiled", train_compiled)):
         m = make_model(hidden)
         t = time.perf_counter()
-        losses, times, *interp = train(m, x, y, steps, lr, momentum)
-        n_interp = interp[0] if interp else 0
+        losses, times, n_interp = train(m, x, y, steps, lr, momentum)
         total = time.perf_counter() - t
         acc = accuracy(m, x_np, y_np)
         # compiled: the steps the kernel ran (the interpreter ran the first ones while numba

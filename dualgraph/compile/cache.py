@@ -92,19 +92,32 @@ def _atomic_write(path, text):
         raise
 
 
+def _numba_files(path):
+    """numba's cache files (index ``.nbi``, machine code ``.nbc``) of one kernel file."""
+    d = os.path.join(os.path.dirname(path), "__pycache__")
+    stem = os.path.splitext(os.path.basename(path))[0] + "."
+    try:
+        return [os.path.join(d, n) for n in os.listdir(d) if n.startswith(stem)]
+    except OSError:
+        return []
+
+
 def purge_numba_cache(path):
     """Remove numba's cache files of one kernel file (after a failed load)."""
-    d = os.path.join(os.path.dirname(path), "__pycache__")
-    stem = os.path.splitext(os.path.basename(path))[0]
-    try:
-        for n in os.listdir(d):
-            if n.startswith(stem + "."):
-                try:
-                    os.unlink(os.path.join(d, n))
-                except OSError:
-                    pass
-    except OSError:
-        pass
+    for p in _numba_files(path):
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+
+
+def in_numba_cache(source):
+    """Whether numba's disk cache holds machine code for ``source``.  False while the
+    environment key is not known yet (numba still being imported: the key would wait for
+    the import)."""
+    if _env_key is None:
+        return False
+    return any(p.endswith(".nbi") for p in _numba_files(kernel_path(source)[1]))
 
 
 def drop(path):

@@ -24,6 +24,7 @@ import numpy as np
 from ..ops import lowering as L
 from ..ops.registry import PRIMITIVES
 from ..static.ir import Graph, Lit, Var, _Namer, pp_eqn
+from .math_names import MATH  # not mathlib itself: that imports numba
 
 
 class CompileError(Exception):
@@ -1208,8 +1209,6 @@ class Codegen:
 def default_math(name, dt):
     """(function name, module) of the inlined scalar ``name`` for dtype ``dt``: the math
     library (dualgraph.compile.mathlib) when it has it, else the runtime fallback."""
-    from .math_names import MATH  # not mathlib itself: that imports numba
-
     fn = MATH.get(name, {}).get(dt.name)
     if fn is not None:
         return fn, "dualgraph.compile.mathlib"

@@ -275,15 +275,7 @@ class Kernel:
             res = self._tier(arrays)
             if res is not _LOADED:
                 return res
-        args = []
-        for a, sc in zip(arrays, self.in_scalar):
-            if sc:
-                args.append(a[()])
-            else:
-                fl = a.flags
-                if not (fl.c_contiguous and fl.writeable):
-                    a = np.array(a, order="C")
-                args.append(a)
+        args = self._args(arrays)
         outs = [np.empty(s, d) for s, d, _ in self.out_specs]
         nws = len(self.ws_specs)
         if nws:
@@ -312,6 +304,20 @@ class Kernel:
         for k, j in self.dyn:
             res.insert(k, ret[j])
         return res
+
+    def _args(self, arrays):
+        """The kernel's arguments for ``arrays``: scalars for 0-d inputs, C-contiguous
+        writeable arrays (numba's C arrays) for the others."""
+        args = []
+        for a, sc in zip(arrays, self.in_scalar):
+            if sc:
+                args.append(a[()])
+            else:
+                fl = a.flags
+                if not (fl.c_contiguous and fl.writeable):
+                    a = np.array(a, order="C")
+                args.append(a)
+        return args
 
     # -- tiered start ----------------------------------------------------------------
     def _tier(self, arrays):
@@ -352,13 +358,9 @@ class Kernel:
 
     def _sig_of(self, arrays):
         """For the tier job: the numba signature of a call with ``arrays`` (what
-        ``__call__`` passes: scalars, C-contiguous writeable arrays, workspaces, constants,
-        outputs), made once numba is imported."""
-        args = [a[()] if sc else (a if a.flags.c_contiguous and a.flags.writeable
-                                  else np.array(a, order="C"))
-                for a, sc in zip(arrays, self.in_scalar)]
-        args += [np.empty((0,) + tuple(s), d) for s, d in self.ws_specs]
-        args += list(self.consts)
+        ``__call__`` passes: arguments, workspaces, constants, outputs), made once numba is
+        imported."""
+        args = self._args(arrays) + self._take_ws() + list(self.consts)
         args += [np.empty(s, d) for s, d, _ in self.out_specs]
 
         def sig(fn):
@@ -543,15 +545,7 @@ def tiered_start(source):
     every call runs the kernel) and under ``NUMBA_DISABLE_JIT=1``."""
     if os.environ.get("DUALGRAPH_TIERED", "1") == "0" or os.environ.get("NUMBA_DISABLE_JIT", "0") != "0":
         return False
-    if "numba" not in sys.modules or cache._env_key is None:
-        return True  # numba not (fully) imported: the cache key would wait for its import
-    path = cache.kernel_path(source)[1]
-    d = os.path.join(os.path.dirname(path), "__pycache__")
-    stem = os.path.splitext(os.path.basename(path))[0] + "."
-    try:
-        return not any(n.startswith(stem) and n.endswith(".nbi") for n in os.listdir(d))
-    except OSError:
-        return True
+    return "numba" not in sys.modules or not cache.in_numba_cache(source)
 
 
 # While a background job compiles, the calls (the interpreter's during a tier job, the serial
@@ -644,8 +638,7 @@ class _VariantJob:
                     if callable(self.sig):  # types only: the example arrays are let go
                         self.sig = self.sig(fn)
                     sig = self.sig
-                    if hasattr(fn, "compile"):  # not under NUMBA_DISABLE_JIT
-                        fn.compile(sig)
+                    fn.compile(sig)
                     self.fn = fn
                     break
                 except Exception as e:  # noqa: BLE001
